@@ -1,0 +1,87 @@
+"""A PULSE CloudAccount as the pipeline sees it, and the checks its connection must pass."""
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+ROLE_ARN = re.compile(r"^arn:aws(?:-cn|-us-gov)?:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
+EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
+_SESSION_NAME_UNSAFE = re.compile(r"[^\w+=,.@-]")
+
+
+class SyncError(Exception):
+    """A sync of one account failed; the message is one secret-free sentence naming the account.
+
+    `retryable` is True for transient causes (throttling, network) that a later attempt may fix.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class CloudAccount:
+    """One row of PULSE's CloudAccount table. The external ID never appears in its repr."""
+
+    id: str
+    org_id: str
+    name: str
+    provider: str
+    connection_type: str
+    role_arn: str | None
+    external_id: str | None = field(repr=False)
+    status: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "CloudAccount":
+        return cls(
+            id=row["id"],
+            org_id=row["orgId"],
+            name=row["accountName"],
+            provider=row["provider"],
+            connection_type=row["connectionType"],
+            role_arn=row["roleArn"],
+            external_id=row["externalId"],
+            status=row.get("status"),
+        )
+
+    @property
+    def label(self) -> str:
+        return f"CloudAccount {self.id} ({self.name})"
+
+
+@dataclass(frozen=True)
+class AwsConnection:
+    """What STS needs to assume a customer's role; validated, so AWS is never asked in vain."""
+
+    account: CloudAccount
+    role_arn: str
+    external_id: str = field(repr=False)
+    aws_account_id: str
+
+    @property
+    def role_session_name(self) -> str:
+        """`pulse-<CloudAccount id>`, so CloudTrail in the customer's account shows who called."""
+        return _SESSION_NAME_UNSAFE.sub("-", f"pulse-{self.account.id}")[:64]
+
+
+def connection_for(account: CloudAccount) -> AwsConnection:
+    """Check an account's role ARN and external ID, or raise a SyncError saying what is wrong."""
+    if not account.role_arn:
+        raise SyncError(f"{account.label} has no IAM role ARN; reconnect the account in PULSE")
+    match = ROLE_ARN.match(account.role_arn)
+    if match is None:
+        raise SyncError(
+            f"{account.label} has a malformed IAM role ARN; expected "
+            "arn:aws:iam::<12-digit account id>:role/<role name>"
+        )
+    if not account.external_id:
+        raise SyncError(f"{account.label} has no external ID; reconnect the account in PULSE")
+    if not EXTERNAL_ID.match(account.external_id):
+        raise SyncError(
+            f"{account.label} has an external ID AWS would reject "
+            "(it must be 2 to 1224 characters of letters, digits and +=,.@:/-_)"
+        )
+    return AwsConnection(account, account.role_arn, account.external_id, match.group(1))

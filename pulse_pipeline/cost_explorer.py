@@ -1,0 +1,118 @@
+"""Cost Explorer's GetCostAndUsage: the request, the pagination loop, and its errors in plain words.
+
+boto3 has no paginator for GetCostAndUsage, so `fetch_pages` follows `NextPageToken` itself,
+sending the identical request with each token (changing it raises RequestChangedException).
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+
+from pulse_pipeline.accounts import AwsConnection, SyncError
+from pulse_pipeline.sync_window import SyncWindow
+
+DEFAULT_METRIC = "UnblendedCost"
+
+
+@dataclass(frozen=True)
+class Page:
+    """One GetCostAndUsage response and how many attempts it took (botocore retries included)."""
+
+    number: int
+    request: dict[str, Any]
+    response: dict[str, Any]
+    attempts: int
+
+
+def cost_and_usage_request(window: SyncWindow, metric: str = DEFAULT_METRIC) -> dict[str, Any]:
+    """Daily costs per service for the window; Cost Explorer's End is exclusive."""
+    return {
+        "TimePeriod": {
+            "Start": window.start.isoformat(),
+            "End": (window.end + timedelta(days=1)).isoformat(),
+        },
+        "Granularity": "DAILY",
+        "Metrics": [metric],
+        "GroupBy": [{"Type": "DIMENSION", "Key": "SERVICE"}],
+    }
+
+
+def fetch_pages(client: Any, request: dict[str, Any]) -> Iterator[Page]:
+    """Every page of the result, in order, until Cost Explorer stops returning a NextPageToken."""
+    token: str | None = None
+    number = 0
+    while True:
+        number += 1
+        response = client.get_cost_and_usage(
+            **request, **({"NextPageToken": token} if token else {})
+        )
+        metadata = response.pop("ResponseMetadata", {})
+        yield Page(number, request, response, attempts=1 + int(metadata.get("RetryAttempts", 0)))
+        token = response.get("NextPageToken")
+        if not token:
+            return
+
+
+_CE_CAUSES: dict[str, tuple[str, bool]] = {
+    "AccessDeniedException": (
+        "the role may not call ce:GetCostAndUsage; allow that action in the role's policy",
+        False,
+    ),
+    "DataUnavailableException": (
+        "Cost Explorer has no data for this window yet; it must be enabled in the account, "
+        "and a new account's data takes up to 24 hours to appear",
+        False,
+    ),
+    "BillExpirationException": (
+        "the window starts before the daily history Cost Explorer keeps (about 14 months)",
+        False,
+    ),
+    "LimitExceededException": ("Cost Explorer kept throttling the requests", True),
+    "InvalidNextTokenException": ("Cost Explorer rejected its own pagination token", True),
+    "RequestChangedException": ("Cost Explorer says the request changed between pages", True),
+    "ValidationException": ("Cost Explorer rejected the request as invalid", False),
+}
+
+
+def describe_aws_error(connection: AwsConnection, action: str, error: Exception) -> SyncError:
+    """One secret-free sentence for an AWS failure: it names the account and what to do.
+
+    AWS's own message text is left out: it can quote request parameters.
+    """
+    label = connection.account.label
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "Unknown")
+        if action == "AssumeRole":
+            if code in ("AccessDenied", "AccessDeniedException"):
+                return SyncError(
+                    f"{label}: AWS denied AssumeRole on {connection.role_arn} ({code}); check that "
+                    "the role's trust policy allows PULSE and requires this account's external ID"
+                )
+            retryable = code in ("Throttling", "ThrottlingException", "RequestLimitExceeded")
+            return SyncError(
+                f"{label}: AssumeRole on {connection.role_arn} failed ({code})", retryable=retryable
+            )
+        cause, retryable = _CE_CAUSES.get(code, (f"Cost Explorer answered {code}", False))
+        return SyncError(f"{label}: {cause} ({code})", retryable=retryable)
+    if isinstance(error, NoCredentialsError):
+        return SyncError(
+            f"{label}: pulse_pipeline has no AWS credentials of its own to assume the role with; "
+            "configure them with the standard AWS settings"
+        )
+    if isinstance(error, EndpointConnectionError | ConnectionError | ReadTimeoutError):
+        return SyncError(
+            f"{label}: could not reach AWS for {action} ({type(error).__name__})", retryable=True
+        )
+    if isinstance(error, BotoCoreError):
+        return SyncError(f"{label}: {action} failed in the AWS client ({type(error).__name__})")
+    return SyncError(f"{label}: {action} failed ({type(error).__name__})")

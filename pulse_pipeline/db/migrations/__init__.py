@@ -1,0 +1,1 @@
+"""Alembic migrations for PULSE's database; they only ever add what is missing."""

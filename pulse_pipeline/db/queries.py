@@ -1,0 +1,192 @@
+"""Every statement pulse_pipeline runs against PULSE's database (SQLAlchemy Core, bound parameters)."""
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+
+from pulse_pipeline.accounts import CloudAccount
+from pulse_pipeline.cost_explorer import Page
+from pulse_pipeline.db.schema import cloud_account, cost_explorer_page, cost_record, fx_rate
+from pulse_pipeline.fx import EcbRate
+from pulse_pipeline.normalise import EurCost, StoredPage
+from pulse_pipeline.sync_window import SyncWindow
+
+AWS_PROVIDER = "AWS"
+COST_EXPLORER_CONNECTION = "COST_EXPLORER"
+
+
+def load_account(conn: Connection, account_id: str, *, lock: bool = False) -> CloudAccount | None:
+    """One CloudAccount, or None if PULSE has no such row. `lock` holds it until commit (PostgreSQL)."""
+    query = select(cloud_account).where(cloud_account.c.id == account_id)
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = conn.execute(query).mappings().first()
+    return CloudAccount.from_row(row) if row else None
+
+
+def aws_cost_explorer_accounts(conn: Connection) -> list[CloudAccount]:
+    """All AWS accounts connected through Cost Explorer, oldest first."""
+    rows = conn.execute(
+        select(cloud_account)
+        .where(
+            cloud_account.c.provider == AWS_PROVIDER,
+            cloud_account.c.connectionType == COST_EXPLORER_CONNECTION,
+        )
+        .order_by(cloud_account.c.createdAt, cloud_account.c.id)
+    ).mappings()
+    return [CloudAccount.from_row(row) for row in rows]
+
+
+def insert_pages(
+    conn: Connection,
+    account: CloudAccount,
+    aws_account_id: str,
+    run_id: str,
+    window: SyncWindow,
+    pages: Sequence[Page],
+    fetched_at: datetime,
+) -> None:
+    """Store every page of one fetch; a re-executed run replaces its own earlier pages."""
+    conn.execute(
+        delete(cost_explorer_page).where(
+            cost_explorer_page.c.run_id == run_id,
+            cost_explorer_page.c.cloud_account_id == account.id,
+        )
+    )
+    conn.execute(
+        insert(cost_explorer_page),
+        [
+            {
+                "cloud_account_id": account.id,
+                "aws_account_id": aws_account_id,
+                "run_id": run_id,
+                "window_start": window.start,
+                "window_end": window.end,
+                "page_number": page.number,
+                "request": page.request,
+                "response": page.response,
+                "fetched_at": fetched_at,
+            }
+            for page in pages
+        ],
+    )
+
+
+def latest_fetch(
+    conn: Connection, account_id: str, run_id: str | None = None
+) -> tuple[SyncWindow, list[StoredPage]] | None:
+    """The pages of one fetch for an account: this run's if given and present, else the newest."""
+    pages = cost_explorer_page.c
+    chosen_run = run_id
+    if run_id is not None:
+        found = conn.execute(
+            select(pages.id)
+            .where(pages.cloud_account_id == account_id, pages.run_id == run_id)
+            .limit(1)
+        ).first()
+        chosen_run = run_id if found else None
+    if chosen_run is None:
+        chosen_run = conn.execute(
+            select(pages.run_id)
+            .where(pages.cloud_account_id == account_id)
+            .order_by(pages.fetched_at.desc(), pages.id.desc())
+            .limit(1)
+        ).scalar()
+    if chosen_run is None:
+        return None
+    rows = conn.execute(
+        select(pages.id, pages.window_start, pages.window_end, pages.request, pages.response)
+        .where(pages.cloud_account_id == account_id, pages.run_id == chosen_run)
+        .order_by(pages.page_number)
+    ).all()
+    window = SyncWindow(rows[0].window_start, rows[0].window_end)
+    return window, [StoredPage(row.id, row.request, row.response) for row in rows]
+
+
+def replace_cost_records(
+    conn: Connection, account: CloudAccount, window: SyncWindow, costs: Iterable[EurCost]
+) -> int:
+    """Replace the account's CostRecords inside the window (call within one transaction)."""
+    conn.execute(
+        delete(cost_record).where(
+            cost_record.c.cloudAccountId == account.id,
+            cost_record.c.date >= window.start,
+            cost_record.c.date <= window.end,
+        )
+    )
+    rows: list[dict[str, Any]] = [
+        {
+            "id": uuid.uuid4().hex,
+            "orgId": account.org_id,
+            "cloudAccountId": account.id,
+            "date": cost.line.day,
+            "provider": AWS_PROVIDER,
+            "service": cost.line.service,
+            "amount": cost.line.amount,
+            "currency": cost.line.currency,
+            "fxRate": cost.fx_rate,
+            "fxRateDate": cost.fx_rate_date,
+            "fxProvisional": cost.fx_provisional,
+            "amountEUR": cost.amount_eur,
+            "estimated": cost.line.estimated,
+            "rawPageId": cost.line.page_id,
+        }
+        for cost in costs
+    ]
+    if rows:
+        conn.execute(insert(cost_record), rows)
+    return len(rows)
+
+
+def load_rates(conn: Connection, currencies: Iterable[str], since: date) -> list[EcbRate]:
+    """Stored ECB rates of the given currencies from `since` on (plus the last one before it)."""
+    wanted = sorted(set(currencies) - {"EUR"})
+    if not wanted:
+        return []
+    rates = fx_rate.c
+    floor = conn.execute(
+        select(func.max(rates.rate_date)).where(
+            rates.currency.in_(wanted), rates.rate_date <= since
+        )
+    ).scalar()
+    rows = conn.execute(
+        select(rates.currency, rates.rate_date, rates.rate).where(
+            rates.currency.in_(wanted), rates.rate_date >= (floor or since)
+        )
+    ).all()
+    return [EcbRate(row.currency, row.rate_date, row.rate) for row in rows]
+
+
+def upsert_rates(conn: Connection, rates: Sequence[EcbRate], source: str) -> int:
+    """Store ECB rates, replacing any stored for the same currencies and days."""
+    if not rates:
+        return 0
+    start = min(rate.rate_date for rate in rates)
+    conn.execute(delete(fx_rate).where(fx_rate.c.rate_date >= start))
+    conn.execute(
+        insert(fx_rate),
+        [
+            {"currency": r.currency, "rate_date": r.rate_date, "rate": r.rate, "source": source}
+            for r in rates
+        ],
+    )
+    return len(rates)
+
+
+def record_sync_result(
+    conn: Connection, account_id: str, error: str | None, finished_at: datetime | None = None
+) -> bool:
+    """Write a sync's outcome to CloudAccount: `active` and the time, or `error` and why."""
+    finished = (finished_at or datetime.now(UTC)).replace(tzinfo=None)
+    values: dict[str, Any] = (
+        {"status": "error", "lastSyncError": error}
+        if error
+        else {"status": "active", "lastSyncedAt": finished, "lastSyncError": None}
+    )
+    result = conn.execute(
+        update(cloud_account).where(cloud_account.c.id == account_id).values(**values)
+    )
+    return result.rowcount > 0

@@ -1,0 +1,17 @@
+"""The pulse_pipeline code location: assembles assets, jobs and resources."""
+
+import dagster as dg
+
+from pulse_pipeline.assets import cost_explorer_raw, daily_costs_eur, ecb_fx_rates
+from pulse_pipeline.jobs import sync_aws_costs, write_sync_status_job
+from pulse_pipeline.resources import AwsCostExplorer, EcbRates, PulseDatabase
+
+defs = dg.Definitions(
+    assets=[cost_explorer_raw, ecb_fx_rates, daily_costs_eur],
+    jobs=[sync_aws_costs, write_sync_status_job],
+    resources={
+        "pulse_db": PulseDatabase(),
+        "aws": AwsCostExplorer(),
+        "ecb": EcbRates(),
+    },
+)

@@ -1,0 +1,25 @@
+"""The jobs the data team launches: the per-account cost sync and the status write-back."""
+
+import dagster as dg
+
+from pulse_pipeline.assets import cost_explorer_raw, daily_costs_eur
+from pulse_pipeline.partitions import cloud_accounts_partitions
+from pulse_pipeline.sync_status import write_sync_status_op
+
+sync_aws_costs = dg.define_asset_job(
+    name="sync_aws_costs",
+    selection=dg.AssetSelection.assets(cost_explorer_raw, daily_costs_eur),
+    partitions_def=cloud_accounts_partitions,
+    description=(
+        "Sync one CloudAccount: fetch its Cost Explorer pages for the window in run config "
+        "(ops.cost_explorer_raw.config.start_date/end_date), then rewrite its EUR CostRecords."
+    ),
+)
+
+
+@dg.job(
+    name="write_sync_status",
+    description="Write the outcome of finished sync runs to PULSE's CloudAccount rows.",
+)
+def write_sync_status_job() -> None:
+    write_sync_status_op()

@@ -1,0 +1,65 @@
+"""Builders for Cost Explorer responses queued in moto, and for a small ECB history file."""
+
+from collections.abc import Iterable, Mapping
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+import requests
+
+MOTO_CE_QUEUE = "http://motoapi.amazonaws.com/moto-api/static/ce/cost-and-usage-results"
+
+Costs = Mapping[date, Mapping[str, tuple[str, str]]]  # day -> service -> (amount, unit)
+
+
+def ce_page(
+    costs: Costs, next_token: str | None = None, estimated: Iterable[date] = ()
+) -> dict[str, Any]:
+    """One GetCostAndUsage page as AWS shapes it (DAILY, grouped by SERVICE, UnblendedCost)."""
+    estimated_days = set(estimated)
+    page: dict[str, Any] = {
+        "GroupDefinitions": [{"Type": "DIMENSION", "Key": "SERVICE"}],
+        "ResultsByTime": [
+            {
+                "TimePeriod": {
+                    "Start": day.isoformat(),
+                    "End": (day + timedelta(days=1)).isoformat(),
+                },
+                "Total": {},
+                "Groups": [
+                    {
+                        "Keys": [service],
+                        "Metrics": {"UnblendedCost": {"Amount": amount, "Unit": unit}},
+                    }
+                    for service, (amount, unit) in services.items()
+                ],
+                "Estimated": day in estimated_days,
+            }
+            for day, services in sorted(costs.items())
+        ],
+        "DimensionValueAttributes": [],
+    }
+    if next_token:
+        page["NextPageToken"] = next_token
+    return page
+
+
+def queue_results(aws_account_id: str, pages: list[dict[str, Any]]) -> None:
+    """Queue responses in moto (decorator mode) for calls made with that AWS account's credentials."""
+    response = requests.post(MOTO_CE_QUEUE, json={"account_id": aws_account_id, "results": pages})
+    response.raise_for_status()
+
+
+def ecb_history_csv(rates: Mapping[date, Mapping[str, str]]) -> str:
+    """An ECB `eurofxref-hist.csv` with the given business days (newest first, as the ECB does)."""
+    currencies = sorted({currency for day_rates in rates.values() for currency in day_rates})
+    lines = ["Date," + ",".join(currencies) + ","]
+    for day in sorted(rates, reverse=True):
+        cells = [rates[day].get(currency, "N/A") for currency in currencies]
+        lines.append(f"{day.isoformat()}," + ",".join(cells) + ",")
+    return "\n".join(lines) + "\n"
+
+
+def eur(amount: str, rate: str) -> Decimal:
+    """What the pipeline must store: amount ÷ rate, to 10 decimal places."""
+    return (Decimal(amount) / Decimal(rate)).quantize(Decimal("1e-10"))

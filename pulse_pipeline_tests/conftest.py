@@ -1,0 +1,89 @@
+"""Shared fixtures: fake AWS settings, and PULSE databases on SQLite and the real PostgreSQL."""
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+import pytest
+
+POSTGRES_SERVER = os.environ.get("PULSE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+
+
+@pytest.fixture(autouse=True)
+def fake_aws_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test can reach real AWS: fake credentials, one region, no profile or endpoint left over."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    name = f"pulse_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{POSTGRES_SERVER}/{name}"
+    finally:
+        with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty PULSE database: a SQLite file, or a fresh schema given in the Prisma URL form."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'pulse.db'}"
+    server_db: str = request.getfixturevalue("postgres_database")
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_db, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    return f"{server_db}?schema={schema}"
+
+
+@pytest.fixture(scope="session")
+def dagster_postgres_url(postgres_database: str) -> str:
+    """Dagster's own storage on PostgreSQL; psycopg2 because dagster-postgres's NOTIFY needs it."""
+    return postgres_database.replace("postgresql://", "postgresql+psycopg2://", 1)
+
+
+@pytest.fixture
+def pulse_database(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """PULSE's schema migrated into the fresh database, and DATABASE_URL pointing at it."""
+    from pulse_pipeline.db.migrate import upgrade
+
+    upgrade(database_url)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    return database_url
+
+
+@pytest.fixture
+def dagster_instance(
+    database_url: str, request: pytest.FixtureRequest
+) -> Iterator[dg.DagsterInstance]:
+    """A Dagster instance on the same kind of database as PULSE's in this test."""
+    overrides = None
+    if database_url.startswith("postgresql"):
+        storage_url: str = request.getfixturevalue("dagster_postgres_url")
+        overrides = {"storage": {"postgres": {"postgres_url": storage_url}}}
+    with dg.instance_for_test(overrides=overrides) as instance:
+        yield instance
+
+
+@pytest.fixture
+def moto_aws() -> Iterator[None]:
+    """moto's STS and Cost Explorer in this process, reached by the ordinary boto3 clients."""
+    from moto import mock_aws
+
+    with mock_aws():
+        yield

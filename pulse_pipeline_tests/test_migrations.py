@@ -1,0 +1,354 @@
+"""Migrations: `pulse-pipeline db upgrade` only adds what PULSE's database lacks."""
+
+import datetime as dt
+import subprocess
+import sys
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from pulse_pipeline.cli import main
+from pulse_pipeline.db.migrate import current_revision, head_revision, upgrade
+from pulse_pipeline.db.schema import cost_record, metadata
+from pulse_pipeline.db.urls import create_pulse_engine
+
+PASSWORD = "s3cret-pw"
+UNIQUE_KEY = "CostRecord_cloudAccountId_date_service_key"
+
+# The PULSE app's tables before pulse_pipeline: an older CloudAccount and a seed-format
+# CostRecord, as Prisma creates them (quoted camelCase identifiers).
+OLD_PULSE_DDL = [
+    """
+    CREATE TABLE "CloudAccount" (
+        "id" TEXT NOT NULL,
+        "orgId" TEXT NOT NULL,
+        "provider" TEXT NOT NULL,
+        "accountName" TEXT NOT NULL,
+        "connectionType" TEXT NOT NULL,
+        "roleArn" TEXT,
+        "externalId" TEXT,
+        "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+        "updatedAt" TIMESTAMP(3) NOT NULL,
+        CONSTRAINT "CloudAccount_pkey" PRIMARY KEY ("id")
+    )
+    """,
+    """
+    CREATE TABLE "CostRecord" (
+        "id" TEXT NOT NULL,
+        "orgId" TEXT NOT NULL,
+        "date" DATE NOT NULL,
+        "provider" TEXT NOT NULL,
+        "service" TEXT NOT NULL,
+        "amountEUR" DECIMAL(65,30) NOT NULL,
+        "currency" TEXT NOT NULL,
+        CONSTRAINT "CostRecord_pkey" PRIMARY KEY ("id")
+    )
+    """,
+    'CREATE INDEX "CostRecord_orgId_date_idx" ON "CostRecord" ("orgId", "date")',
+    """
+    INSERT INTO "CloudAccount" ("id", "orgId", "provider", "accountName", "connectionType",
+        "roleArn", "externalId", "createdAt", "updatedAt")
+    VALUES
+        ('ca_1', 'org_1', 'aws', 'Production', 'role',
+         'arn:aws:iam::123456789012:role/pulse', 'ext-1',
+         '2024-05-01 10:00:00', '2024-05-02 11:00:00'),
+        ('ca_2', 'org_1', 'gcp', 'Data', 'manual', NULL, NULL,
+         '2024-05-03 12:00:00', '2024-05-03 12:00:00')
+    """,
+    """
+    INSERT INTO "CostRecord" ("id", "orgId", "date", "provider", "service", "amountEUR",
+        "currency")
+    VALUES
+        ('cr_1', 'org_1', '2024-06-01', 'aws', 'Amazon EC2', 12.5, 'EUR'),
+        ('cr_2', 'org_1', '2024-06-01', 'aws', 'Amazon S3', 0.25, 'EUR'),
+        ('cr_3', 'org_1', '2024-06-02', 'gcp', 'BigQuery', 3.75, 'EUR')
+    """,
+]
+
+OLD_COLUMNS = {
+    "CloudAccount": [
+        "id", "orgId", "provider", "accountName", "connectionType", "roleArn", "externalId",
+        "createdAt", "updatedAt",
+    ],
+    "CostRecord": ["id", "orgId", "date", "provider", "service", "amountEUR", "currency"],
+}  # fmt: skip
+
+
+def _snapshot(database_url: str) -> dict[str, Any]:
+    """Every table's columns (name, type, nullability) and indexes/unique keys."""
+    engine = create_pulse_engine(database_url)
+    try:
+        inspector = sa.inspect(engine)
+        snapshot: dict[str, Any] = {}
+        for table in sorted(inspector.get_table_names()):
+            columns = [
+                (c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns(table)
+            ]
+            indexes = sorted(
+                (str(i["name"]), tuple(i["column_names"]), bool(i["unique"]))
+                for i in inspector.get_indexes(table)
+            )
+            uniques = sorted(
+                (str(u["name"]), tuple(u["column_names"]))
+                for u in inspector.get_unique_constraints(table)
+            )
+            snapshot[table] = {"columns": columns, "indexes": indexes, "uniques": uniques}
+        return snapshot
+    finally:
+        engine.dispose()
+
+
+def _rows(database_url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+    engine = create_pulse_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(sa.text(sql), params)]
+    finally:
+        engine.dispose()
+
+
+def _old_rows(database_url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """The pre-existing rows, in the pre-existing columns only, as the database returns them."""
+    engine = create_pulse_engine(database_url)
+    rows: dict[str, list[tuple[Any, ...]]] = {}
+    try:
+        with engine.connect() as connection:
+            for table, columns in OLD_COLUMNS.items():
+                query = sa.table(table, *map(sa.column, columns)).select().order_by(sa.text("1"))
+                rows[table] = [tuple(row) for row in connection.execute(query)]
+    finally:
+        engine.dispose()
+    return rows
+
+
+def _create_old_pulse_database(database_url: str) -> None:
+    engine = create_pulse_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            for statement in OLD_PULSE_DDL:
+                connection.execute(sa.text(statement))
+    finally:
+        engine.dispose()
+
+
+def _index_names(snapshot: dict[str, Any], table: str) -> set[str]:
+    return {name for name, *_ in snapshot[table]["indexes"] + snapshot[table]["uniques"]}
+
+
+def _postgres_url(server_db: str, schema: str, password: str | None = None) -> str:
+    url = make_url(server_db)
+    if password is not None:
+        url = url.set(password=password)
+    return f"{url.render_as_string(hide_password=False)}?schema={schema}"
+
+
+def test_upgrade_creates_all_tables(database_url: str) -> None:
+    upgrade(database_url)
+
+    snapshot = _snapshot(database_url)
+    assert set(snapshot) == {table.name for table in metadata.sorted_tables} | {"alembic_version"}
+    for table in metadata.sorted_tables:
+        columns = [name for name, _, _ in snapshot[table.name]["columns"]]
+        assert columns == [column.name for column in table.columns], table.name
+    assert {UNIQUE_KEY, "CostRecord_orgId_date_idx"} <= _index_names(snapshot, "CostRecord")
+    assert "CloudAccount_provider_connectionType_idx" in _index_names(snapshot, "CloudAccount")
+    assert _rows(database_url, "SELECT version_num FROM alembic_version") == [(head_revision(),)]
+    assert current_revision(database_url) == "0001"
+
+
+def test_version_table_lands_in_the_prisma_schema(postgres_database: str) -> None:
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    database_url = _postgres_url(postgres_database, schema)
+
+    upgrade(database_url)
+
+    located = _rows(
+        database_url,
+        "SELECT table_schema, table_name FROM information_schema.tables "
+        "WHERE table_schema IN (:schema, 'public') "
+        "AND table_name IN ('alembic_version', 'CostRecord') ORDER BY table_name",
+        schema=schema,
+    )
+    assert located == [(schema, "CostRecord"), (schema, "alembic_version")]
+
+
+def test_upgrade_creates_a_missing_prisma_schema(postgres_database: str) -> None:
+    schema = f"NewSchema_{uuid.uuid4().hex[:8]}"
+    database_url = _postgres_url(postgres_database, schema)
+
+    upgrade(database_url)
+
+    # Unquoted, as the connection's search_path resolves it.
+    located = _rows(
+        database_url,
+        "SELECT table_schema FROM information_schema.tables "
+        "WHERE table_name = 'alembic_version' AND table_schema = :schema",
+        schema=schema.lower(),
+    )
+    assert located == [(schema.lower(),)]
+    assert current_revision(database_url) == "0001"
+    assert "CostRecord" in _snapshot(database_url)
+
+
+def test_upgrade_twice_is_a_no_op(database_url: str) -> None:
+    upgrade(database_url)
+    first = _snapshot(database_url)
+
+    upgrade(database_url)
+
+    assert _snapshot(database_url) == first
+    assert _rows(database_url, "SELECT version_num FROM alembic_version") == [("0001",)]
+
+
+def test_upgrade_completes_an_existing_pulse_database(database_url: str) -> None:
+    _create_old_pulse_database(database_url)
+    rows_before = _old_rows(database_url)
+    assert len(rows_before["CloudAccount"]) == 2
+    assert len(rows_before["CostRecord"]) == 3
+
+    upgrade(database_url)
+
+    snapshot = _snapshot(database_url)
+    for table in metadata.sorted_tables:
+        columns = {name for name, _, _ in snapshot[table.name]["columns"]}
+        assert {column.name for column in table.columns} <= columns, table.name
+    # Columns only PULSE knows about are kept.
+    assert "updatedAt" in {name for name, _, _ in snapshot["CloudAccount"]["columns"]}
+    # The pre-existing rows are unchanged.
+    assert _old_rows(database_url) == rows_before
+    assert _rows(database_url, 'SELECT "status" FROM "CloudAccount"') == [("pending",)] * 2
+    assert (
+        _rows(
+            database_url,
+            'SELECT "cloudAccountId", "amount", "fxRate", "lastSyncedAt" IS NULL '
+            'FROM "CostRecord" JOIN "CloudAccount" USING ("orgId") WHERE "CloudAccount"."id" = '
+            "'ca_1'",
+        )
+        == [(None, None, None, True)] * 3
+    )
+
+    indexes = snapshot["CostRecord"]["indexes"]
+    assert (UNIQUE_KEY, ("cloudAccountId", "date", "service"), True) in indexes
+    # The index PULSE already had is not created twice.
+    assert [i for i in indexes if i[1] == ("orgId", "date")] == [
+        ("CostRecord_orgId_date_idx", ("orgId", "date"), False)
+    ]
+    assert "CloudAccount_provider_connectionType_idx" in _index_names(snapshot, "CloudAccount")
+
+    # A second upgrade changes nothing.
+    upgrade(database_url)
+    assert _snapshot(database_url) == snapshot
+    assert _old_rows(database_url) == rows_before
+
+
+def test_unique_index_added_to_an_existing_database_is_enforced(database_url: str) -> None:
+    _create_old_pulse_database(database_url)
+    upgrade(database_url)
+
+    row = {
+        "orgId": "org_1",
+        "cloudAccountId": "ca_1",
+        "date": dt.date(2024, 6, 3),
+        "provider": "aws",
+        "service": "Amazon EC2",
+        "amount": Decimal("10.00"),
+        "currency": "USD",
+        "amountEUR": Decimal("9.25"),
+    }
+    engine = create_pulse_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.insert(cost_record).values(id="cr_new_1", **row))
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as connection:
+            connection.execute(sa.insert(cost_record).values(id="cr_new_2", **row))
+        with engine.connect() as connection:
+            amount = connection.execute(
+                sa.select(cost_record.c.amountEUR).where(cost_record.c.id == "cr_new_1")
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert amount == Decimal("9.25")
+
+
+def test_cli_upgrade_never_prints_the_password(
+    postgres_database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    database_url = _postgres_url(postgres_database, schema, password=PASSWORD)
+
+    assert main(["db", "upgrade", "--database-url", database_url]) == 0
+
+    captured = capsys.readouterr()
+    assert PASSWORD not in captured.out + captured.err
+    lines = captured.out.splitlines()
+    assert len(lines) == 1
+    assert "***" in lines[0]
+    assert f"schema={schema}" in lines[0]
+    assert "0001" in lines[0]
+    assert current_revision(database_url) == "0001"
+
+
+def test_cli_failure_never_prints_the_password(
+    postgres_database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing_db = make_url(postgres_database).set(database=f"missing_{uuid.uuid4().hex[:8]}")
+    database_url = _postgres_url(missing_db.render_as_string(hide_password=False), "public")
+    database_url = database_url.replace("postgres@", f"postgres:{PASSWORD}@", 1)
+    assert PASSWORD in database_url
+
+    assert main(["db", "upgrade", "--database-url", database_url]) == 1
+
+    captured = capsys.readouterr()
+    assert PASSWORD not in captured.out + captured.err
+    assert "failed" in captured.err
+
+
+def test_cli_takes_the_url_from_database_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'env.db'}")
+
+    assert main(["db", "upgrade"]) == 0
+
+    assert "env.db" in capsys.readouterr().out
+    assert current_revision(f"sqlite:///{tmp_path / 'env.db'}") == "0001"
+
+
+def test_cli_defaults_to_sqlite_in_dagster_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+
+    assert main(["db", "upgrade"]) == 0
+
+    assert current_revision(f"sqlite:///{tmp_path / 'home' / 'pulse.db'}") == "0001"
+
+
+def test_cli_requires_a_command() -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    assert exit_info.value.code == 2
+
+
+def test_console_script_runs(tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "pulse-pipeline"
+    assert script.exists(), "console script missing: run `uv sync --frozen --extra dev`"
+    database_url = f"sqlite:///{tmp_path / 'script.db'}"
+
+    result = subprocess.run(
+        [str(script), "db", "upgrade", "--database-url", database_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Upgraded sqlite:///")
+    assert current_revision(database_url) == "0001"

@@ -1,0 +1,314 @@
+"""The end-to-end sync through real Dagster runs: moto's STS and Cost Explorer, PULSE on SQLite and PostgreSQL."""
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+from sqlalchemy import insert, select
+
+from pulse_pipeline.db.schema import cloud_account, cost_explorer_page, cost_record
+from pulse_pipeline.db.urls import create_pulse_engine
+from pulse_pipeline.definitions import defs
+from pulse_pipeline_tests.ce_results import ce_page, ecb_history_csv, eur, queue_results
+
+TODAY = datetime.now(UTC).date()
+D1, D2, D3, D4 = (TODAY - timedelta(days=n) for n in (12, 11, 10, 9))
+EC2 = "Amazon Elastic Compute Cloud - Compute"
+S3 = "Amazon Simple Storage Service"
+
+
+def _usd_rates() -> dict[date, dict[str, str]]:
+    """Weekday rates over the last 40 days, a different USD rate each day, GBP constant."""
+    rates = {}
+    for offset in range(1, 41):
+        day = TODAY - timedelta(days=offset)
+        if day.weekday() < 5:
+            rates[day] = {"USD": f"1.{1000 + offset:04d}", "GBP": "0.8500"}
+    return rates
+
+
+RATES = _usd_rates()
+
+
+def rate_on(day: date, currency: str) -> tuple[str, date]:
+    """The rate the ECB gives for a day: that day's, else the last business day before."""
+    rate_day = max(d for d in RATES if d <= day)
+    return RATES[rate_day][currency], rate_day
+
+
+@pytest.fixture
+def pulse(pulse_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """PULSE with two accounts of two orgs, and the ECB history the sync reads."""
+    history = tmp_path / "eurofxref-hist.csv"
+    history.write_text(ecb_history_csv(RATES))
+    monkeypatch.setenv("PULSE_ECB_HISTORY_URL", str(history))
+    engine = create_pulse_engine(pulse_database)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(cloud_account),
+            [
+                _account("acc-1", "org-1", "arn:aws:iam::111111111111:role/PulseRead"),
+                _account("acc-2", "org-2", "arn:aws:iam::222222222222:role/PulseRead"),
+            ],
+        )
+    engine.dispose()
+    return pulse_database
+
+
+def _account(
+    account_id: str, org_id: str, role_arn: str | None, external_id: str | None = "ext-id-42"
+) -> dict[str, Any]:
+    return {
+        "id": account_id,
+        "orgId": org_id,
+        "provider": "AWS",
+        "accountName": f"{org_id} production",
+        "connectionType": "COST_EXPLORER",
+        "roleArn": role_arn,
+        "externalId": external_id,
+    }
+
+
+def run_sync(
+    instance: dg.DagsterInstance, account_id: str, start: date, end: date
+) -> dg.ExecuteInProcessResult:
+    instance.add_dynamic_partitions("cloud_accounts", [account_id])
+    return defs.resolve_job_def("sync_aws_costs").execute_in_process(
+        instance=instance,
+        partition_key=account_id,
+        run_config={
+            "ops": {
+                "cost_explorer_raw": {
+                    "config": {"start_date": start.isoformat(), "end_date": end.isoformat()}
+                }
+            }
+        },
+        raise_on_error=False,
+    )
+
+
+def load_rates(instance: dg.DagsterInstance) -> None:
+    result = dg.materialize([defs.resolve_assets_def("ecb_fx_rates")], instance=instance)
+    assert result.success
+
+
+def stored_rows(database_url: str, account_id: str) -> list[tuple[Any, ...]]:
+    engine = create_pulse_engine(database_url)
+    c = cost_record.c
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                c.orgId,
+                c.date,
+                c.service,
+                c.amount,
+                c.currency,
+                c.fxRate,
+                c.fxRateDate,
+                c.amountEUR,
+                c.estimated,
+            )
+            .where(c.cloudAccountId == account_id)
+            .order_by(c.date, c.service)
+        ).all()
+    engine.dispose()
+    return [tuple(row) for row in rows]
+
+
+def expected_row(
+    org: str, day: date, service: str, amount: str, estimated: bool = False
+) -> tuple[Any, ...]:
+    rate, rate_day = rate_on(day, "USD")
+    return (
+        org,
+        day,
+        service,
+        Decimal(amount),
+        "USD",
+        Decimal(rate),
+        rate_day,
+        eur(amount, rate),
+        estimated,
+    )
+
+
+TWO_PAGES = [
+    ce_page(
+        {D1: {EC2: ("12.3456789012", "USD"), S3: ("0.0000001", "USD")}, D2: {EC2: ("10", "USD")}},
+        next_token="page-2",
+    ),
+    ce_page({D2: {S3: ("1.5", "USD")}, D3: {EC2: ("7.77", "USD")}}, estimated=[D3]),
+]
+EXPECTED_ACC1 = [
+    expected_row("org-1", D1, EC2, "12.3456789012"),
+    expected_row("org-1", D1, S3, "0.0000001"),
+    expected_row("org-1", D2, EC2, "10"),
+    expected_row("org-1", D2, S3, "1.5"),
+    expected_row("org-1", D3, EC2, "7.77", estimated=True),
+]
+
+
+def test_sync_follows_every_page_and_stores_exact_eur_rows(
+    pulse: str, dagster_instance: dg.DagsterInstance, moto_aws: None
+) -> None:
+    load_rates(dagster_instance)
+    queue_results("111111111111", TWO_PAGES)
+
+    result = run_sync(dagster_instance, "acc-1", D1, D3)
+
+    assert result.success
+    assert stored_rows(pulse, "acc-1") == EXPECTED_ACC1
+    raw = result.asset_materializations_for_node("cost_explorer_raw")[0].metadata
+    assert raw["pages"].value == 2 and raw["requests"].value == 2 and raw["groups"].value == 5
+    assert raw["window_start"].value == D1.isoformat() and raw["window_end"].value == D3.isoformat()
+    eur_meta = result.asset_materializations_for_node("daily_costs_eur")[0].metadata
+    assert eur_meta["dagster/row_count"].value == 5
+    assert Decimal(eur_meta["total_eur_exact"].value) == sum(row[7] for row in EXPECTED_ACC1)
+
+    engine = create_pulse_engine(pulse)
+    with engine.connect() as conn:
+        pages = conn.execute(
+            select(
+                cost_explorer_page.c.id,
+                cost_explorer_page.c.page_number,
+                cost_explorer_page.c.request,
+            )
+            .where(cost_explorer_page.c.run_id == result.run_id)
+            .order_by(cost_explorer_page.c.page_number)
+        ).all()
+        sources = conn.execute(
+            select(cost_record.c.service, cost_record.c.date, cost_record.c.rawPageId)
+        ).all()
+    engine.dispose()
+    assert [page.page_number for page in pages] == [1, 2]
+    assert pages[0].request["TimePeriod"] == {"Start": D1.isoformat(), "End": D4.isoformat()}
+    page_of = {row.date: row.rawPageId for row in sources if row.service == EC2}
+    assert page_of[D1] == pages[0].id and page_of[D3] == pages[1].id
+
+
+def test_rerun_changes_nothing_and_a_restatement_replaces_rows(
+    pulse: str, dagster_instance: dg.DagsterInstance, moto_aws: None
+) -> None:
+    load_rates(dagster_instance)
+    queue_results("111111111111", TWO_PAGES)
+    assert run_sync(dagster_instance, "acc-1", D1, D3).success
+    assert run_sync(dagster_instance, "acc-1", D1, D3).success
+    assert stored_rows(pulse, "acc-1") == EXPECTED_ACC1
+
+    # A wider window (a new request): S3 on D1 vanished upstream, EC2 on D2 was restated.
+    queue_results(
+        "111111111111",
+        [
+            ce_page(
+                {
+                    D1: {EC2: ("12.3456789012", "USD")},
+                    D2: {EC2: ("9.5", "USD"), S3: ("1.5", "USD")},
+                    D4: {EC2: ("1", "USD")},
+                }
+            )
+        ],
+    )
+    assert run_sync(dagster_instance, "acc-1", D1, D4).success
+    assert stored_rows(pulse, "acc-1") == [
+        expected_row("org-1", D1, EC2, "12.3456789012"),
+        expected_row("org-1", D2, EC2, "9.5"),
+        expected_row("org-1", D2, S3, "1.5"),
+        expected_row("org-1", D4, EC2, "1"),
+    ]
+
+
+def test_a_failing_account_fails_clearly_and_leaves_other_rows_intact(
+    pulse: str, dagster_instance: dg.DagsterInstance, moto_aws: None
+) -> None:
+    load_rates(dagster_instance)
+    queue_results("111111111111", TWO_PAGES)
+    queue_results("222222222222", [ce_page({D1: {EC2: ("3", "GBP")}})])
+    assert run_sync(dagster_instance, "acc-1", D1, D3).success
+    assert run_sync(dagster_instance, "acc-2", D1, D3).success
+    acc2_rows = stored_rows(pulse, "acc-2")
+    assert acc2_rows[0][3:6] == (Decimal("3"), "GBP", Decimal("0.8500"))
+
+    engine = create_pulse_engine(pulse)
+    with engine.begin() as conn:
+        conn.execute(
+            cloud_account.update()
+            .where(cloud_account.c.id == "acc-2")
+            .values(roleArn="arn:aws:iam::2222:role/oops")
+        )
+    engine.dispose()
+    failed = run_sync(dagster_instance, "acc-2", D1, D3)
+
+    assert not failed.success
+    failure = failed.get_step_failure_events()[0].step_failure_data.user_failure_data
+    assert failure is not None
+    assert (
+        "CloudAccount acc-2" in failure.description
+        and "malformed IAM role ARN" in failure.description
+    )
+    assert "ext-id-42" not in failure.description
+    assert stored_rows(pulse, "acc-2") == acc2_rows
+    assert stored_rows(pulse, "acc-1") == EXPECTED_ACC1
+
+
+@pytest.mark.parametrize(
+    ("pages", "cause"),
+    [
+        ([ce_page({D1: {EC2: ("twelve", "USD")}})], "non-numeric Amount"),
+        ([ce_page({D1: {EC2: ("12", "")}})], "no valid currency Unit"),
+        ([ce_page({D4: {EC2: ("12", "USD")}})], "outside"),
+        ([ce_page({D1: {EC2: ("12", "XYZ")}})], "XYZ"),
+    ],
+    ids=["non-numeric", "missing-unit", "day-outside-window", "unknown-currency"],
+)
+def test_a_malformed_payload_writes_nothing(
+    pulse: str,
+    dagster_instance: dg.DagsterInstance,
+    moto_aws: None,
+    pages: list[dict[str, Any]],
+    cause: str,
+) -> None:
+    load_rates(dagster_instance)
+    queue_results("111111111111", [*TWO_PAGES, *pages])
+    assert run_sync(dagster_instance, "acc-1", D1, D3).success
+    # A narrower window is a new request, answered with the malformed page.
+    result = run_sync(dagster_instance, "acc-1", D1, D2)
+
+    assert not result.success
+    description = result.get_step_failure_events()[
+        0
+    ].step_failure_data.user_failure_data.description
+    assert "CloudAccount acc-1" in description and cause in description
+    assert stored_rows(pulse, "acc-1") == EXPECTED_ACC1
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "cause"),
+    [
+        (D2, D1, "is after end_date"),
+        (D1, TODAY + timedelta(days=1), "in the future"),
+        (TODAY - timedelta(days=500), D1, "older than Cost Explorer keeps daily data"),
+    ],
+    ids=["reversed", "future", "too-old"],
+)
+def test_an_invalid_window_fails_before_any_aws_request(
+    pulse: str,
+    dagster_instance: dg.DagsterInstance,
+    moto_aws: None,
+    start: date,
+    end: date,
+    cause: str,
+) -> None:
+    result = run_sync(dagster_instance, "acc-1", start, end)
+
+    assert not result.success
+    description = result.get_step_failure_events()[
+        0
+    ].step_failure_data.user_failure_data.description
+    assert cause in description
+    engine = create_pulse_engine(pulse)
+    with engine.connect() as conn:
+        assert conn.execute(select(cost_explorer_page.c.id)).all() == []
+    engine.dispose()
