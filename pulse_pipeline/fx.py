@@ -57,9 +57,9 @@ def parse_ecb_history(archive: bytes, since: date | None = None) -> Iterator[Ecb
             try:
                 yield EcbRate(currency, rate_date, Decimal(value))
             except InvalidOperation:
-                raise ValueError( from None
+                raise ValueError(
                     f"ECB history has a non-numeric rate for {currency} on {rate_date}"
-                )
+                ) from None
 
 
 class RateTable:

@@ -72,6 +72,10 @@ class AwsCostExplorer(dg.ConfigurableResource):
     profile_name: str | None = Field(
         default=None, description="AWS profile for PULSE's own credentials."
     )
+    region_name: str | None = Field(
+        default=None,
+        description="Region for STS; empty = $AWS_REGION, the AWS config, else us-east-1.",
+    )
     session_duration_seconds: int = Field(
         default=3600, ge=900, le=43200, description="Lifetime of the assumed-role credentials."
     )
@@ -92,9 +96,16 @@ class AwsCostExplorer(dg.ConfigurableResource):
 
     def cost_explorer_client(self, connection: AwsConnection) -> Any:
         """A Cost Explorer client acting as the customer's role. Raises SyncError on failure."""
-        session = boto3.Session(profile_name=self.profile_name)
+        session = boto3.Session(
+            profile_name=self.profile_name,
+            region_name=self.region_name or os.environ.get("AWS_REGION") or None,
+        )
         try:
-            sts = session.client("sts", config=self._config())
+            sts = session.client(
+                "sts",
+                region_name=session.region_name or COST_EXPLORER_REGION,
+                config=self._config(),
+            )
             credentials = sts.assume_role(
                 RoleArn=connection.role_arn,
                 ExternalId=connection.external_id,

@@ -48,9 +48,12 @@ def failure_cause(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
         if data.user_failure_data and data.user_failure_data.description:
             return redact(data.user_failure_data.description)
         if data.error:
+            error = data.error
+            while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+                error = error.cause
             return redact(
                 f"CloudAccount {run.tags.get(PARTITION_TAG)}: step {event.step_key} failed "
-                f"({data.error.cls_name}: {data.error.message.strip()})"
+                f"({error.cls_name}: {error.message.strip()})"
             )
     account = run.tags.get(PARTITION_TAG)
     if run.status == dg.DagsterRunStatus.CANCELED:
@@ -80,7 +83,7 @@ class SyncStatusConfig(dg.Config):
     run_ids: list[str] = Field(description="Run ids of finished sync runs, any order.")
 
 
-@dg.op(name="write_sync_status")
+@dg.op(name="write_cloud_account_status")
 def write_sync_status_op(
     context: dg.OpExecutionContext, config: SyncStatusConfig, pulse_db: PulseDatabase
 ) -> dg.Output[int]:

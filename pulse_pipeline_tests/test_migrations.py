@@ -183,14 +183,14 @@ def test_upgrade_creates_a_missing_prisma_schema(postgres_database: str) -> None
 
     upgrade(database_url)
 
-    # Unquoted, as the connection's search_path resolves it.
+    # Case kept, as Prisma quotes the schema name too.
     located = _rows(
         database_url,
         "SELECT table_schema FROM information_schema.tables "
         "WHERE table_name = 'alembic_version' AND table_schema = :schema",
-        schema=schema.lower(),
+        schema=schema,
     )
-    assert located == [(schema.lower(),)]
+    assert located == [(schema,)]
     assert current_revision(database_url) == "0001"
     assert "CostRecord" in _snapshot(database_url)
 

@@ -85,9 +85,9 @@ def _current_schema(connection: Connection) -> str | None:
 def _ensure_postgres_schema(database_url: str) -> str | None:
     """Create the URL's `?schema=` if missing; return its name as PostgreSQL resolves it.
 
-    The name is created unquoted-equivalent (folded to lower case), exactly as the
-    connection's `search_path` option resolves it, so tables and the version table land in
-    the schema the pipeline's connections actually use.
+    The name is kept as written (Prisma quotes it too), exactly as the connection's quoted
+    `search_path` option resolves it, so tables and the version table land in the schema the
+    PULSE app and the pipeline's connections actually use.
     """
     schema = _prisma_schema(database_url)
     if schema is None:
@@ -98,7 +98,7 @@ def _ensure_postgres_schema(database_url: str) -> str | None:
             _lock(connection)
             resolved = _current_schema(connection)
             if resolved is None:
-                quoted = connection.dialect.identifier_preparer.quote_identifier(schema.lower())
+                quoted = connection.dialect.identifier_preparer.quote_identifier(schema)
                 connection.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {quoted}"))
                 resolved = _current_schema(connection)
             if resolved is None:

@@ -1,0 +1,44 @@
+# pulse_pipeline: every command the README names. `make help` lists them.
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+VENV := .venv
+UV := .uv/bin/uv
+BIN := $(VENV)/bin
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: help install demo test lint validate dev clean
+
+help:
+	@echo "make demo      install, then sync the demo accounts (SQLite, simulated AWS)"
+	@echo "make test      install, then lint, validate the definitions and run every test"
+	@echo "make dev       dagster dev (webserver + daemon) on DAGSTER_HOME=$(DAGSTER_HOME)"
+	@echo "make install   create .venv from uv.lock (uv is bootstrapped into .uv/)"
+
+$(UV):
+	$(PYTHON) -m venv .uv
+	.uv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+install: $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --extra dev --quiet
+
+demo: install
+	@mkdir -p "$(DAGSTER_HOME)"
+	$(BIN)/python -m pulse_pipeline_demo
+
+lint: install
+	$(BIN)/ruff check pulse_pipeline pulse_pipeline_tests pulse_pipeline_demo
+	$(BIN)/ruff format --check pulse_pipeline pulse_pipeline_tests pulse_pipeline_demo
+
+validate: install
+	@mkdir -p "$(DAGSTER_HOME)"
+	$(BIN)/dagster definitions validate -w workspace.yaml
+
+test: lint validate
+	$(BIN)/pytest
+
+dev: install
+	@mkdir -p "$(DAGSTER_HOME)"
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+clean:
+	rm -rf $(VENV) .uv .dagster_home .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,3 @@
+from pulse_pipeline_demo.demo import main
+
+main()

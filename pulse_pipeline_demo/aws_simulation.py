@@ -1,0 +1,634 @@
+"""A local AWS (STS + Cost Explorer) for the demo and the benchmark, built on moto's server.
+
+Never used by the production code path, nor by the main tests (those queue exact results in
+moto's Cost Explorer result queue). ``SimulatedAws`` starts ``moto.server.ThreadedMotoServer``
+on ``127.0.0.1`` and a free port inside this process and, while it runs, replaces two moto
+backend methods (both restored on exit):
+
+``moto.ce.models.CostExplorerBackend.get_cost_and_usage``
+    Instead of replaying queued results, it *answers the request*: ``TimePeriod`` (Start
+    inclusive, End exclusive), ``Granularity`` (``DAILY`` only), every requested ``Metrics``
+    name, ``GroupBy`` on the dimensions ``SERVICE``, ``RECORD_TYPE`` and ``LINKED_ACCOUNT`` (at
+    most two keys, as in AWS) and ``NextPageToken``. Amounts are deterministic decimal strings
+    (at most 10 decimals) derived from a hash of (seed, account, day, service, record type), so
+    two runs with the same ``SimulationSettings`` see the same costs. The account is the one
+    whose credentials call (credentials from ``AssumeRole`` on
+    ``arn:aws:iam::111111111111:role/X`` read account 111111111111); its ``Unit`` comes from
+    ``SimulationSettings.currency_by_account`` (default ``USD``). Pages hold at most
+    ``page_size`` groups; as in the real service a day's groups may continue on the next page
+    (the same ``TimePeriod`` then appears at the end of one page and the start of the next).
+    The token encodes the offset and a fingerprint of the request: changing any other
+    parameter between pages raises ``RequestChangedException``, a malformed token raises
+    ``InvalidNextTokenException``, bad input raises ``ValidationException`` (all HTTP 400 JSON
+    errors that botocore turns into ``ClientError``). The last ``estimated_days`` days of the
+    requested period are ``Estimated: true``. ``Filter`` is accepted and ignored. Each request
+    sleeps ``latency_seconds`` first and is counted per account (errors included).
+
+``moto.sts.models.STSBackend.assume_role``
+    Denies role ARNs listed in ``SimulationSettings.denied_role_arns`` and, for role ARNs in
+    ``SimulationSettings.required_external_ids``, a missing or different ``ExternalId``. The
+    denial is moto's own ``moto.core.exceptions.AccessDeniedError``: a real HTTP 403
+    ``<ErrorResponse>`` XML body with code ``AccessDenied`` that botocore raises as
+    ``ClientError`` with ``Error.Code == "AccessDenied"``, like AWS. Every other role is
+    assumed as moto always does (the role need not exist).
+
+Why not moto's IAM validation for the denied role: switching it on
+(``INITIAL_NO_AUTH_ACTION_COUNT`` or ``POST /moto-api/reset-auth``) is process-global and makes
+*every* request (STS and Cost Explorer) check its signature and permissions against IAM users,
+access keys and policies that would all have to be created in moto first (dummy credentials no
+longer work); and even then moto only checks ``ExternalId`` for a role in the caller's own
+account (moto/core/authorization.py, moto/iam/access_control.py). Patching the backend method
+keeps the simulation self-contained and the denial explicit.
+
+While the simulation runs, werkzeug's per-request access log is silenced (unless
+``log_requests=True``). Only one ``SimulatedAws`` can run at a time in a process, because the
+patches are on moto's classes; they also affect in-process moto (``mock_aws``) until exit.
+
+Example::
+
+    with SimulatedAws(SimulationSettings(currency_by_account={"222222222222": "EUR"})) as aws:
+        sts = boto3.client("sts", endpoint_url=aws.endpoint_url)
+        ...
+        os.environ.update(aws.environment())  # or pass it to a subprocess
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Self
+
+from moto.ce.models import CostExplorerBackend
+from moto.core.exceptions import AccessDeniedError, JsonRESTError
+from moto.server import ThreadedMotoServer
+from moto.sts.models import AssumedRole, STSBackend
+
+__all__ = [
+    "COST_METRICS",
+    "RECORD_TYPES",
+    "SUPPORTED_GROUP_BY_DIMENSIONS",
+    "USAGE_METRICS",
+    "SimulatedAws",
+    "SimulationSettings",
+    "service_names",
+]
+
+# (Cost Explorer service name, typical daily cost in the account's currency)
+_KNOWN_SERVICES: tuple[tuple[str, str], ...] = (
+    ("Amazon Elastic Compute Cloud - Compute", "140"),
+    ("Amazon Simple Storage Service", "18"),
+    ("Amazon Relational Database Service", "75"),
+    ("EC2 - Other", "32"),
+    ("Amazon Virtual Private Cloud", "9"),
+    ("AmazonCloudWatch", "6"),
+    ("AWS Lambda", "4"),
+    ("Amazon DynamoDB", "12"),
+    ("Amazon Elastic Load Balancing", "15"),
+    ("Amazon Elastic Container Service", "24"),
+    ("AWS Key Management Service", "1.2"),
+    ("Amazon Route 53", "0.6"),
+    ("Amazon Simple Queue Service", "0.8"),
+    ("Amazon Simple Notification Service", "0.3"),
+    ("AWS Secrets Manager", "0.5"),
+    ("Amazon EC2 Container Registry (ECR)", "1.5"),
+    ("AWS CloudTrail", "2"),
+    ("Amazon CloudFront", "7"),
+    ("Amazon ElastiCache", "20"),
+    ("AWS Glue", "11"),
+    ("Amazon Athena", "3"),
+    ("Amazon Kinesis", "8"),
+    ("AWS Backup", "2.5"),
+    ("Amazon Elastic File System", "5"),
+)
+
+#: Metrics that are money: ``Unit`` is the account's currency.
+COST_METRICS: frozenset[str] = frozenset(
+    {"AmortizedCost", "BlendedCost", "NetAmortizedCost", "NetUnblendedCost", "UnblendedCost"}
+)
+#: Metrics that are quantities: ``Unit`` is ``N/A`` (mixed units summed, as Cost Explorer does).
+USAGE_METRICS: frozenset[str] = frozenset({"NormalizedUsageAmount", "UsageQuantity"})
+#: Dimensions the simulation can group by.
+SUPPORTED_GROUP_BY_DIMENSIONS: frozenset[str] = frozenset(
+    {"SERVICE", "RECORD_TYPE", "LINKED_ACCOUNT"}
+)
+#: Record types the simulation emits: ``Usage`` always, ``Credit`` (negative) and ``Tax`` sometimes.
+RECORD_TYPES: tuple[str, ...] = ("Usage", "Credit", "Tax")
+
+_ACCOUNT_ID = re.compile(r"^\d{12}$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_TEN_DECIMALS = Decimal("0.0000000001")
+_MAX_GROUP_BY_KEYS = 2
+
+_active_lock = threading.Lock()
+_active: SimulatedAws | None = None
+
+
+@dataclass(frozen=True)
+class SimulationSettings:
+    """What the simulated AWS answers; all values are validated on construction.
+
+    Attributes:
+        services_per_day: Services with costs on every day (the first N of a realistic list;
+            made-up ``Simulated Service NNN`` names beyond it).
+        page_size: At most this many groups per ``GetCostAndUsage`` page.
+        latency_seconds: Sleep before answering each ``GetCostAndUsage`` request.
+        currency_by_account: 12-digit account id -> ``Unit`` of its amounts (default ``USD``).
+        estimated_days: The last N days of the requested period are ``Estimated: true``.
+        seed: Changes every generated amount.
+        denied_role_arns: Role ARNs whose ``AssumeRole`` fails with ``AccessDenied`` (403).
+        required_external_ids: Role ARN -> the ``ExternalId`` it requires; a missing or
+            different one fails with ``AccessDenied``.
+    """
+
+    services_per_day: int = 12
+    page_size: int = 200
+    latency_seconds: float = 0.0
+    currency_by_account: dict[str, str] = field(default_factory=dict)
+    estimated_days: int = 2
+    seed: int = 0
+    denied_role_arns: frozenset[str] = frozenset()
+    required_external_ids: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Validate the values and normalise ``denied_role_arns`` to a frozenset."""
+        if self.services_per_day < 1:
+            raise ValueError("services_per_day must be at least 1")
+        if self.page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        if self.latency_seconds < 0:
+            raise ValueError("latency_seconds must not be negative")
+        if self.estimated_days < 0:
+            raise ValueError("estimated_days must not be negative")
+        for account_id, currency in self.currency_by_account.items():
+            if not _ACCOUNT_ID.match(account_id):
+                raise ValueError(f"currency_by_account: {account_id!r} is not a 12-digit account")
+            if not _CURRENCY.match(currency):
+                raise ValueError(f"currency_by_account: {currency!r} is not a currency code")
+        object.__setattr__(self, "denied_role_arns", frozenset(self.denied_role_arns))
+
+    def currency_for(self, account_id: str) -> str:
+        """The ``Unit`` of the amounts of ``account_id``."""
+        return self.currency_by_account.get(account_id, "USD")
+
+
+def service_names(count: int) -> list[str]:
+    """The first ``count`` simulated service names, in the order the simulation reports them."""
+    names = [name for name, _ in _KNOWN_SERVICES[:count]]
+    names.extend(f"Simulated Service {n:03d}" for n in range(len(names) + 1, count + 1))
+    return names
+
+
+def _service_scale(index: int) -> Decimal:
+    """Typical daily cost of the service at ``index`` of ``service_names``."""
+    return Decimal(_KNOWN_SERVICES[index][1]) if index < len(_KNOWN_SERVICES) else Decimal(1)
+
+
+def _unit_fraction(*parts: object) -> Decimal:
+    """A deterministic number in [0, 1) from a hash of ``parts``."""
+    digest = hashlib.sha256("|".join(str(p) for p in parts).encode()).digest()
+    return Decimal(int.from_bytes(digest[:8], "big")) / Decimal(2**64)
+
+
+def _format_amount(amount: Decimal) -> str:
+    """A Cost Explorer style decimal string: plain notation, at most 10 decimals."""
+    quantized = amount.quantize(_TEN_DECIMALS)
+    if quantized == 0:
+        return "0"
+    return format(quantized.normalize(), "f")
+
+
+@dataclass(frozen=True)
+class _Line:
+    """One (service, record type) line of one day of one account."""
+
+    service: str
+    record_type: str
+    cost: Decimal
+    usage: Decimal
+
+
+def _day_lines(settings: SimulationSettings, account_id: str, day: date) -> list[_Line]:
+    """Every cost line of ``account_id`` on ``day``, in a stable order."""
+    lines: list[_Line] = []
+    for index, service in enumerate(service_names(settings.services_per_day)):
+        key = (settings.seed, account_id, day.isoformat(), service)
+        usage_cost = (
+            _service_scale(index) * (Decimal("0.05") + Decimal("0.95") * _unit_fraction(*key))
+        ).quantize(_TEN_DECIMALS)
+        quantity = (Decimal(1000) * _unit_fraction(*key, "quantity")).quantize(_TEN_DECIMALS)
+        lines.append(_Line(service, "Usage", usage_cost, quantity))
+        pick = _unit_fraction(*key, "record-types")
+        if pick < Decimal("0.15"):
+            share = Decimal("0.1") + Decimal("0.4") * _unit_fraction(*key, "Credit")
+            lines.append(
+                _Line(service, "Credit", -(usage_cost * share).quantize(_TEN_DECIMALS), Decimal(0))
+            )
+        elif pick > Decimal("0.9"):
+            tax = (usage_cost * Decimal("0.08")).quantize(_TEN_DECIMALS)
+            lines.append(_Line(service, "Tax", tax, Decimal(0)))
+    return lines
+
+
+class _CostExplorerError(JsonRESTError):
+    """A Cost Explorer error as moto serialises it: HTTP 400, JSON ``__type`` + ``message``."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(error_type, message)
+
+
+@dataclass(frozen=True)
+class _Request:
+    """A validated ``GetCostAndUsage`` request."""
+
+    start: date
+    end: date
+    metrics: tuple[str, ...]
+    group_by: tuple[dict[str, str], ...]
+    offset: int
+
+
+def _fingerprint(payload: Mapping[str, Any]) -> str:
+    """A short digest of every request parameter except ``NextPageToken``."""
+    rest = {k: v for k, v in payload.items() if k != "NextPageToken"}
+    canonical = json.dumps(rest, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _encode_token(offset: int, fingerprint: str) -> str:
+    """An opaque page token holding the next offset and the request fingerprint."""
+    raw = json.dumps({"o": offset, "f": fingerprint}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode_token(token: str, fingerprint: str) -> int:
+    """The offset in ``token``; raises the errors Cost Explorer raises for a bad token."""
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        offset = data["o"]
+        token_fingerprint = data["f"]
+    except (binascii.Error, ValueError, KeyError, TypeError) as error:
+        raise _CostExplorerError("InvalidNextTokenException", "Invalid pagination token") from error
+    if not isinstance(offset, int) or offset < 0:
+        raise _CostExplorerError("InvalidNextTokenException", "Invalid pagination token")
+    if token_fingerprint != fingerprint:
+        raise _CostExplorerError(
+            "RequestChangedException",
+            "The request parameters changed between paginated requests",
+        )
+    return offset
+
+
+def _parse_date(value: object, name: str) -> date:
+    """A ``YYYY-MM-DD`` request date, or ``ValidationException``."""
+    if not isinstance(value, str):
+        raise _CostExplorerError("ValidationException", f"{name} is required")
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError as error:
+        raise _CostExplorerError(
+            "ValidationException", f"{name} {value!r} is not a valid date (YYYY-MM-DD)"
+        ) from error
+
+
+def _parse_request(body: str) -> _Request:
+    """Validate a raw ``GetCostAndUsage`` JSON body."""
+    try:
+        payload = json.loads(body or "{}")
+    except ValueError as error:
+        raise _CostExplorerError("ValidationException", "The request body is not JSON") from error
+    if not isinstance(payload, dict):
+        raise _CostExplorerError("ValidationException", "The request body is not a JSON object")
+
+    period = payload.get("TimePeriod") or {}
+    start = _parse_date(period.get("Start"), "TimePeriod.Start")
+    end = _parse_date(period.get("End"), "TimePeriod.End")
+    if start >= end:
+        raise _CostExplorerError(
+            "ValidationException", "Start date (and hour) should be before end date (and hour)"
+        )
+    if payload.get("Granularity") != "DAILY":
+        raise _CostExplorerError(
+            "ValidationException",
+            f"Granularity {payload.get('Granularity')!r} is not simulated: use DAILY",
+        )
+    metrics = payload.get("Metrics") or []
+    if not metrics:
+        raise _CostExplorerError("ValidationException", "Metrics is required")
+    unknown = [m for m in metrics if m not in COST_METRICS | USAGE_METRICS]
+    if unknown:
+        raise _CostExplorerError("ValidationException", f"Unsupported metrics: {unknown}")
+
+    group_by = payload.get("GroupBy") or []
+    if len(group_by) > _MAX_GROUP_BY_KEYS:
+        raise _CostExplorerError(
+            "ValidationException", "You can only group by up to two different dimensions"
+        )
+    for group in group_by:
+        if group.get("Type") != "DIMENSION" or group.get("Key") not in (
+            SUPPORTED_GROUP_BY_DIMENSIONS
+        ):
+            raise _CostExplorerError(
+                "ValidationException",
+                f"GroupBy {group!r} is not simulated: use DIMENSION "
+                f"{sorted(SUPPORTED_GROUP_BY_DIMENSIONS)}",
+            )
+
+    fingerprint = _fingerprint(payload)
+    token = payload.get("NextPageToken")
+    offset = _decode_token(token, fingerprint) if token else 0
+    return _Request(start, end, tuple(metrics), tuple(group_by), offset)
+
+
+def _metric_values(
+    metrics: Iterable[str], cost: Decimal, usage: Decimal, currency: str
+) -> dict[str, dict[str, str]]:
+    """The ``Metrics`` / ``Total`` object for one group or one day."""
+    values: dict[str, dict[str, str]] = {}
+    for metric in metrics:
+        if metric in COST_METRICS:
+            values[metric] = {"Amount": _format_amount(cost), "Unit": currency}
+        else:
+            values[metric] = {"Amount": _format_amount(usage), "Unit": "N/A"}
+    return values
+
+
+def _answer(settings: SimulationSettings, account_id: str, body: str) -> dict[str, Any]:
+    """The ``GetCostAndUsage`` response page for ``body`` asked by ``account_id``."""
+    request = _parse_request(body)
+    currency = settings.currency_for(account_id)
+    first_estimated = request.end - timedelta(days=settings.estimated_days)
+    keys = [group["Key"] for group in request.group_by]
+
+    # One item per (day, group), or per day when nothing is grouped; a page holds page_size items.
+    items: list[tuple[date, list[str] | None, Decimal, Decimal]] = []
+    day = request.start
+    while day < request.end:
+        lines = _day_lines(settings, account_id, day)
+        if not keys:
+            items.append(
+                (
+                    day,
+                    None,
+                    sum((x.cost for x in lines), Decimal(0)),
+                    sum((x.usage for x in lines), Decimal(0)),
+                )
+            )
+        else:
+            groups: dict[tuple[str, ...], tuple[Decimal, Decimal]] = {}
+            for line in lines:
+                values = {
+                    "SERVICE": line.service,
+                    "RECORD_TYPE": line.record_type,
+                    "LINKED_ACCOUNT": account_id,
+                }
+                group_key = tuple(values[k] for k in keys)
+                cost, usage = groups.get(group_key, (Decimal(0), Decimal(0)))
+                groups[group_key] = (cost + line.cost, usage + line.usage)
+            items.extend((day, list(k), cost, usage) for k, (cost, usage) in groups.items())
+        day += timedelta(days=1)
+
+    if request.offset > len(items):
+        raise _CostExplorerError("InvalidNextTokenException", "Invalid pagination token")
+    page = items[request.offset : request.offset + settings.page_size]
+
+    results: list[dict[str, Any]] = []
+    for item_day, group_keys, cost, usage in page:
+        if not results or results[-1]["TimePeriod"]["Start"] != item_day.isoformat():
+            results.append(
+                {
+                    "TimePeriod": {
+                        "Start": item_day.isoformat(),
+                        "End": (item_day + timedelta(days=1)).isoformat(),
+                    },
+                    "Total": {},
+                    "Groups": [],
+                    "Estimated": item_day >= first_estimated,
+                }
+            )
+        metrics = _metric_values(request.metrics, cost, usage, currency)
+        if group_keys is None:
+            results[-1]["Total"] = metrics
+        else:
+            results[-1]["Groups"].append({"Keys": group_keys, "Metrics": metrics})
+
+    response: dict[str, Any] = {"ResultsByTime": results, "DimensionValueAttributes": []}
+    if request.group_by:
+        response["GroupDefinitions"] = [dict(group) for group in request.group_by]
+    next_offset = request.offset + len(page)
+    if next_offset < len(items):
+        response["NextPageToken"] = _encode_token(next_offset, _fingerprint(json.loads(body)))
+    return response
+
+
+class SimulatedAws:
+    """A moto server answering STS and Cost Explorer like AWS would; a context manager.
+
+    ``with SimulatedAws(settings) as aws:`` starts the server and patches moto (see the module
+    docstring); leaving the block stops the server (its port refuses connections) and restores
+    moto's methods.
+    """
+
+    def __init__(
+        self, settings: SimulationSettings | None = None, *, log_requests: bool = False
+    ) -> None:
+        """Prepare a simulation; nothing starts before ``__enter__`` / ``start``."""
+        self.settings: SimulationSettings = settings or SimulationSettings()
+        self._log_requests = log_requests
+        self._server: ThreadedMotoServer | None = None
+        self._endpoint_url: str | None = None
+        self._counts: dict[str, int] = {}
+        self._counts_lock = threading.Lock()
+        self._originals: list[tuple[type, str, Any]] = []
+        self._werkzeug_level: int | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        """Start the simulation and return it."""
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Stop the server and undo the patches."""
+        self.stop()
+
+    def start(self) -> None:
+        """Patch moto and start the server on 127.0.0.1 and a free port."""
+        global _active
+        with _active_lock:
+            if _active is not None:
+                raise RuntimeError("A SimulatedAws is already running in this process")
+            _active = self
+        try:
+            self._patch()
+            if not self._log_requests:
+                werkzeug_logger = logging.getLogger("werkzeug")
+                self._werkzeug_level = werkzeug_logger.level
+                werkzeug_logger.setLevel(logging.WARNING)
+            server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            server.start()
+            self._server = server
+            host, port = server.get_host_and_port()
+            self._endpoint_url = f"http://{host}:{port}"
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop the server (if running) and restore moto's methods; safe to call twice."""
+        global _active
+        server, self._server = self._server, None
+        self._endpoint_url = None
+        try:
+            if server is not None:
+                server.stop()
+        finally:
+            for owner, name, original in reversed(self._originals):
+                setattr(owner, name, original)
+            self._originals.clear()
+            if self._werkzeug_level is not None:
+                logging.getLogger("werkzeug").setLevel(self._werkzeug_level)
+                self._werkzeug_level = None
+            with _active_lock:
+                if _active is self:
+                    _active = None
+
+    def _patch(self) -> None:
+        """Replace moto's CE ``get_cost_and_usage`` and STS ``assume_role`` with ours."""
+        simulation = self
+        original_get_cost_and_usage: Callable[..., dict[str, Any]] = (
+            CostExplorerBackend.get_cost_and_usage
+        )
+        original_assume_role: Callable[..., AssumedRole] = STSBackend.assume_role
+
+        def get_cost_and_usage(backend: CostExplorerBackend, body: str) -> dict[str, Any]:
+            return simulation._get_cost_and_usage(backend.account_id, body)
+
+        def assume_role(
+            backend: STSBackend,
+            region_name: str,
+            role_session_name: str,
+            role_arn: str,
+            policy: str,
+            duration: int,
+            external_id: str,
+        ) -> AssumedRole:
+            simulation._check_assume_role(backend.account_id, role_arn, external_id)
+            return original_assume_role(
+                backend,
+                region_name=region_name,
+                role_session_name=role_session_name,
+                role_arn=role_arn,
+                policy=policy,
+                duration=duration,
+                external_id=external_id,
+            )
+
+        self._originals.append(
+            (CostExplorerBackend, "get_cost_and_usage", original_get_cost_and_usage)
+        )
+        setattr(CostExplorerBackend, "get_cost_and_usage", get_cost_and_usage)  # noqa: B010
+        self._originals.append((STSBackend, "assume_role", original_assume_role))
+        setattr(STSBackend, "assume_role", assume_role)  # noqa: B010
+
+    # -- what the patched moto methods do -------------------------------------------------
+
+    def _get_cost_and_usage(self, account_id: str, body: str) -> dict[str, Any]:
+        """Sleep, count, answer (runs in a server thread)."""
+        if self.settings.latency_seconds:
+            time.sleep(self.settings.latency_seconds)
+        with self._counts_lock:
+            self._counts[account_id] = self._counts.get(account_id, 0) + 1
+        return _answer(self.settings, account_id, body)
+
+    def _check_assume_role(
+        self, caller_account_id: str, role_arn: str, external_id: str | None
+    ) -> None:
+        """Raise moto's 403 ``AccessDenied`` if the settings deny this ``AssumeRole``."""
+        required = self.settings.required_external_ids.get(role_arn)
+        if role_arn in self.settings.denied_role_arns or (
+            required is not None and external_id != required
+        ):
+            raise AccessDeniedError(
+                user_arn=f"arn:aws:sts::{caller_account_id}:user/moto",
+                action=f"sts:AssumeRole on resource: {role_arn}",
+            )
+
+    # -- public helpers ----------------------------------------------------------------------
+
+    @property
+    def endpoint_url(self) -> str:
+        """``http://127.0.0.1:PORT`` of the running server."""
+        if self._endpoint_url is None:
+            raise RuntimeError("The simulation is not running")
+        return self._endpoint_url
+
+    def environment(self) -> dict[str, str]:
+        """Environment variables that point boto3 (all services) at the simulation.
+
+        Both region variables are set: the AWS CLI and other SDKs read ``AWS_REGION``, but
+        botocore 1.44 only reads ``AWS_DEFAULT_REGION``.
+        """
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": "simulated",
+            "AWS_SECRET_ACCESS_KEY": "simulated",
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+    def request_count(self, account_id: str) -> int:
+        """``GetCostAndUsage`` requests (pages) answered for ``account_id``, errors included."""
+        with self._counts_lock:
+            return self._counts.get(account_id, 0)
+
+    def total_requests(self) -> int:
+        """``GetCostAndUsage`` requests over all accounts."""
+        with self._counts_lock:
+            return sum(self._counts.values())
+
+    def requests_by_account(self) -> dict[str, int]:
+        """A snapshot of the request counts per account."""
+        with self._counts_lock:
+            return dict(self._counts)
+
+    def reset_request_counts(self) -> None:
+        """Set every request count back to zero."""
+        with self._counts_lock:
+            self._counts.clear()
+
+    def service_names(self) -> list[str]:
+        """The services that have costs on every day."""
+        return service_names(self.settings.services_per_day)
+
+    def expected_cost(
+        self, account_id: str, day: date, service: str, record_type: str | None = None
+    ) -> Decimal:
+        """The cost the simulation reports for one service on one day (all record types if None).
+
+        The same value as the ``UnblendedCost`` amount of the (``day``, ``service``) group.
+        """
+        return sum(
+            (
+                line.cost
+                for line in _day_lines(self.settings, account_id, day)
+                if line.service == service and record_type in (None, line.record_type)
+            ),
+            Decimal(0),
+        )

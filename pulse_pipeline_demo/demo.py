@@ -1,0 +1,159 @@
+"""`python -m pulse_pipeline_demo`: sync a few demo AWS accounts into a local PULSE database.
+
+Uses the embedded defaults (SQLite for PULSE and for Dagster under DAGSTER_HOME, default
+`./.dagster_home`) and a simulated AWS (moto's server, see aws_simulation.py) reached through
+the standard AWS_ENDPOINT_URL setting. Every sync is a real Dagster run, so `dagster dev` shows
+them afterwards.
+"""
+
+import os
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+
+import dagster as dg
+from sqlalchemy import insert, select
+
+from pulse_pipeline.db.migrate import upgrade
+from pulse_pipeline.db.schema import cloud_account, cost_record
+from pulse_pipeline.db.urls import create_pulse_engine, default_database_url, redacted
+from pulse_pipeline.definitions import defs
+from pulse_pipeline_demo.aws_simulation import SimulatedAws, SimulationSettings
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+DENIED_ROLE = "arn:aws:iam::444444444444:role/PulseCostRead"
+DEMO_ACCOUNTS = [
+    (
+        "demo-acme-prod",
+        "org-acme",
+        "Acme production",
+        "arn:aws:iam::111111111111:role/PulseCostRead",
+    ),
+    (
+        "demo-acme-data",
+        "org-acme",
+        "Acme data platform",
+        "arn:aws:iam::222222222222:role/PulseCostRead",
+    ),
+    (
+        "demo-globex-main",
+        "org-globex",
+        "Globex (billed in GBP)",
+        "arn:aws:iam::333333333333:role/PulseCostRead",
+    ),
+    ("demo-globex-legacy", "org-globex", "Globex legacy (role not trusted)", DENIED_ROLE),
+]
+SETTINGS = SimulationSettings(
+    services_per_day=12,
+    page_size=150,
+    currency_by_account={"333333333333": "GBP"},
+    denied_role_arns=frozenset({DENIED_ROLE}),
+)
+
+
+def seed_accounts(database_url: str) -> None:
+    """Add the demo CloudAccounts that are not there yet (re-running the demo keeps its data)."""
+    engine = create_pulse_engine(database_url)
+    with engine.begin() as conn:
+        present = set(conn.execute(select(cloud_account.c.id)).scalars())
+        rows = [
+            {
+                "id": account_id,
+                "orgId": org_id,
+                "provider": "AWS",
+                "accountName": name,
+                "connectionType": "COST_EXPLORER",
+                "roleArn": role_arn,
+                "externalId": f"pulse-{org_id}-demo",
+            }
+            for account_id, org_id, name, role_arn in DEMO_ACCOUNTS
+            if account_id not in present
+        ]
+        if rows:
+            conn.execute(insert(cloud_account), rows)
+    engine.dispose()
+
+
+def sync_all(instance: dg.DagsterInstance) -> list[str]:
+    """Refresh ECB rates, then run the sync job once per demo account; returns the run ids."""
+    rates = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, asset_selection=[dg.AssetKey("ecb_fx_rates")], run_config=QUIET
+    )
+    if not rates.success:
+        raise SystemExit("loading ECB rates failed; see the run in `dagster dev`")
+    account_ids = [account_id for account_id, *_ in DEMO_ACCOUNTS]
+    instance.add_dynamic_partitions("cloud_accounts", account_ids)
+    sync = defs.resolve_job_def("sync_aws_costs")
+    run_ids = []
+    for account_id in account_ids:
+        result = sync.execute_in_process(
+            instance=instance, partition_key=account_id, raise_on_error=False
+        )
+        print(f"  {account_id:<20} run {result.run_id[:8]} {'ok' if result.success else 'FAILED'}")
+        run_ids.append(result.run_id)
+    status = defs.resolve_job_def("write_sync_status").execute_in_process(
+        instance=instance,
+        run_config={
+            **QUIET,
+            "ops": {"write_cloud_account_status": {"config": {"run_ids": run_ids}}},
+        },
+    )
+    if not status.success:
+        raise SystemExit("writing sync statuses failed; see the run in `dagster dev`")
+    return run_ids
+
+
+def summary(database_url: str) -> str:
+    """Each demo account's status, rows and EUR total, as PULSE's dashboard would see them."""
+    engine = create_pulse_engine(database_url)
+    with engine.connect() as conn:
+        accounts = conn.execute(select(cloud_account).order_by(cloud_account.c.id)).mappings().all()
+        costs = conn.execute(
+            select(cost_record.c.cloudAccountId, cost_record.c.amountEUR, cost_record.c.date)
+        ).all()
+    engine.dispose()
+    totals: dict[str, Decimal] = {}
+    counts: dict[str, int] = {}
+    for account_id, amount_eur, _day in costs:
+        totals[account_id] = totals.get(account_id, Decimal(0)) + amount_eur
+        counts[account_id] = counts.get(account_id, 0) + 1
+    lines = [f"{'account':<20} {'org':<11} {'status':<7} {'rows':>5} {'total EUR':>12}  last error"]
+    for account in accounts:
+        lines.append(
+            _summary_line(
+                account, counts.get(account["id"], 0), totals.get(account["id"], Decimal(0))
+            )
+        )
+    days = sorted({day for _, _, day in costs})
+    if days:
+        lines.append(f"CostRecord covers {days[0]} .. {days[-1]}")
+    return "\n".join(lines)
+
+
+def _summary_line(account: Mapping[str, object], rows: int, total: Decimal) -> str:
+    return (
+        f"{account['id']!s:<20} {account['orgId']!s:<11} {account['status']!s:<7} {rows:>5} "
+        f"{total.quantize(Decimal('0.01')):>12}  {account['lastSyncError'] or ''}"
+    )
+
+
+def main() -> None:
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path.cwd() / ".dagster_home"))).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    database_url = os.environ.setdefault("DATABASE_URL", default_database_url(str(home)))
+    print(f"PULSE database: {redacted(database_url)}\nDagster home:   {home}")
+    upgrade(database_url)
+    seed_accounts(database_url)
+    with SimulatedAws(SETTINGS) as aws:
+        os.environ.update(aws.environment())
+        print(f"Simulated AWS:  {aws.endpoint_url} (moto; {DENIED_ROLE} is denied)\nSyncing:")
+        with dg.DagsterInstance.get() as instance:
+            sync_all(instance)
+        print(f"Cost Explorer requests made: {aws.total_requests()}")
+    print(summary(database_url))
+    print("See the runs and lineage: make dev, then open http://127.0.0.1:3000")
+
+
+if __name__ == "__main__":
+    main()
