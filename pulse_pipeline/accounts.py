@@ -5,9 +5,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-ROLE_ARN = re.compile(r"^arn:aws(?:-cn|-us-gov)?:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
-EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
-_SESSION_NAME_UNSAFE = re.compile(r"[^\w+=,.@-]")
+ROLE_ARN = re.compile(r"arn:aws(?:-cn|-us-gov)?:iam::(\d{12}):role/[\w+=,.@/-]{1,512}", re.ASCII)
+EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
+_SESSION_NAME_UNSAFE = re.compile(r"[^\w+=,.@-]", re.ASCII)
 
 
 class SyncError(Exception):
@@ -71,7 +71,7 @@ def connection_for(account: CloudAccount) -> AwsConnection:
     """Check an account's role ARN and external ID, or raise a SyncError saying what is wrong."""
     if not account.role_arn:
         raise SyncError(f"{account.label} has no IAM role ARN; reconnect the account in PULSE")
-    match = ROLE_ARN.match(account.role_arn)
+    match = ROLE_ARN.fullmatch(account.role_arn)
     if match is None:
         raise SyncError(
             f"{account.label} has a malformed IAM role ARN; expected "
@@ -79,7 +79,7 @@ def connection_for(account: CloudAccount) -> AwsConnection:
         )
     if not account.external_id:
         raise SyncError(f"{account.label} has no external ID; reconnect the account in PULSE")
-    if not EXTERNAL_ID.match(account.external_id):
+    if not EXTERNAL_ID.fullmatch(account.external_id):
         raise SyncError(
             f"{account.label} has an external ID AWS would reject "
             "(it must be 2 to 1224 characters of letters, digits and +=,.@:/-_)"

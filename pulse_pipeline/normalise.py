@@ -11,7 +11,7 @@ from pulse_pipeline.fx import MissingRateError, RateTable
 from pulse_pipeline.sync_window import SyncWindow
 
 EUR_PLACES = Decimal("1e-10")
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_CURRENCY = re.compile(r"[A-Z]{3}")
 
 
 class MalformedPayloadError(ValueError):
@@ -60,7 +60,7 @@ def _amount(group: dict[str, Any], metric: str, where: str) -> tuple[Decimal, st
     if not isinstance(value, dict):
         raise MalformedPayloadError(f"{where} has no {metric}")
     unit = value.get("Unit")
-    if not isinstance(unit, str) or not _CURRENCY.match(unit):
+    if not isinstance(unit, str) or not _CURRENCY.fullmatch(unit):
         raise MalformedPayloadError(f"{where} has no valid currency Unit ({unit!r})")
     try:
         amount = Decimal(str(value.get("Amount")))

@@ -15,7 +15,7 @@ MAX_ERROR_LENGTH = 500
 # Things that must never reach PULSE's UI even if an unexpected error quotes them.
 _SECRETS = [
     (re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{12,}\b"), "<aws-key>"),
-    (re.compile(r"(://[^:/@\s]+:)[^@\s]+@"), r"\1***@"),
+    (re.compile(r"(://[^:/@\s]*:)[^@\s]+@"), r"\1***@"),
     (re.compile(r"(?i)(external[_ ]?id|secret|token|password)(\W+)\S+"), r"\1\2***"),
 ]
 

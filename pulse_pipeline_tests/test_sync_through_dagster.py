@@ -312,3 +312,70 @@ def test_an_invalid_window_fails_before_any_aws_request(
     with engine.connect() as conn:
         assert conn.execute(select(cost_explorer_page.c.id)).all() == []
     engine.dispose()
+
+
+def account_status(database_url: str, account_id: str) -> dict[str, Any]:
+    engine = create_pulse_engine(database_url)
+    with engine.connect() as conn:
+        row = (
+            conn.execute(select(cloud_account).where(cloud_account.c.id == account_id))
+            .mappings()
+            .one()
+        )
+    engine.dispose()
+    return dict(row)
+
+
+def write_status(instance: dg.DagsterInstance, run_ids: list[str]) -> dg.ExecuteInProcessResult:
+    return defs.resolve_job_def("write_sync_status").execute_in_process(
+        instance=instance,
+        run_config={"ops": {"write_cloud_account_status": {"config": {"run_ids": run_ids}}}},
+    )
+
+
+def test_status_op_marks_success_active_and_failure_error_with_its_cause(
+    pulse: str, dagster_instance: dg.DagsterInstance, moto_aws: None
+) -> None:
+    load_rates(dagster_instance)
+    queue_results("111111111111", TWO_PAGES)
+    engine = create_pulse_engine(pulse)
+    with engine.begin() as conn:
+        conn.execute(
+            cloud_account.update().where(cloud_account.c.id == "acc-2").values(externalId=None)
+        )
+    engine.dispose()
+    ok = run_sync(dagster_instance, "acc-1", D1, D3)
+    failed = run_sync(dagster_instance, "acc-2", D1, D3)
+    assert account_status(pulse, "acc-1")["status"] == "pending"
+
+    result = write_status(dagster_instance, [ok.run_id, failed.run_id])
+
+    assert result.success
+    active = account_status(pulse, "acc-1")
+    assert active["status"] == "active" and active["lastSyncError"] is None
+    run_end = dagster_instance.get_run_record_by_id(ok.run_id).end_time
+    assert abs(active["lastSyncedAt"].replace(tzinfo=UTC).timestamp() - run_end) < 1
+    broken = account_status(pulse, "acc-2")
+    assert broken["status"] == "error" and broken["lastSyncedAt"] is None
+    assert broken["lastSyncError"].startswith(
+        "CloudAccount acc-2 (org-2 production) has no external ID"
+    )
+
+    # The account is fixed and synced again: the error is cleared, the time moves on.
+    queue_results("222222222222", [ce_page({D1: {EC2: ("3", "GBP")}})])
+    engine = create_pulse_engine(pulse)
+    with engine.begin() as conn:
+        conn.execute(
+            cloud_account.update()
+            .where(cloud_account.c.id == "acc-2")
+            .values(externalId="ext-id-42")
+        )
+    engine.dispose()
+    fixed = run_sync(dagster_instance, "acc-2", D1, D3)
+    assert write_status(dagster_instance, [fixed.run_id]).success
+    healed = account_status(pulse, "acc-2")
+    assert (
+        healed["status"] == "active"
+        and healed["lastSyncError"] is None
+        and healed["lastSyncedAt"] is not None
+    )

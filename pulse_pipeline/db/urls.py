@@ -21,7 +21,7 @@ _PRISMA_ONLY_PARAMS = frozenset(
         "sslpassword",
     }
 )
-_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 def default_database_url(dagster_home: str | None) -> str:
@@ -45,7 +45,7 @@ def to_sqlalchemy_url(database_url: str) -> tuple[URL, str | None]:
     schema = url.query.get("schema")
     if isinstance(schema, tuple):
         schema = schema[-1]
-    if schema is not None and not _SCHEMA_NAME.match(schema):
+    if schema is not None and not _SCHEMA_NAME.fullmatch(schema):
         raise ValueError("DATABASE_URL names a schema that is not a plain PostgreSQL identifier")
     url = url.difference_update_query(_PRISMA_ONLY_PARAMS)
     return url, schema

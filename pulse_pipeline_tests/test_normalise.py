@@ -1,0 +1,298 @@
+"""From raw Cost Explorer pages to exact cost lines, and from those to EUR."""
+
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from pulse_pipeline.fx import EcbRate, RateTable
+from pulse_pipeline.normalise import (
+    CostLine,
+    MalformedPayloadError,
+    StoredPage,
+    cost_lines,
+    to_eur,
+    totals_by_currency,
+)
+from pulse_pipeline.sync_window import SyncWindow
+
+WINDOW = SyncWindow(date(2026, 10, 1), date(2026, 10, 3))
+D1, D2, D3 = date(2026, 10, 1), date(2026, 10, 2), date(2026, 10, 3)
+
+
+def _group(service: str, amount: Any, unit: Any = "USD", metric: str = "UnblendedCost") -> dict:
+    value: dict[str, Any] = {}
+    if amount is not ...:
+        value["Amount"] = amount
+    if unit is not ...:
+        value["Unit"] = unit
+    return {"Keys": [service], "Metrics": {metric: value}}
+
+
+def _period(day: date, groups: list[dict], estimated: bool = False) -> dict:
+    return {
+        "TimePeriod": {"Start": day.isoformat(), "End": (day + timedelta(days=1)).isoformat()},
+        "Total": {},
+        "Groups": groups,
+        "Estimated": estimated,
+    }
+
+
+def _page(page_id: int, periods: list[dict], metric: str = "UnblendedCost") -> StoredPage:
+    request = {
+        "TimePeriod": {"Start": "2026-10-01", "End": "2026-10-04"},
+        "Granularity": "DAILY",
+        "Metrics": [metric],
+        "GroupBy": [{"Type": "DIMENSION", "Key": "SERVICE"}],
+    }
+    return StoredPage(page_id, request, {"ResultsByTime": periods})
+
+
+def _line(
+    day: date, service: str, amount: str, currency: str = "USD", estimated: bool = False, page=1
+) -> CostLine:
+    return CostLine(day, service, Decimal(amount), currency, estimated, page)
+
+
+# --- cost_lines --------------------------------------------------------------------------
+
+
+def test_lines_from_several_pages_with_a_day_split_across_pages() -> None:
+    page_1 = _page(
+        11,
+        [
+            _period(D1, [_group("Amazon EC2", "1.50"), _group("AWS Lambda", "0.0001")]),
+            _period(D2, [_group("Amazon S3", "2.25")]),
+        ],
+    )
+    # Cost Explorer continues 2 October on the next page with other services.
+    page_2 = _page(
+        12,
+        [
+            _period(D2, [_group("Amazon EC2", "3.75")]),
+            _period(D3, [_group("Amazon EC2", "-0.40")], estimated=True),  # a credit
+        ],
+    )
+    assert cost_lines([page_1, page_2], WINDOW) == [
+        _line(D1, "AWS Lambda", "0.0001", page=11),
+        _line(D1, "Amazon EC2", "1.50", page=11),
+        _line(D2, "Amazon EC2", "3.75", page=12),
+        _line(D2, "Amazon S3", "2.25", page=11),
+        _line(D3, "Amazon EC2", "-0.40", estimated=True, page=12),
+    ]
+
+
+def test_amounts_are_exact_decimals() -> None:
+    page = _page(
+        1,
+        [_period(D1, [_group("A", "1234567.123456789012345678"), _group("B", "0.0000000001")])],
+    )
+    lines = cost_lines([page], WINDOW)
+    assert [line.amount for line in lines] == [
+        Decimal("1234567.123456789012345678"),
+        Decimal("0.0000000001"),
+    ]
+
+
+def test_many_tiny_amounts_sum_exactly() -> None:
+    # 3 days x 100 services of 0.0000000001 each: exactly 0.00000003 (floats would drift).
+    periods = [
+        _period(day, [_group(f"service-{n:03d}", "0.0000000001") for n in range(100)])
+        for day in (D1, D2, D3)
+    ]
+    lines = cost_lines([_page(1, periods)], WINDOW)
+    assert len(lines) == 300
+    assert totals_by_currency(lines) == {"USD": Decimal("0.00000003")}
+    assert sum((line.amount for line in lines), Decimal(0)) == Decimal("0.00000003")
+
+
+def test_estimated_flag_is_per_day() -> None:
+    page = _page(
+        1,
+        [
+            _period(D1, [_group("A", "1")], estimated=False),
+            _period(D2, [_group("A", "1")], estimated=True),
+            {"TimePeriod": {"Start": "2026-10-03", "End": "2026-10-04"}, "Groups": []},
+        ],
+    )
+    assert [(line.day, line.estimated) for line in cost_lines([page], WINDOW)] == [
+        (D1, False),
+        (D2, True),
+    ]
+
+
+def test_metric_comes_from_the_request() -> None:
+    page = _page(1, [_period(D1, [_group("A", "7.5", metric="AmortizedCost")])], "AmortizedCost")
+    assert cost_lines([page], WINDOW) == [_line(D1, "A", "7.5")]
+
+
+def test_group_without_the_requested_metric_is_rejected() -> None:
+    page = _page(1, [_period(D1, [_group("A", "7.5", metric="BlendedCost")])])
+    with pytest.raises(MalformedPayloadError, match="UnblendedCost"):
+        cost_lines([page], WINDOW)
+
+
+def test_no_pages_or_no_results_give_no_lines() -> None:
+    assert cost_lines([], WINDOW) == []
+    assert cost_lines([StoredPage(1, {"Metrics": ["UnblendedCost"]}, {})], WINDOW) == []
+
+
+@pytest.mark.parametrize(
+    "amount", ["abc", "", "1,5", "NaN", "nan", "sNaN", "Infinity", "-Infinity", "inf", None, ...]
+)
+def test_non_numeric_amounts_are_rejected(amount: Any) -> None:
+    page = _page(1, [_period(D1, [_group("A", "1"), _group("B", amount)])])
+    with pytest.raises(MalformedPayloadError, match="B on 2026-10-01"):
+        cost_lines([page], WINDOW)
+
+
+@pytest.mark.parametrize("unit", [..., None, "", "usd", "Usd", "US", "USDX", "US1", " USD", 840])
+def test_missing_or_invalid_unit_is_rejected(unit: Any) -> None:
+    page = _page(1, [_period(D1, [_group("A", "1.00", unit=unit)])])
+    with pytest.raises(MalformedPayloadError, match="Unit"):
+        cost_lines([page], WINDOW)
+
+
+def test_unit_with_trailing_newline_is_rejected() -> None:
+    page = _page(1, [_period(D1, [_group("A", "1.00", unit="USD\n")])])
+    with pytest.raises(MalformedPayloadError, match="Unit"):
+        cost_lines([page], WINDOW)
+
+
+@pytest.mark.parametrize("day", [date(2026, 9, 30), date(2026, 10, 4)])
+def test_day_outside_the_window_is_rejected(day: date) -> None:
+    page = _page(1, [_period(D1, [_group("A", "1")]), _period(day, [_group("A", "1")])])
+    with pytest.raises(MalformedPayloadError, match="outside"):
+        cost_lines([page], WINDOW)
+
+
+def test_duplicate_day_and_service_in_one_page_is_rejected() -> None:
+    page = _page(1, [_period(D1, [_group("A", "1"), _group("A", "2")])])
+    with pytest.raises(MalformedPayloadError, match="twice"):
+        cost_lines([page], WINDOW)
+
+
+def test_duplicate_day_and_service_across_pages_is_rejected() -> None:
+    pages = [
+        _page(1, [_period(D1, [_group("A", "1")])]),
+        _page(2, [_period(D1, [_group("A", "1")])]),
+    ]
+    with pytest.raises(MalformedPayloadError, match="twice"):
+        cost_lines(pages, WINDOW)
+
+
+@pytest.mark.parametrize(
+    "period",
+    [
+        {"Groups": [_group("A", "1")]},
+        {"TimePeriod": {}, "Groups": [_group("A", "1")]},
+        {"TimePeriod": None, "Groups": [_group("A", "1")]},
+        {"TimePeriod": {"Start": "1 Oct 2026"}, "Groups": [_group("A", "1")]},
+    ],
+)
+def test_missing_or_invalid_time_period_is_rejected(period: dict) -> None:
+    with pytest.raises(MalformedPayloadError, match="TimePeriod"):
+        cost_lines([_page(1, [period])], WINDOW)
+
+
+@pytest.mark.parametrize("group", [{"Metrics": {}}, {"Keys": [], "Metrics": {}}, {"Keys": [None]}])
+def test_group_without_service_key_is_rejected(group: dict) -> None:
+    with pytest.raises(MalformedPayloadError, match="service"):
+        cost_lines([_page(1, [_period(D1, [group])])], WINDOW)
+
+
+# --- to_eur ------------------------------------------------------------------------------
+
+RATES = RateTable(
+    [
+        EcbRate("USD", date(2026, 10, 1), Decimal("1.08")),
+        EcbRate("GBP", date(2026, 10, 1), Decimal("0.855")),
+        EcbRate("USD", date(2026, 10, 2), Decimal("2")),  # a Friday
+        EcbRate("JPY", date(2026, 10, 2), Decimal("161.9")),
+    ]
+)
+
+
+def test_to_eur_divides_by_the_rate_and_rounds_to_ten_places() -> None:
+    # 10 / 1.08 = 9.25925925925|92... -> 9.2592592593
+    [converted] = to_eur([_line(D1, "A", "10")], RATES)
+    assert converted.amount_eur == Decimal("9.2592592593")
+    assert converted.amount_eur.as_tuple().exponent == -10
+    assert (converted.fx_rate, converted.fx_rate_date, converted.fx_provisional) == (
+        Decimal("1.08"),
+        D1,
+        False,
+    )
+    assert converted.line == _line(D1, "A", "10")
+
+
+@pytest.mark.parametrize(
+    ("amount", "expected"),
+    [
+        # 1.0000000005 / 2 = 0.50000000025: a tie; half-even keeps ...2 (half-up would give ...3)
+        ("1.0000000005", "0.5000000002"),
+        # 1.0000000007 / 2 = 0.50000000035: a tie; half-even goes up to the even ...4
+        ("1.0000000007", "0.5000000004"),
+        # -1.0000000005 / 2: a negative tie also goes to even (half-up would give -...3)
+        ("-1.0000000005", "-0.5000000002"),
+    ],
+)
+def test_to_eur_rounds_ties_to_even(amount: str, expected: str) -> None:
+    [converted] = to_eur([_line(D2, "A", amount)], RATES)
+    assert converted.fx_rate == Decimal("2")
+    assert converted.amount_eur == Decimal(expected)
+
+
+def test_each_line_uses_the_rate_of_its_own_unit() -> None:
+    lines = [_line(D1, "A", "10", "GBP"), _line(D1, "A2", "10", "USD"), _line(D1, "B", "3", "EUR")]
+    converted = to_eur(lines, RATES)
+    # 10 / 0.855 = 11.69590643274|85... ; 10 / 1.08 = 9.25925925925|92...
+    assert [(c.fx_rate, c.amount_eur) for c in converted] == [
+        (Decimal("0.855"), Decimal("11.6959064327")),
+        (Decimal("1.08"), Decimal("9.2592592593")),
+        (Decimal(1), Decimal("3")),
+    ]
+
+
+def test_weekend_line_uses_fridays_rate() -> None:
+    # 1234.56 JPY on Sunday 4 Oct 2026 at Friday's 161.9: 7.62544780728|84... -> 7.6254478073
+    [converted] = to_eur([_line(date(2026, 10, 4), "A", "1234.56", "JPY")], RATES)
+    assert (converted.fx_rate_date, converted.amount_eur) == (
+        date(2026, 10, 2),
+        Decimal("7.6254478073"),
+    )
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        _line(D1, "A", "1", "CHF"),  # no rates at all
+        _line(D1, "A", "1", "JPY"),  # JPY starts on 2 October
+    ],
+)
+def test_missing_rate_is_a_malformed_payload(line: CostLine) -> None:
+    with pytest.raises(MalformedPayloadError, match=line.currency):
+        to_eur([_line(D1, "OK", "1"), line], RATES)
+
+
+def test_to_eur_of_nothing_is_nothing() -> None:
+    assert to_eur([], RATES) == []
+
+
+# --- totals_by_currency ------------------------------------------------------------------
+
+
+def test_totals_by_currency_sum_each_currency_exactly() -> None:
+    lines = [
+        _line(D1, "A", "0.1"),
+        _line(D1, "B", "0.2", "GBP"),
+        _line(D2, "A", "0.2"),
+        _line(D2, "B", "-0.05", "GBP"),
+        _line(D3, "A", "1000000000.0000000001"),
+    ]
+    assert totals_by_currency(lines) == {
+        "USD": Decimal("1000000000.3000000001"),
+        "GBP": Decimal("0.15"),
+    }
+    assert totals_by_currency([]) == {}
