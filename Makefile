@@ -28,6 +28,7 @@ demo: install
 lint: install
 	$(BIN)/ruff check pulse_pipeline pulse_pipeline_tests pulse_pipeline_demo
 	$(BIN)/ruff format --check pulse_pipeline pulse_pipeline_tests pulse_pipeline_demo
+	$(BIN)/mypy pulse_pipeline pulse_pipeline_demo
 
 validate: install
 	@mkdir -p "$(DAGSTER_HOME)"

@@ -35,7 +35,7 @@ class CloudAccount:
     status: str | None = None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "CloudAccount":
+    def from_row(cls, row: Mapping[Any, Any]) -> "CloudAccount":
         return cls(
             id=row["id"],
             org_id=row["orgId"],

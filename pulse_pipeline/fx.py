@@ -94,7 +94,10 @@ class RateTable:
             return AppliedRate(Decimal(1), day, provisional=False)
         days = self._dates.get(currency)
         if not days:
-            raise MissingRateError(f"the ECB publishes no euro reference rate for {currency}")
+            raise MissingRateError(
+                f"no ECB euro reference rate is stored for {currency} "
+                "(a currency the ECB does not quote, or ecb_fx_rates not materialized yet)"
+            )
         index = bisect_right(days, day) - 1
         if index < 0:
             raise MissingRateError(f"no ECB rate for {currency} on or before {day}")

@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from sqlalchemy import insert, select
@@ -130,7 +131,7 @@ def summary(database_url: str) -> str:
     return "\n".join(lines)
 
 
-def _summary_line(account: Mapping[str, object], rows: int, total: Decimal) -> str:
+def _summary_line(account: Mapping[Any, Any], rows: int, total: Decimal) -> str:
     return (
         f"{account['id']!s:<20} {account['orgId']!s:<11} {account['status']!s:<7} {rows:>5} "
         f"{total.quantize(Decimal('0.01')):>12}  {account['lastSyncError'] or ''}"

@@ -1,0 +1,39 @@
+"""What the data team sees in the Dagster UI: an accidental change here must fail a test."""
+
+import dagster as dg
+
+from pulse_pipeline.definitions import defs
+
+
+def test_assets_partitions_and_lineage() -> None:
+    graph = defs.resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert keys == {"cost_explorer_raw", "daily_costs_eur", "ecb_fx_rates"}
+    for name in ("cost_explorer_raw", "daily_costs_eur"):
+        partitions = defs.resolve_assets_def(name).partitions_def
+        assert isinstance(partitions, dg.DynamicPartitionsDefinition)
+        assert partitions.name == "cloud_accounts"
+    assert defs.resolve_assets_def("ecb_fx_rates").partitions_def is None
+    parents = graph.get(dg.AssetKey("daily_costs_eur")).parent_keys
+    assert parents == {dg.AssetKey("cost_explorer_raw"), dg.AssetKey("ecb_fx_rates")}
+    groups = {defs.resolve_assets_def(key).group_names_by_key[dg.AssetKey(key)] for key in keys}
+    assert groups == {"aws_costs"}
+
+
+def test_every_asset_and_job_is_described_for_the_ui() -> None:
+    for key in ("cost_explorer_raw", "daily_costs_eur", "ecb_fx_rates"):
+        description = defs.resolve_assets_def(key).descriptions_by_key[dg.AssetKey(key)]
+        assert description and len(description) > 80
+    for job_name in ("sync_aws_costs", "write_sync_status"):
+        assert defs.resolve_job_def(job_name).description
+
+
+def test_sync_job_selects_both_partitioned_assets() -> None:
+    job = defs.resolve_job_def("sync_aws_costs")
+    assert {key.to_user_string() for key in job.asset_layer.selected_asset_keys} == {
+        "cost_explorer_raw",
+        "daily_costs_eur",
+    }
+    assert isinstance(job.partitions_def, dg.DynamicPartitionsDefinition)
+    assert job.partitions_def.name == "cloud_accounts"
+    assert {"pulse_db", "aws"} <= set(job.resource_defs)
