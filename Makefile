@@ -13,6 +13,8 @@ help:
 	@echo "make test      install, then lint, validate the definitions and run every test"
 	@echo "make dev       dagster dev (webserver + daemon) on DAGSTER_HOME=$(DAGSTER_HOME)"
 	@echo "make install   create .venv from uv.lock (uv is bootstrapped into .uv/)"
+	@echo "make lint      ruff and mypy;  make validate: dagster definitions validate"
+	@echo "make clean     remove .venv, .uv and the local Dagster home (demo data included)"
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -21,8 +23,12 @@ $(UV):
 install: $(UV)
 	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --extra dev --quiet
 
-demo: install
+# The local instance: Dagster's default SQLite storage, no telemetry, 5 Cost Explorer callers.
+$(DAGSTER_HOME)/dagster.yaml:
 	@mkdir -p "$(DAGSTER_HOME)"
+	@printf 'telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 5\n' > $@
+
+demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m pulse_pipeline_demo
 
 lint: install
@@ -30,15 +36,13 @@ lint: install
 	$(BIN)/ruff format --check pulse_pipeline pulse_pipeline_tests pulse_pipeline_demo
 	$(BIN)/mypy pulse_pipeline pulse_pipeline_demo
 
-validate: install
-	@mkdir -p "$(DAGSTER_HOME)"
+validate: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
 test: lint validate
 	$(BIN)/pytest
 
-dev: install
-	@mkdir -p "$(DAGSTER_HOME)"
+dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 clean:

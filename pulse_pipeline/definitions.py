@@ -5,10 +5,14 @@ import dagster as dg
 from pulse_pipeline.assets import cost_explorer_raw, daily_costs_eur, ecb_fx_rates
 from pulse_pipeline.jobs import sync_aws_costs, write_sync_status_job
 from pulse_pipeline.resources import AwsCostExplorer, EcbRates, PulseDatabase
+from pulse_pipeline.schedules import daily_aws_cost_sync
+from pulse_pipeline.sensors import new_cloud_accounts, sync_status_writer
 
 defs = dg.Definitions(
     assets=[cost_explorer_raw, ecb_fx_rates, daily_costs_eur],
     jobs=[sync_aws_costs, write_sync_status_job],
+    schedules=[daily_aws_cost_sync],
+    sensors=[new_cloud_accounts, sync_status_writer],
     resources={
         "pulse_db": PulseDatabase(),
         "aws": AwsCostExplorer(),

@@ -2,4 +2,6 @@
 
 import dagster as dg
 
-cloud_accounts_partitions = dg.DynamicPartitionsDefinition(name="cloud_accounts")
+CLOUD_ACCOUNTS = "cloud_accounts"
+
+cloud_accounts_partitions = dg.DynamicPartitionsDefinition(name=CLOUD_ACCOUNTS)

@@ -7,6 +7,7 @@ them afterwards.
 """
 
 import os
+import warnings
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -88,7 +89,7 @@ def sync_all(instance: dg.DagsterInstance) -> list[str]:
     run_ids = []
     for account_id in account_ids:
         result = sync.execute_in_process(
-            instance=instance, partition_key=account_id, raise_on_error=False
+            instance=instance, partition_key=account_id, run_config=QUIET, raise_on_error=False
         )
         print(f"  {account_id:<20} run {result.run_id[:8]} {'ok' if result.success else 'FAILED'}")
         run_ids.append(result.run_id)
@@ -139,6 +140,7 @@ def _summary_line(account: Mapping[Any, Any], rows: int, total: Decimal) -> str:
 
 
 def main() -> None:
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path.cwd() / ".dagster_home"))).resolve()
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)

@@ -8,6 +8,12 @@ from pathlib import Path
 import dagster as dg
 import psycopg
 import pytest
+from sqlalchemy import insert
+
+from pulse_pipeline.db.schema import cloud_account
+from pulse_pipeline.db.urls import create_pulse_engine
+from pulse_pipeline_tests.ce_results import ecb_history_csv
+from pulse_pipeline_tests.support import RATES, account_row
 
 POSTGRES_SERVER = os.environ.get("PULSE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 
@@ -77,7 +83,15 @@ def dagster_instance(
         storage_url: str = request.getfixturevalue("dagster_postgres_url")
         overrides = {"storage": {"postgres": {"postgres_url": storage_url}}}
     with dg.instance_for_test(overrides=overrides) as instance:
+        _wipe(instance)  # the PostgreSQL storage is shared by the session's tests
         yield instance
+        _wipe(instance)
+
+
+def _wipe(instance: dg.DagsterInstance) -> None:
+    instance.wipe()
+    for key in instance.get_dynamic_partitions("cloud_accounts"):
+        instance.delete_dynamic_partition("cloud_accounts", key)
 
 
 @pytest.fixture
@@ -87,3 +101,22 @@ def moto_aws() -> Iterator[None]:
 
     with mock_aws():
         yield
+
+
+@pytest.fixture
+def pulse(pulse_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """PULSE with two accounts of two orgs, and the ECB history the sync reads."""
+    history = tmp_path / "eurofxref-hist.csv"
+    history.write_text(ecb_history_csv(RATES))
+    monkeypatch.setenv("PULSE_ECB_HISTORY_URL", str(history))
+    engine = create_pulse_engine(pulse_database)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(cloud_account),
+            [
+                account_row("acc-1", "org-1", "arn:aws:iam::111111111111:role/PulseRead"),
+                account_row("acc-2", "org-2", "arn:aws:iam::222222222222:role/PulseRead"),
+            ],
+        )
+    engine.dispose()
+    return pulse_database

@@ -37,3 +37,16 @@ def test_sync_job_selects_both_partitioned_assets() -> None:
     assert isinstance(job.partitions_def, dg.DynamicPartitionsDefinition)
     assert job.partitions_def.name == "cloud_accounts"
     assert {"pulse_db", "aws"} <= set(job.resource_defs)
+
+
+def test_schedule_and_sensors_the_data_team_relies_on() -> None:
+    schedule = defs.resolve_schedule_def("daily_aws_cost_sync")
+    assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 5 * * *", "UTC")
+    assert schedule.job_name == "sync_aws_costs" and schedule.description
+    repository = defs.get_repository_def()
+    sensors = {sensor.name: sensor for sensor in repository.sensor_defs}
+    assert set(sensors) == {"new_cloud_accounts", "sync_status_writer"}
+    assert [s.name for s in repository.schedule_defs] == ["daily_aws_cost_sync"]
+    assert sensors["new_cloud_accounts"].job_name == "sync_aws_costs"
+    assert sensors["sync_status_writer"].job_name == "write_sync_status"
+    assert all(sensor.description for sensor in sensors.values())

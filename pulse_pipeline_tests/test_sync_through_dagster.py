@@ -1,154 +1,33 @@
 """The end-to-end sync through real Dagster runs: moto's STS and Cost Explorer, PULSE on SQLite and PostgreSQL."""
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from pulse_pipeline.db.schema import cloud_account, cost_explorer_page, cost_record
 from pulse_pipeline.db.urls import create_pulse_engine
-from pulse_pipeline.definitions import defs
-from pulse_pipeline_tests.ce_results import ce_page, ecb_history_csv, eur, queue_results
-
-TODAY = datetime.now(UTC).date()
-D1, D2, D3, D4 = (TODAY - timedelta(days=n) for n in (12, 11, 10, 9))
-EC2 = "Amazon Elastic Compute Cloud - Compute"
-S3 = "Amazon Simple Storage Service"
-
-
-def _usd_rates() -> dict[date, dict[str, str]]:
-    """Weekday rates over the last 40 days, a different USD rate each day, GBP constant."""
-    rates = {}
-    for offset in range(1, 41):
-        day = TODAY - timedelta(days=offset)
-        if day.weekday() < 5:
-            rates[day] = {"USD": f"1.{1000 + offset:04d}", "GBP": "0.8500"}
-    return rates
-
-
-RATES = _usd_rates()
-
-
-def rate_on(day: date, currency: str) -> tuple[str, date]:
-    """The rate the ECB gives for a day: that day's, else the last business day before."""
-    rate_day = max(d for d in RATES if d <= day)
-    return RATES[rate_day][currency], rate_day
-
-
-@pytest.fixture
-def pulse(pulse_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """PULSE with two accounts of two orgs, and the ECB history the sync reads."""
-    history = tmp_path / "eurofxref-hist.csv"
-    history.write_text(ecb_history_csv(RATES))
-    monkeypatch.setenv("PULSE_ECB_HISTORY_URL", str(history))
-    engine = create_pulse_engine(pulse_database)
-    with engine.begin() as conn:
-        conn.execute(
-            insert(cloud_account),
-            [
-                _account("acc-1", "org-1", "arn:aws:iam::111111111111:role/PulseRead"),
-                _account("acc-2", "org-2", "arn:aws:iam::222222222222:role/PulseRead"),
-            ],
-        )
-    engine.dispose()
-    return pulse_database
-
-
-def _account(
-    account_id: str, org_id: str, role_arn: str | None, external_id: str | None = "ext-id-42"
-) -> dict[str, Any]:
-    return {
-        "id": account_id,
-        "orgId": org_id,
-        "provider": "AWS",
-        "accountName": f"{org_id} production",
-        "connectionType": "COST_EXPLORER",
-        "roleArn": role_arn,
-        "externalId": external_id,
-    }
-
-
-def run_sync(
-    instance: dg.DagsterInstance, account_id: str, start: date, end: date
-) -> dg.ExecuteInProcessResult:
-    instance.add_dynamic_partitions("cloud_accounts", [account_id])
-    return defs.resolve_job_def("sync_aws_costs").execute_in_process(
-        instance=instance,
-        partition_key=account_id,
-        run_config={
-            "ops": {
-                "cost_explorer_raw": {
-                    "config": {"start_date": start.isoformat(), "end_date": end.isoformat()}
-                }
-            }
-        },
-        raise_on_error=False,
-    )
-
-
-def load_rates(instance: dg.DagsterInstance) -> None:
-    result = dg.materialize([defs.resolve_assets_def("ecb_fx_rates")], instance=instance)
-    assert result.success
-
-
-def stored_rows(database_url: str, account_id: str) -> list[tuple[Any, ...]]:
-    engine = create_pulse_engine(database_url)
-    c = cost_record.c
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(
-                c.orgId,
-                c.date,
-                c.service,
-                c.amount,
-                c.currency,
-                c.fxRate,
-                c.fxRateDate,
-                c.amountEUR,
-                c.estimated,
-            )
-            .where(c.cloudAccountId == account_id)
-            .order_by(c.date, c.service)
-        ).all()
-    engine.dispose()
-    return [tuple(row) for row in rows]
-
-
-def expected_row(
-    org: str, day: date, service: str, amount: str, estimated: bool = False
-) -> tuple[Any, ...]:
-    rate, rate_day = rate_on(day, "USD")
-    return (
-        org,
-        day,
-        service,
-        Decimal(amount),
-        "USD",
-        Decimal(rate),
-        rate_day,
-        eur(amount, rate),
-        estimated,
-    )
-
-
-TWO_PAGES = [
-    ce_page(
-        {D1: {EC2: ("12.3456789012", "USD"), S3: ("0.0000001", "USD")}, D2: {EC2: ("10", "USD")}},
-        next_token="page-2",
-    ),
-    ce_page({D2: {S3: ("1.5", "USD")}, D3: {EC2: ("7.77", "USD")}}, estimated=[D3]),
-]
-EXPECTED_ACC1 = [
-    expected_row("org-1", D1, EC2, "12.3456789012"),
-    expected_row("org-1", D1, S3, "0.0000001"),
-    expected_row("org-1", D2, EC2, "10"),
-    expected_row("org-1", D2, S3, "1.5"),
-    expected_row("org-1", D3, EC2, "7.77", estimated=True),
-]
+from pulse_pipeline_tests.ce_results import ce_page, queue_results
+from pulse_pipeline_tests.support import (
+    D1,
+    D2,
+    D3,
+    D4,
+    EC2,
+    EXPECTED_ACC1,
+    S3,
+    TODAY,
+    TWO_PAGES,
+    account_status,
+    expected_row,
+    load_rates,
+    run_sync,
+    stored_rows,
+    write_status,
+)
 
 
 def test_sync_follows_every_page_and_stores_exact_eur_rows(
@@ -312,25 +191,6 @@ def test_an_invalid_window_fails_before_any_aws_request(
     with engine.connect() as conn:
         assert conn.execute(select(cost_explorer_page.c.id)).all() == []
     engine.dispose()
-
-
-def account_status(database_url: str, account_id: str) -> dict[str, Any]:
-    engine = create_pulse_engine(database_url)
-    with engine.connect() as conn:
-        row = (
-            conn.execute(select(cloud_account).where(cloud_account.c.id == account_id))
-            .mappings()
-            .one()
-        )
-    engine.dispose()
-    return dict(row)
-
-
-def write_status(instance: dg.DagsterInstance, run_ids: list[str]) -> dg.ExecuteInProcessResult:
-    return defs.resolve_job_def("write_sync_status").execute_in_process(
-        instance=instance,
-        run_config={"ops": {"write_cloud_account_status": {"config": {"run_ids": run_ids}}}},
-    )
 
 
 def test_status_op_marks_success_active_and_failure_error_with_its_cause(

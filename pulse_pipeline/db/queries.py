@@ -16,6 +16,8 @@ from pulse_pipeline.sync_window import SyncWindow
 
 AWS_PROVIDER = "AWS"
 COST_EXPLORER_CONNECTION = "COST_EXPLORER"
+# Accounts in these states are synced (the PULSE app's own rule); others are disconnected.
+SYNCABLE_STATUSES = frozenset({"pending", "active", "error"})
 
 
 def load_account(conn: Connection, account_id: str, *, lock: bool = False) -> CloudAccount | None:

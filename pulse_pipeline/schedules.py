@@ -1,0 +1,43 @@
+"""The daily re-sync of every connected AWS account at 05:00 UTC."""
+
+import dagster as dg
+
+from pulse_pipeline.db import queries
+from pulse_pipeline.jobs import sync_aws_costs
+from pulse_pipeline.partitions import CLOUD_ACCOUNTS
+from pulse_pipeline.resources import PulseDatabase
+
+
+@dg.schedule(
+    job=sync_aws_costs,
+    cron_schedule="0 5 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description=(
+        "Every day at 05:00 UTC, one sync run per AWS account whose PULSE status is pending, "
+        "active or error, over the default window (1st of last month through yesterday). The run "
+        "key names the account and the day, so a tick evaluated twice launches nothing twice."
+    ),
+)
+def daily_aws_cost_sync(
+    context: dg.ScheduleEvaluationContext, pulse_db: PulseDatabase
+) -> list[dg.RunRequest] | dg.SkipReason:
+    with pulse_db.begin() as conn:
+        accounts = queries.aws_cost_explorer_accounts(conn)
+    partitions = set(context.instance.get_dynamic_partitions(CLOUD_ACCOUNTS))
+    due = [a.id for a in accounts if a.status in queries.SYNCABLE_STATUSES and a.id in partitions]
+    if not due:
+        waiting = sum(1 for a in accounts if a.status in queries.SYNCABLE_STATUSES) - len(due)
+        return dg.SkipReason(
+            f"no connected AWS account to sync ({len(accounts)} AWS accounts in PULSE, "
+            f"{waiting} waiting for the new_cloud_accounts sensor to add them)"
+        )
+    day = context.scheduled_execution_time.date().isoformat()
+    return [
+        dg.RunRequest(
+            partition_key=account_id,
+            run_key=f"daily:{day}:{account_id}",
+            tags={"pulse/trigger": "daily"},
+        )
+        for account_id in due
+    ]

@@ -1,0 +1,115 @@
+"""Sensors: new PULSE accounts become partitions and get a first sync; finished syncs get their status written."""
+
+import hashlib
+import json
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from pulse_pipeline.db import queries
+from pulse_pipeline.jobs import sync_aws_costs, write_sync_status_job
+from pulse_pipeline.partitions import CLOUD_ACCOUNTS, cloud_accounts_partitions
+from pulse_pipeline.resources import PulseDatabase
+from pulse_pipeline.sync_status import PARTITION_TAG
+
+SYNC_ASSET = dg.AssetKey("cost_explorer_raw")
+FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+
+
+@dg.sensor(
+    job=sync_aws_costs,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Adds a cloud_accounts partition for each newly connected AWS Cost Explorer account in "
+        "PULSE and requests its first sync (default window) in the same tick. Accounts that are "
+        "disconnected (a status other than pending/active/error) or deleted in PULSE are no "
+        "longer synced; their partitions and CostRecords stay as history. The cursor lists the "
+        "accounts already handled, so a partition deleted by hand is not added back."
+    ),
+)
+def new_cloud_accounts(
+    context: dg.SensorEvaluationContext, pulse_db: PulseDatabase
+) -> dg.SensorResult | dg.SkipReason:
+    with pulse_db.begin() as conn:
+        accounts = queries.aws_cost_explorer_accounts(conn)
+    partitions = set(context.instance.get_dynamic_partitions(CLOUD_ACCOUNTS))
+    handled = set(json.loads(context.cursor)) if context.cursor else set()
+    syncable = [account.id for account in accounts if account.status in queries.SYNCABLE_STATUSES]
+    new = [id_ for id_ in syncable if id_ not in partitions and id_ not in handled]
+    gone = sorted(partitions - set(syncable))
+    if not new:
+        kept = (
+            f"; {len(gone)} partitions no longer connected in PULSE, kept as history: "
+            if gone
+            else ""
+        )
+        return dg.SkipReason(
+            f"no new account: {len(syncable)} connected AWS Cost Explorer accounts in PULSE, "
+            f"{len(partitions)} partitions{kept}{', '.join(gone[:20])}"
+        )
+    context.log.info(f"new AWS accounts: {', '.join(new)}")
+    return dg.SensorResult(
+        dynamic_partitions_requests=[cloud_accounts_partitions.build_add_request(new)],
+        run_requests=[
+            dg.RunRequest(
+                partition_key=account_id,
+                run_key=f"initial-sync:{account_id}",
+                tags={"pulse/trigger": "new-account"},
+            )
+            for account_id in new
+        ],
+        cursor=json.dumps(sorted(handled | partitions | set(new))),
+    )
+
+
+def _is_sync_run(run: dg.DagsterRun) -> bool:
+    """A run that synced one account, whatever launched it (job, asset page, backfill, CLI)."""
+    if PARTITION_TAG not in run.tags:
+        return False
+    if run.job_name == sync_aws_costs.name:
+        return True
+    return bool(run.asset_selection and SYNC_ASSET in run.asset_selection)
+
+
+@dg.sensor(
+    job=write_sync_status_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Launches write_sync_status for every sync run that finished since the last tick, "
+        "however it was launched (schedule, sensor, UI, backfill, CLI) and however it ended "
+        "(success, failure, cancellation, a killed process): many finished runs become one "
+        "status run."
+    ),
+)
+def sync_status_writer(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    runs_filter = dg.RunsFilter(statuses=FINISHED)
+    if context.cursor:
+        runs_filter = dg.RunsFilter(
+            statuses=FINISHED, updated_after=datetime.fromtimestamp(float(context.cursor), UTC)
+        )
+    records = context.instance.get_run_records(
+        runs_filter, order_by="update_timestamp", ascending=True
+    )
+    cursor = str(records[-1].update_timestamp.timestamp()) if records else context.cursor
+    run_ids = [record.dagster_run.run_id for record in records if _is_sync_run(record.dagster_run)]
+    if not run_ids:
+        return dg.SensorResult(
+            skip_reason=f"no sync run finished since the last tick ({len(records)} other runs)",
+            cursor=cursor,
+        )
+    digest = hashlib.sha256(",".join(run_ids).encode()).hexdigest()[:16]
+    context.log.info(f"{len(run_ids)} sync runs finished; writing their status")
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_key=f"sync-status:{digest}",
+                run_config={
+                    "ops": {"write_cloud_account_status": {"config": {"run_ids": run_ids}}}
+                },
+                tags={"pulse/sync-runs": str(len(run_ids))},
+            )
+        ],
+        cursor=cursor,
+    )

@@ -1,0 +1,230 @@
+"""The pipeline running itself: the new-account sensor, the 05:00 UTC schedule and the status sensor,
+each evaluated against a real Dagster instance (SQLite, and PostgreSQL for both databases)."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+import pytest
+from sqlalchemy import insert, update
+
+from pulse_pipeline.db.schema import cloud_account
+from pulse_pipeline.db.urls import create_pulse_engine
+from pulse_pipeline.definitions import defs
+from pulse_pipeline.resources import PulseDatabase
+from pulse_pipeline_tests.ce_results import ce_page, queue_results
+from pulse_pipeline_tests.support import (
+    D1,
+    EC2,
+    EXPECTED_ACC1,
+    TWO_PAGES,
+    account_row,
+    account_status,
+    load_rates,
+    stored_rows,
+)
+
+SENSOR = defs.resolve_sensor_def("new_cloud_accounts")
+STATUS_SENSOR = defs.resolve_sensor_def("sync_status_writer")
+SCHEDULE = defs.resolve_schedule_def("daily_aws_cost_sync")
+
+
+def change_accounts(
+    database_url: str, rows: list[dict[str, Any]] = (), **updates: dict[str, Any]
+) -> None:  # type: ignore[assignment]
+    engine = create_pulse_engine(database_url)
+    with engine.begin() as conn:
+        if rows:
+            conn.execute(insert(cloud_account), rows)
+        for account_id, values in updates.items():
+            conn.execute(
+                update(cloud_account).where(cloud_account.c.id == account_id).values(**values)
+            )
+    engine.dispose()
+
+
+def tick_new_accounts(instance: dg.DagsterInstance, cursor: str | None = None) -> Any:
+    """One sensor tick, and what the daemon does with its result: partitions are added."""
+    with dg.build_sensor_context(
+        instance=instance,
+        instance_ref=instance.get_ref(),
+        cursor=cursor,
+        resources={"pulse_db": PulseDatabase()},
+        definitions=defs,
+    ) as context:
+        result = SENSOR.evaluate_tick(context)
+    for request in result.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    return result
+
+
+def execute(
+    instance: dg.DagsterInstance, request: dg.RunRequest, job_name: str = "sync_aws_costs"
+) -> dg.ExecuteInProcessResult:
+    """Run a sensor's or schedule's run request as the daemon would launch it."""
+    job = defs.resolve_job_def(request.job_name or job_name)
+    return job.execute_in_process(
+        instance=instance,
+        partition_key=request.partition_key,
+        run_config=request.run_config or None,
+        tags=request.tags,
+        raise_on_error=False,
+    )
+
+
+def test_schedule_is_daily_at_five_utc() -> None:
+    assert SCHEDULE.cron_schedule == "0 5 * * *"
+    assert SCHEDULE.execution_timezone == "UTC"
+    assert SCHEDULE.job_name == "sync_aws_costs"
+
+
+def test_sensor_adds_new_accounts_once_and_skips_disconnected_ones(
+    pulse: str, dagster_instance: dg.DagsterInstance
+) -> None:
+    change_accounts(
+        pulse,
+        [
+            {
+                **account_row("acc-gone", "org-1", "arn:aws:iam::333333333333:role/R"),
+                "status": "disconnected",
+            },
+            {**account_row("acc-gcp", "org-1", None), "provider": "GCP", "status": "pending"},
+        ],
+    )
+
+    first = tick_new_accounts(dagster_instance)
+
+    assert sorted(r.partition_key for r in first.run_requests) == ["acc-1", "acc-2"]
+    assert sorted(r.run_key for r in first.run_requests) == [
+        "initial-sync:acc-1",
+        "initial-sync:acc-2",
+    ]
+    assert sorted(dagster_instance.get_dynamic_partitions("cloud_accounts")) == ["acc-1", "acc-2"]
+
+    second = tick_new_accounts(dagster_instance, first.cursor)
+    assert not second.run_requests
+    assert "no new account: 2 connected" in second.skip_message
+
+    change_accounts(pulse, **{"acc-2": {"status": "disconnected"}})
+    change_accounts(pulse, [account_row("acc-3", "org-3", "arn:aws:iam::444444444444:role/R")])
+    third = tick_new_accounts(dagster_instance, second.cursor)
+    assert [r.partition_key for r in third.run_requests] == ["acc-3"]
+    fourth = tick_new_accounts(dagster_instance, third.cursor)
+    assert "kept as history: acc-2" in fourth.skip_message
+    assert "acc-2" in dagster_instance.get_dynamic_partitions("cloud_accounts")
+
+
+def test_schedule_requests_one_run_per_syncable_account_with_a_daily_run_key(
+    pulse: str, dagster_instance: dg.DagsterInstance
+) -> None:
+    when = datetime(2026, 11, 24, 5, 0, tzinfo=UTC)
+
+    def tick() -> Any:
+        with dg.build_schedule_context(
+            instance=dagster_instance,
+            scheduled_execution_time=when,
+            resources={"pulse_db": PulseDatabase()},
+            repository_def=defs.get_repository_def(),
+        ) as context:
+            return SCHEDULE.evaluate_tick(context)
+
+    nothing = tick()
+    assert not nothing.run_requests
+    assert "2 waiting for the new_cloud_accounts sensor" in nothing.skip_message
+
+    dagster_instance.add_dynamic_partitions("cloud_accounts", ["acc-1", "acc-2"])
+    change_accounts(pulse, **{"acc-2": {"status": "disconnected"}})
+    result = tick()
+
+    assert [(r.partition_key, r.run_key) for r in result.run_requests] == [
+        ("acc-1", "daily:2026-11-24:acc-1")
+    ]
+    assert not result.run_requests[0].run_config  # the default trailing window
+
+
+def test_new_accounts_are_synced_and_their_status_written_without_anyone_launching_anything(
+    pulse: str, dagster_instance: dg.DagsterInstance, moto_aws: None
+) -> None:
+    load_rates(dagster_instance)
+    queue_results("111111111111", TWO_PAGES)
+    change_accounts(pulse, **{"acc-2": {"roleArn": "arn:aws:iam::222222222222:user/not-a-role"}})
+
+    tick = tick_new_accounts(dagster_instance)
+    runs = {r.partition_key: execute(dagster_instance, r) for r in tick.run_requests}
+    assert runs["acc-1"].success and not runs["acc-2"].success
+
+    status_tick = STATUS_SENSOR.evaluate_tick(
+        dg.build_sensor_context(instance=dagster_instance, definitions=defs)
+    )
+    assert len(status_tick.run_requests) == 1
+    status_request = status_tick.run_requests[0]
+    assert sorted(
+        status_request.run_config["ops"]["write_cloud_account_status"]["config"]["run_ids"]
+    ) == sorted(run.run_id for run in runs.values())
+    assert execute(dagster_instance, status_request, "write_sync_status").success
+
+    assert account_status(pulse, "acc-1")["status"] == "active"
+    broken = account_status(pulse, "acc-2")
+    assert broken["status"] == "error" and "malformed IAM role ARN" in broken["lastSyncError"]
+    # The default window (1st of last month .. yesterday) covers the queued days.
+    assert {row[1] for row in stored_rows(pulse, "acc-1")} == {row[1] for row in EXPECTED_ACC1}
+
+    # The status run itself, the ECB run and the earlier runs are not picked up again.
+    again = STATUS_SENSOR.evaluate_tick(
+        dg.build_sensor_context(
+            instance=dagster_instance, cursor=status_tick.cursor, definitions=defs
+        )
+    )
+    assert not again.run_requests and "no sync run finished" in again.skip_message
+
+
+def test_a_canceled_sync_leaves_the_account_in_error(
+    pulse: str, dagster_instance: dg.DagsterInstance, moto_aws: None
+) -> None:
+    load_rates(dagster_instance)
+    queue_results("111111111111", [ce_page({D1: {EC2: ("1", "USD")}})])
+    dagster_instance.add_dynamic_partitions("cloud_accounts", ["acc-1"])
+    change_accounts(pulse, **{"acc-1": {"status": "active"}})
+    job = defs.resolve_job_def("sync_aws_costs")
+    run = dagster_instance.create_run_for_job(job_def=job, tags={"dagster/partition": "acc-1"})
+    dagster_instance.report_run_canceled(run)
+
+    tick = STATUS_SENSOR.evaluate_tick(
+        dg.build_sensor_context(instance=dagster_instance, definitions=defs)
+    )
+    assert execute(dagster_instance, tick.run_requests[0], "write_sync_status").success
+
+    status = account_status(pulse, "acc-1")
+    assert status["status"] == "error"
+    assert (
+        status["lastSyncError"]
+        == "CloudAccount acc-1: the sync run was canceled before it finished"
+    )
+
+
+@pytest.mark.parametrize("launched_as", ["__ASSET_JOB", "sync_aws_costs"])
+def test_status_sensor_sees_sync_runs_however_they_were_launched(
+    pulse: str, dagster_instance: dg.DagsterInstance, launched_as: str
+) -> None:
+    """UI asset backfills run as __ASSET_JOB; they must get a status too."""
+    dagster_instance.add_dynamic_partitions("cloud_accounts", ["acc-1"])
+    if launched_as == "__ASSET_JOB":
+        job = defs.resolve_implicit_global_asset_job_def()
+        selection = {dg.AssetKey("cost_explorer_raw"), dg.AssetKey("daily_costs_eur")}
+        run = dagster_instance.create_run_for_job(
+            job_def=job, asset_selection=frozenset(selection), tags={"dagster/partition": "acc-1"}
+        )
+    else:
+        run = dagster_instance.create_run_for_job(
+            job_def=defs.resolve_job_def(launched_as), tags={"dagster/partition": "acc-1"}
+        )
+    dagster_instance.report_run_failed(run)
+
+    tick = STATUS_SENSOR.evaluate_tick(
+        dg.build_sensor_context(instance=dagster_instance, definitions=defs)
+    )
+
+    assert [
+        r.run_config["ops"]["write_cloud_account_status"]["config"]["run_ids"]
+        for r in tick.run_requests
+    ] == [[run.run_id]]
