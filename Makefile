@@ -23,10 +23,10 @@ $(UV):
 install: $(UV)
 	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --extra dev --quiet
 
-# The local instance: Dagster's default SQLite storage, no telemetry, 5 Cost Explorer callers.
-$(DAGSTER_HOME)/dagster.yaml:
+# The local instance (see dagster.local.yaml): Dagster's default SQLite storage.
+$(DAGSTER_HOME)/dagster.yaml: dagster.local.yaml
 	@mkdir -p "$(DAGSTER_HOME)"
-	@printf 'telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 5\n' > $@
+	cp dagster.local.yaml $@
 
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m pulse_pipeline_demo

@@ -35,6 +35,11 @@ from pulse_pipeline.sync_window import (
 
 GROUP = "aws_costs"
 TOP_SERVICES_SHOWN = 10
+# Transient faults (throttling that outlasted botocore's own retries, network, a database
+# restart) get fresh attempts; known permanent causes raise Failure(allow_retries=False).
+TRANSIENT_RETRIES = dg.RetryPolicy(
+    max_retries=3, delay=20, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
 
 
 @contextmanager
@@ -73,6 +78,7 @@ def _account(pulse_db: PulseDatabase, account_id: str) -> CloudAccount:
     group_name=GROUP,
     kinds={"aws", "sql"},
     pool="cost_explorer",
+    retry_policy=TRANSIENT_RETRIES,
     metadata={"dagster/table_name": "pipeline_cost_explorer_page"},
 )
 def cost_explorer_raw(

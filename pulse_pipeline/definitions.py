@@ -3,16 +3,18 @@
 import dagster as dg
 
 from pulse_pipeline.assets import cost_explorer_raw, daily_costs_eur, ecb_fx_rates
-from pulse_pipeline.jobs import sync_aws_costs, write_sync_status_job
+from pulse_pipeline.jobs import refresh_ecb_rates, sync_aws_costs, write_sync_status_job
 from pulse_pipeline.resources import AwsCostExplorer, EcbRates, PulseDatabase
-from pulse_pipeline.schedules import daily_aws_cost_sync
+from pulse_pipeline.schedules import daily_aws_cost_sync, daily_ecb_rates
 from pulse_pipeline.sensors import new_cloud_accounts, sync_status_writer
 
 defs = dg.Definitions(
     assets=[cost_explorer_raw, ecb_fx_rates, daily_costs_eur],
-    jobs=[sync_aws_costs, write_sync_status_job],
-    schedules=[daily_aws_cost_sync],
+    jobs=[sync_aws_costs, refresh_ecb_rates, write_sync_status_job],
+    schedules=[daily_aws_cost_sync, daily_ecb_rates],
     sensors=[new_cloud_accounts, sync_status_writer],
+    # One process per run: a sync's two steps share it instead of paying two more imports.
+    executor=dg.in_process_executor,
     resources={
         "pulse_db": PulseDatabase(),
         "aws": AwsCostExplorer(),

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from pulse_pipeline.assets import cost_explorer_raw, daily_costs_eur
+from pulse_pipeline.assets import cost_explorer_raw, daily_costs_eur, ecb_fx_rates
 from pulse_pipeline.partitions import cloud_accounts_partitions
 from pulse_pipeline.sync_status import write_sync_status_op
 
@@ -14,6 +14,12 @@ sync_aws_costs = dg.define_asset_job(
         "Sync one CloudAccount: fetch its Cost Explorer pages for the window in run config "
         "(ops.cost_explorer_raw.config.start_date/end_date), then rewrite its EUR CostRecords."
     ),
+)
+
+refresh_ecb_rates = dg.define_asset_job(
+    name="refresh_ecb_rates",
+    selection=dg.AssetSelection.assets(ecb_fx_rates),
+    description="Load the ECB euro reference rates that daily_costs_eur converts with.",
 )
 
 

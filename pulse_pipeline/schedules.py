@@ -1,9 +1,9 @@
-"""The daily re-sync of every connected AWS account at 05:00 UTC."""
+"""The daily ECB rate refresh at 04:30 UTC and the re-sync of every connected AWS account at 05:00 UTC."""
 
 import dagster as dg
 
 from pulse_pipeline.db import queries
-from pulse_pipeline.jobs import sync_aws_costs
+from pulse_pipeline.jobs import refresh_ecb_rates, sync_aws_costs
 from pulse_pipeline.partitions import CLOUD_ACCOUNTS
 from pulse_pipeline.resources import PulseDatabase
 
@@ -41,3 +41,16 @@ def daily_aws_cost_sync(
         )
         for account_id in due
     ]
+
+
+daily_ecb_rates = dg.ScheduleDefinition(
+    name="daily_ecb_rates",
+    job=refresh_ecb_rates,
+    cron_schedule="30 4 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description=(
+        "Every day at 04:30 UTC, before the cost sync, refresh the ECB reference rates "
+        "(published around 16:00 CET on TARGET business days)."
+    ),
+)

@@ -7,25 +7,27 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from pulse_pipeline.db import queries
-from pulse_pipeline.jobs import sync_aws_costs, write_sync_status_job
+from pulse_pipeline.jobs import refresh_ecb_rates, sync_aws_costs, write_sync_status_job
 from pulse_pipeline.partitions import CLOUD_ACCOUNTS, cloud_accounts_partitions
 from pulse_pipeline.resources import PulseDatabase
 from pulse_pipeline.sync_status import PARTITION_TAG
 
 SYNC_ASSET = dg.AssetKey("cost_explorer_raw")
+ECB_RATES = dg.AssetKey("ecb_fx_rates")
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 
 
 @dg.sensor(
-    job=sync_aws_costs,
-    minimum_interval_seconds=60,
+    jobs=[sync_aws_costs, refresh_ecb_rates],
+    minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Adds a cloud_accounts partition for each newly connected AWS Cost Explorer account in "
         "PULSE and requests its first sync (default window) in the same tick. Accounts that are "
         "disconnected (a status other than pending/active/error) or deleted in PULSE are no "
         "longer synced; their partitions and CostRecords stay as history. The cursor lists the "
-        "accounts already handled, so a partition deleted by hand is not added back."
+        "accounts already handled, so a partition deleted by hand is not added back. On a "
+        "fresh deployment it first loads the ECB rates (refresh_ecb_rates) and waits for them."
     ),
 )
 def new_cloud_accounts(
@@ -48,11 +50,23 @@ def new_cloud_accounts(
             f"no new account: {len(syncable)} connected AWS Cost Explorer accounts in PULSE, "
             f"{len(partitions)} partitions{kept}{', '.join(gone[:20])}"
         )
+    if context.instance.get_latest_materialization_event(ECB_RATES) is None:
+        day = datetime.now(UTC).date().isoformat()
+        context.log.info(
+            f"{len(new)} new accounts wait for the first ECB rates (refresh_ecb_rates)"
+        )
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(job_name=refresh_ecb_rates.name, run_key=f"ecb-first-load:{day}")
+            ],
+            cursor=context.cursor,
+        )
     context.log.info(f"new AWS accounts: {', '.join(new)}")
     return dg.SensorResult(
         dynamic_partitions_requests=[cloud_accounts_partitions.build_add_request(new)],
         run_requests=[
             dg.RunRequest(
+                job_name=sync_aws_costs.name,
                 partition_key=account_id,
                 run_key=f"initial-sync:{account_id}",
                 tags={"pulse/trigger": "new-account"},

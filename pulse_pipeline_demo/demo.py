@@ -78,8 +78,8 @@ def seed_accounts(database_url: str) -> None:
 
 def sync_all(instance: dg.DagsterInstance) -> list[str]:
     """Refresh ECB rates, then run the sync job once per demo account; returns the run ids."""
-    rates = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        instance=instance, asset_selection=[dg.AssetKey("ecb_fx_rates")], run_config=QUIET
+    rates = defs.resolve_job_def("refresh_ecb_rates").execute_in_process(
+        instance=instance, run_config=QUIET
     )
     if not rates.success:
         raise SystemExit("loading ECB rates failed; see the run in `dagster dev`")

@@ -24,7 +24,7 @@ def test_every_asset_and_job_is_described_for_the_ui() -> None:
     for key in ("cost_explorer_raw", "daily_costs_eur", "ecb_fx_rates"):
         description = defs.resolve_assets_def(key).descriptions_by_key[dg.AssetKey(key)]
         assert description and len(description) > 80
-    for job_name in ("sync_aws_costs", "write_sync_status"):
+    for job_name in ("sync_aws_costs", "refresh_ecb_rates", "write_sync_status"):
         assert defs.resolve_job_def(job_name).description
 
 
@@ -46,7 +46,19 @@ def test_schedule_and_sensors_the_data_team_relies_on() -> None:
     repository = defs.get_repository_def()
     sensors = {sensor.name: sensor for sensor in repository.sensor_defs}
     assert set(sensors) == {"new_cloud_accounts", "sync_status_writer"}
-    assert [s.name for s in repository.schedule_defs] == ["daily_aws_cost_sync"]
-    assert sensors["new_cloud_accounts"].job_name == "sync_aws_costs"
+    assert sorted(s.name for s in repository.schedule_defs) == [
+        "daily_aws_cost_sync",
+        "daily_ecb_rates",
+    ]
+    ecb = defs.resolve_schedule_def("daily_ecb_rates")
+    assert (ecb.cron_schedule, ecb.execution_timezone, ecb.job_name) == (
+        "30 4 * * *",
+        "UTC",
+        "refresh_ecb_rates",
+    )
+    assert {job.name for job in sensors["new_cloud_accounts"].jobs} == {
+        "sync_aws_costs",
+        "refresh_ecb_rates",
+    }
     assert sensors["sync_status_writer"].job_name == "write_sync_status"
     assert all(sensor.description for sensor in sensors.values())

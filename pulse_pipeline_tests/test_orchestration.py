@@ -81,6 +81,7 @@ def test_schedule_is_daily_at_five_utc() -> None:
 def test_sensor_adds_new_accounts_once_and_skips_disconnected_ones(
     pulse: str, dagster_instance: dg.DagsterInstance
 ) -> None:
+    """On a fresh deployment the ECB rates come first; then each new account exactly once."""
     change_accounts(
         pulse,
         [
@@ -92,7 +93,14 @@ def test_sensor_adds_new_accounts_once_and_skips_disconnected_ones(
         ],
     )
 
-    first = tick_new_accounts(dagster_instance)
+    waiting = tick_new_accounts(dagster_instance)
+    assert [(r.job_name, r.partition_key) for r in waiting.run_requests] == [
+        ("refresh_ecb_rates", None)
+    ]
+    assert dagster_instance.get_dynamic_partitions("cloud_accounts") == []
+    load_rates(dagster_instance)
+
+    first = tick_new_accounts(dagster_instance, waiting.cursor)
 
     assert sorted(r.partition_key for r in first.run_requests) == ["acc-1", "acc-2"]
     assert sorted(r.run_key for r in first.run_requests) == [
