@@ -3,6 +3,7 @@
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -32,10 +33,10 @@ def fake_aws_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
 
 
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session, dropped at the end."""
-    name = f"pulse_test_{uuid.uuid4().hex[:10]}"
+@contextmanager
+def fresh_postgres_database(prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
@@ -43,6 +44,21 @@ def postgres_database() -> Iterator[str]:
     finally:
         with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session (PULSE schemas, one per test)."""
+    with fresh_postgres_database("pulse_test") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def dagster_postgres_url() -> Iterator[str]:
+    """Dagster's own storage on PostgreSQL, in its own database; psycopg2 because
+    dagster-postgres's NOTIFY needs it."""
+    with fresh_postgres_database("pulse_dagster_test") as url:
+        yield url.replace("postgresql://", "postgresql+psycopg2://", 1)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -55,12 +71,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     with psycopg.connect(server_db, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     return f"{server_db}?schema={schema}"
-
-
-@pytest.fixture(scope="session")
-def dagster_postgres_url(postgres_database: str) -> str:
-    """Dagster's own storage on PostgreSQL; psycopg2 because dagster-postgres's NOTIFY needs it."""
-    return postgres_database.replace("postgresql://", "postgresql+psycopg2://", 1)
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_production_dagster_yaml_runs_on_postgresql(
-    postgres_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    dagster_postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url = make_url(postgres_database)
+    url = make_url(dagster_postgres_url)
     monkeypatch.setenv("DAGSTER_PG_HOST", url.host or "127.0.0.1")
     monkeypatch.setenv("DAGSTER_PG_PORT", str(url.port or 5432))
     monkeypatch.setenv("DAGSTER_PG_USER", url.username or "postgres")
