@@ -14,6 +14,8 @@ from pulse_pipeline.sync_status import PARTITION_TAG
 
 SYNC_ASSET = dg.AssetKey("cost_explorer_raw")
 ECB_RATES = dg.AssetKey("ecb_fx_rates")
+# Finished runs read per status-sensor tick; the cursor carries on from the last one.
+STATUS_BATCH = 500
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 
 
@@ -104,7 +106,7 @@ def sync_status_writer(context: dg.SensorEvaluationContext) -> dg.SensorResult:
             statuses=FINISHED, updated_after=datetime.fromtimestamp(float(context.cursor), UTC)
         )
     records = context.instance.get_run_records(
-        runs_filter, order_by="update_timestamp", ascending=True
+        runs_filter, limit=STATUS_BATCH, order_by="update_timestamp", ascending=True
     )
     cursor = str(records[-1].update_timestamp.timestamp()) if records else context.cursor
     run_ids = [record.dagster_run.run_id for record in records if _is_sync_run(record.dagster_run)]

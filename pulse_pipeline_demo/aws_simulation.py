@@ -149,6 +149,8 @@ class SimulationSettings:
         denied_role_arns: Role ARNs whose ``AssumeRole`` fails with ``AccessDenied`` (403).
         required_external_ids: Role ARN -> the ``ExternalId`` it requires; a missing or
             different one fails with ``AccessDenied``.
+        latency_by_account: 12-digit account id -> its own latency, replacing
+            ``latency_seconds`` for that account (a slow account beside fast ones).
     """
 
     services_per_day: int = 12
@@ -159,6 +161,7 @@ class SimulationSettings:
     seed: int = 0
     denied_role_arns: frozenset[str] = frozenset()
     required_external_ids: dict[str, str] = field(default_factory=dict)
+    latency_by_account: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """Validate the values and normalise ``denied_role_arns`` to a frozenset."""
@@ -551,8 +554,9 @@ class SimulatedAws:
 
     def _get_cost_and_usage(self, account_id: str, body: str) -> dict[str, Any]:
         """Sleep, count, answer (runs in a server thread)."""
-        if self.settings.latency_seconds:
-            time.sleep(self.settings.latency_seconds)
+        latency = self.settings.latency_by_account.get(account_id, self.settings.latency_seconds)
+        if latency:
+            time.sleep(latency)
         with self._counts_lock:
             self._counts[account_id] = self._counts.get(account_id, 0) + 1
         return _answer(self.settings, account_id, body)
