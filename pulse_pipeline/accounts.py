@@ -1,7 +1,7 @@
 """A PULSE CloudAccount as the pipeline sees it, and the checks its connection must pass."""
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,3 +85,25 @@ def connection_for(account: CloudAccount) -> AwsConnection:
             "(it must be 2 to 1224 characters of letters, digits and +=,.@:/-_)"
         )
     return AwsConnection(account, account.role_arn, account.external_id, match.group(1))
+
+
+def aws_account_id(role_arn: str | None) -> str | None:
+    """The 12-digit AWS account id in a role ARN, or None if the ARN is not valid."""
+    match = ROLE_ARN.fullmatch(role_arn or "")
+    return match.group(1) if match else None
+
+
+def covering_account(
+    account: CloudAccount, org_accounts: Iterable[CloudAccount]
+) -> CloudAccount | None:
+    """The account of the same organisation that already syncs the same AWS account, if any.
+
+    Of several connections to one AWS account (the 12-digit id in the role ARN), the oldest one
+    (the order given) is synced; the others are duplicates.
+    """
+    target = aws_account_id(account.role_arn)
+    for other in org_accounts:
+        if other.org_id != account.org_id or aws_account_id(other.role_arn) != target:
+            continue
+        return None if other.id == account.id else other
+    return None

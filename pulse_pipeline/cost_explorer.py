@@ -22,6 +22,7 @@ from pulse_pipeline.accounts import AwsConnection, SyncError
 from pulse_pipeline.sync_window import SyncWindow
 
 DEFAULT_METRIC = "UnblendedCost"
+METRICS = ("UnblendedCost", "AmortizedCost", "NetUnblendedCost", "NetAmortizedCost")
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,8 @@ class Page:
 
 
 def cost_and_usage_request(window: SyncWindow, metric: str = DEFAULT_METRIC) -> dict[str, Any]:
-    """Daily costs per service for the window; Cost Explorer's End is exclusive."""
+    """Daily costs per service and record type (charge type) for the window, in one request
+    per result page; Cost Explorer's End is exclusive."""
     return {
         "TimePeriod": {
             "Start": window.start.isoformat(),
@@ -43,7 +45,10 @@ def cost_and_usage_request(window: SyncWindow, metric: str = DEFAULT_METRIC) -> 
         },
         "Granularity": "DAILY",
         "Metrics": [metric],
-        "GroupBy": [{"Type": "DIMENSION", "Key": "SERVICE"}],
+        "GroupBy": [
+            {"Type": "DIMENSION", "Key": "SERVICE"},
+            {"Type": "DIMENSION", "Key": "RECORD_TYPE"},
+        ],
     }
 
 

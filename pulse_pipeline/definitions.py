@@ -4,7 +4,7 @@ import dagster as dg
 
 from pulse_pipeline.assets import cost_explorer_raw, daily_costs_eur, ecb_fx_rates
 from pulse_pipeline.jobs import refresh_ecb_rates, sync_aws_costs, write_sync_status_job
-from pulse_pipeline.resources import AwsCostExplorer, EcbRates, PulseDatabase
+from pulse_pipeline.resources import AwsCostExplorer, CostSettings, EcbRates, PulseDatabase
 from pulse_pipeline.schedules import daily_aws_cost_sync, daily_ecb_rates
 from pulse_pipeline.sensors import new_cloud_accounts, sync_status_writer
 
@@ -19,5 +19,6 @@ defs = dg.Definitions(
         "pulse_db": PulseDatabase(),
         "aws": AwsCostExplorer(),
         "ecb": EcbRates(),
+        "settings": CostSettings(),
     },
 )

@@ -13,6 +13,32 @@ from pulse_pipeline.sync_window import SyncWindow
 EUR_PLACES = Decimal("1e-10")
 _CURRENCY = re.compile(r"[A-Z]{3}")
 
+# AWS RECORD_TYPE -> FOCUS ChargeCategory (Usage, Purchase, Tax, Credit, Adjustment).
+FOCUS_CHARGE_CATEGORY = {
+    "Usage": "Usage",
+    "DiscountedUsage": "Usage",
+    "Reservation applied usage": "Usage",
+    "Savings Plan Covered Usage": "Usage",
+    "Savings Plan Negation": "Usage",
+    "Recurring reservation fee": "Purchase",
+    "Upfront reservation fee": "Purchase",
+    "Savings Plan Recurring Fee": "Purchase",
+    "Savings Plan Upfront Fee": "Purchase",
+    "Support fee": "Purchase",
+    "Tax": "Tax",
+    "Credit": "Credit",
+    "Enterprise Discount Program Discount": "Credit",
+    "Refund": "Adjustment",
+    "Other out-of-cycle charges": "Adjustment",
+}
+
+
+def charge_category(record_type: str | None) -> str | None:
+    """The FOCUS ChargeCategory of an AWS record type; unknown types count as Adjustment."""
+    if record_type is None:
+        return None
+    return FOCUS_CHARGE_CATEGORY.get(record_type, "Adjustment")
+
 
 class MalformedPayloadError(ValueError):
     """Cost Explorer returned something that cannot be turned into exact cost rows."""
@@ -31,6 +57,10 @@ class StoredPage:
         """The cost metric the page was requested with, e.g. UnblendedCost."""
         return str(self.request["Metrics"][0])
 
+    @property
+    def grouped_by_record_type(self) -> bool:
+        return [g.get("Key") for g in self.request.get("GroupBy", [])][1:2] == ["RECORD_TYPE"]
+
 
 @dataclass(frozen=True)
 class CostLine:
@@ -38,10 +68,16 @@ class CostLine:
 
     day: date
     service: str
+    record_type: str | None
     amount: Decimal
     currency: str
     estimated: bool
+    metric: str
     page_id: int
+
+    @property
+    def key(self) -> tuple[date, str, str | None]:
+        return (self.day, self.service, self.record_type)
 
 
 @dataclass(frozen=True)
@@ -72,11 +108,11 @@ def _amount(group: dict[str, Any], metric: str, where: str) -> tuple[Decimal, st
 
 
 def cost_lines(pages: Iterable[StoredPage], window: SyncWindow) -> list[CostLine]:
-    """Every (day, service) cost in the pages, checked: inside the window, numeric, with a Unit.
-
-    Raises MalformedPayloadError on the first problem, so nothing half-valid is ever written.
+    """Every (day, service, record type) cost in the pages, checked: inside the window, numeric,
+    with a Unit. Raises MalformedPayloadError on the first problem, so nothing half-valid is
+    ever written.
     """
-    lines: dict[tuple[date, str], CostLine] = {}
+    lines: dict[tuple[date, str, str | None], CostLine] = {}
     for page in pages:
         for period in page.response.get("ResultsByTime", []):
             try:
@@ -90,13 +126,29 @@ def cost_lines(pages: Iterable[StoredPage], window: SyncWindow) -> list[CostLine
                 if not keys or not isinstance(keys[0], str):
                     raise MalformedPayloadError(f"a group on {day} has no service key")
                 service = keys[0]
-                amount, unit = _amount(group, page.metric, f"{service} on {day}")
-                if (day, service) in lines:
-                    raise MalformedPayloadError(f"{service} on {day} appears twice in the response")
-                lines[(day, service)] = CostLine(
-                    day, service, amount, unit, bool(period.get("Estimated", False)), page.id
+                record_type = None
+                if page.grouped_by_record_type:
+                    if len(keys) < 2 or not isinstance(keys[1], str):
+                        raise MalformedPayloadError(f"{service} on {day} has no record type key")
+                    record_type = keys[1]
+                where = (
+                    f"{service} ({record_type}) on {day}" if record_type else f"{service} on {day}"
                 )
-    return sorted(lines.values(), key=lambda line: (line.day, line.service))
+                amount, unit = _amount(group, page.metric, where)
+                line = CostLine(
+                    day,
+                    service,
+                    record_type,
+                    amount,
+                    unit,
+                    bool(period.get("Estimated", False)),
+                    page.metric,
+                    page.id,
+                )
+                if line.key in lines:
+                    raise MalformedPayloadError(f"{where} appears twice in the response")
+                lines[line.key] = line
+    return sorted(lines.values(), key=lambda line: (line.day, line.service, line.record_type or ""))
 
 
 def to_eur(lines: Sequence[CostLine], rates: RateTable) -> list[EurCost]:

@@ -1,4 +1,4 @@
-"""The three outside systems a sync talks to: PULSE's database, AWS, and the ECB's rates."""
+"""The outside systems a sync talks to (PULSE's database, AWS, the ECB's rates) and its settings."""
 
 import os
 import urllib.request
@@ -16,12 +16,16 @@ from pydantic import Field, PrivateAttr
 from sqlalchemy import Connection, Engine
 
 from pulse_pipeline.accounts import AwsConnection
-from pulse_pipeline.cost_explorer import describe_aws_error
+from pulse_pipeline.cost_explorer import DEFAULT_METRIC, METRICS, describe_aws_error
 from pulse_pipeline.db.urls import create_pulse_engine, default_database_url
 from pulse_pipeline.fx import EcbRate, parse_ecb_history
 
 # Cost Explorer has a single endpoint: every commercial region resolves to us-east-1.
 COST_EXPLORER_REGION = "us-east-1"
+
+
+class SettingError(ValueError):
+    """A deployment setting has a value pulse_pipeline cannot use."""
 
 
 class PulseDatabase(dg.ConfigurableResource):
@@ -89,7 +93,7 @@ class AwsCostExplorer(dg.ConfigurableResource):
 
     def _config(self) -> Config:
         return Config(
-            retries={"mode": "standard", "max_attempts": self.max_attempts},
+            retries={"mode": "standard", "total_max_attempts": self.max_attempts},
             connect_timeout=self.connect_timeout_seconds,
             read_timeout=self.read_timeout_seconds,
         )
@@ -152,3 +156,34 @@ class EcbRates(dg.ConfigurableResource):
         else:
             archive = Path(CURRENCY_FILE if source == "bundled" else source).read_bytes()
         return list(parse_ecb_history(archive, since=since))
+
+
+class CostSettings(dg.ConfigurableResource):
+    """What a sync asks for and keeps: the Cost Explorer metric, and which AWS record types
+    (charge types) become CostRecords. Raw pages always keep every record type.
+
+    `metric` defaults to `PULSE_COST_METRIC`, else UnblendedCost; `record_types` (comma-separated,
+    e.g. "Usage,Tax") to `PULSE_RECORD_TYPES`, else all, so a day's total equals the Cost
+    Explorer console's for the account.
+    """
+
+    metric: str | None = Field(
+        default=None, description=f"One of {', '.join(METRICS)}; empty = $PULSE_COST_METRIC."
+    )
+    record_types: str | None = Field(
+        default=None, description="Comma-separated AWS record types to write; empty = all."
+    )
+
+    def resolved_metric(self) -> str:
+        metric = self.metric or os.environ.get("PULSE_COST_METRIC") or DEFAULT_METRIC
+        if metric not in METRICS:
+            raise SettingError(
+                f"unknown cost metric {metric!r} (PULSE_COST_METRIC); choose one of {', '.join(METRICS)}"
+            )
+        return metric
+
+    def resolved_record_types(self) -> frozenset[str] | None:
+        """The record types to write, or None for all of them."""
+        value = self.record_types or os.environ.get("PULSE_RECORD_TYPES") or ""
+        chosen = frozenset(part.strip() for part in value.split(",") if part.strip())
+        return chosen or None

@@ -12,7 +12,7 @@ from pulse_pipeline.partitions import CLOUD_ACCOUNTS, cloud_accounts_partitions
 from pulse_pipeline.resources import PulseDatabase
 from pulse_pipeline.sync_status import PARTITION_TAG
 
-SYNC_ASSET = dg.AssetKey("cost_explorer_raw")
+SYNC_ASSETS = frozenset({dg.AssetKey("cost_explorer_raw"), dg.AssetKey("daily_costs_eur")})
 ECB_RATES = dg.AssetKey("ecb_fx_rates")
 # Finished runs read per status-sensor tick; the cursor carries on from the last one.
 STATUS_BATCH = 500
@@ -85,7 +85,7 @@ def _is_sync_run(run: dg.DagsterRun) -> bool:
         return False
     if run.job_name == sync_aws_costs.name:
         return True
-    return bool(run.asset_selection and SYNC_ASSET in run.asset_selection)
+    return bool(run.asset_selection and SYNC_ASSETS & run.asset_selection)
 
 
 @dg.sensor(

@@ -1,6 +1,7 @@
 """Writing each finished sync's outcome back to PULSE's CloudAccount (status, lastSyncedAt, lastSyncError)."""
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -16,7 +17,10 @@ MAX_ERROR_LENGTH = 500
 _SECRETS = [
     (re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{12,}\b"), "<aws-key>"),
     (re.compile(r"(://[^:/@\s]*:)[^@\s]+@"), r"\1***@"),
-    (re.compile(r"(?i)(external[_ ]?id|secret|token|password)(\W+)\S+"), r"\1\2***"),
+    (
+        re.compile(r"(?i)\b(externalid|external_id|secret[_a-z]*|token|password)(\s*[=:]\s*)\S+"),
+        r"\1\2***",
+    ),
 ]
 
 
@@ -30,9 +34,13 @@ class SyncOutcome:
     error: str | None
 
 
-def redact(text: str) -> str:
-    """One line, at most MAX_ERROR_LENGTH characters, with anything secret-looking masked."""
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """One line, at most MAX_ERROR_LENGTH characters, with the given secret values and anything
+    credential-shaped (AWS keys, URL passwords, `password=...`) masked."""
     line = " ".join(text.split())
+    for secret in secrets:
+        if secret and len(secret) >= 2:
+            line = line.replace(secret, "***")
     for pattern, replacement in _SECRETS:
         line = pattern.sub(replacement, line)
     return line[:MAX_ERROR_LENGTH]
@@ -83,7 +91,10 @@ class SyncStatusConfig(dg.Config):
     run_ids: list[str] = Field(description="Run ids of finished sync runs, any order.")
 
 
-@dg.op(name="write_cloud_account_status")
+@dg.op(
+    name="write_cloud_account_status",
+    retry_policy=dg.RetryPolicy(max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL),
+)
 def write_sync_status_op(
     context: dg.OpExecutionContext, config: SyncStatusConfig, pulse_db: PulseDatabase
 ) -> dg.Output[int]:
@@ -98,16 +109,16 @@ def write_sync_status_op(
     written = 0
     with pulse_db.begin() as conn:
         for outcome in outcomes:
-            if queries.record_sync_result(
-                conn, outcome.account_id, outcome.error, outcome.finished_at
-            ):
-                written += 1
-                context.log.info(
-                    f"CloudAccount {outcome.account_id}: "
-                    + ("active" if outcome.error is None else f"error: {outcome.error}")
-                )
-            else:
+            account = queries.load_account(conn, outcome.account_id)
+            if account is None:
                 context.log.warning(f"CloudAccount {outcome.account_id} is no longer in PULSE")
+                continue
+            error = redact(outcome.error, [account.external_id]) if outcome.error else None
+            if queries.record_sync_result(conn, account.id, error, outcome.finished_at):
+                written += 1
+                context.log.info(f"{account.label}: " + (f"error: {error}" if error else "active"))
+            else:
+                context.log.info(f"{account.label} is {account.status} in PULSE; left as it is")
     return dg.Output(
         written,
         metadata={

@@ -67,9 +67,22 @@ def _parse_day(value: str, field: str) -> date:
         raise InvalidWindowError(f"{field} {value!r} is not a date in YYYY-MM-DD form") from None
 
 
-def resolve_window(start_date: str | None, end_date: str | None, today: date) -> SyncWindow:
-    """The window to sync, validated before any AWS request is made."""
+def resolve_window(
+    start_date: str | None,
+    end_date: str | None,
+    today: date,
+    estimated_since: date | None = None,
+) -> SyncWindow:
+    """The window to sync, validated before any AWS request is made.
+
+    Without a start date the default window also reaches back to `estimated_since`, the oldest
+    stored day still marked Estimated, so it is restated once final (within Cost Explorer's
+    daily history).
+    """
     fallback = default_window(today)
+    if estimated_since is not None:
+        reach = max(estimated_since, earliest_daily_day(today))
+        fallback = SyncWindow(min(fallback.start, reach), fallback.end)
     start = _parse_day(start_date, "start_date") if start_date else fallback.start
     end = _parse_day(end_date, "end_date") if end_date else fallback.end
     if start > end:

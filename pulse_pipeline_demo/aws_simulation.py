@@ -2,8 +2,8 @@
 
 Never used by the production code path, nor by the main tests (those queue exact results in
 moto's Cost Explorer result queue). ``SimulatedAws`` starts ``moto.server.ThreadedMotoServer``
-on ``127.0.0.1`` and a free port inside this process and, while it runs, replaces two moto
-backend methods (both restored on exit):
+on ``127.0.0.1`` and a free port inside this process and, while it runs, replaces three moto
+methods (all restored on exit):
 
 ``moto.ce.models.CostExplorerBackend.get_cost_and_usage``
     Instead of replaying queued results, it *answers the request*: ``TimePeriod`` (Start
@@ -24,6 +24,13 @@ backend methods (both restored on exit):
     requested period are ``Estimated: true``. ``Filter`` is accepted and ignored. Each request
     sleeps ``latency_seconds`` first and is counted per account (errors included).
 
+``moto.ce.responses.CostExplorerResponse.get_cost_and_usage``
+    The HTTP handler: it answers exactly as above, but also knows the access key id that signed
+    the request (the ``Credential=AKID/...`` of its ``Authorization`` header, which the backend
+    method never sees), so that the injected faults below can tell credentials apart. Requests
+    that reach the backend method directly (not over HTTP) have no access key: the token expiry
+    fault ignores them.
+
 ``moto.sts.models.STSBackend.assume_role``
     Denies role ARNs listed in ``SimulationSettings.denied_role_arns`` and, for role ARNs in
     ``SimulationSettings.required_external_ids``, a missing or different ``ExternalId``. The
@@ -31,6 +38,39 @@ backend methods (both restored on exit):
     ``<ErrorResponse>`` XML body with code ``AccessDenied`` that botocore raises as
     ``ClientError`` with ``Error.Code == "AccessDenied"``, like AWS. Every other role is
     assumed as moto always does (the role need not exist).
+
+Fault injection (all off by default), so that tests of the pipeline can provoke AWS failures
+through the ordinary boto3 HTTP path, where botocore's own retry logic runs:
+
+``throttle_first``
+    Account -> N: the account's first N ``GetCostAndUsage`` requests fail with
+    ``LimitExceededException`` ("Rate limit exceeded", HTTP 400 JSON), which botocore's
+    ``standard`` (and ``adaptive``) retry mode classifies as throttling and retries with
+    throttling backoff; the ``legacy`` mode (boto3's default) does not retry it.
+``expire_token_at_page``
+    Account -> page N (1-based; page N is the request carrying the token that the (N-1)th page
+    returned, page 1 the request without a token): the first such request of the account fails
+    with ``ExpiredTokenException`` ("The security token included in the request is expired",
+    HTTP 400 JSON) and from then on every request signed with an access key id that had already
+    signed a ``GetCostAndUsage`` request of that account (the failing one included) fails the
+    same way. Credentials assumed afterwards work and can continue from the same
+    ``NextPageToken``. It fires once per account. botocore does not retry it.
+``fail_with``
+    Account -> (error code, page N): every request of the account for page N fails with that
+    Cost Explorer error (HTTP 400 JSON; one of ``INJECTABLE_ERROR_CODES``). None is retried by
+    botocore.
+``sts_throttle_first`` and ``sts_latency_seconds``
+    The first N ``AssumeRole`` calls (over all roles) fail with ``Throttling`` ("Rate exceeded",
+    HTTP 400, the ``<ErrorResponse><Error>`` XML that moto writes for STS errors and AWS sends),
+    which botocore retries as throttling; every ``AssumeRole`` call first sleeps
+    ``sts_latency_seconds`` (longer than a client's ``read_timeout`` provokes
+    ``ReadTimeoutError``, which botocore retries as a transient error).
+
+Order of the checks on each ``GetCostAndUsage`` request: latency sleep, count, already-expired
+access key, throttling, request validation, token expiry at the page, ``fail_with``, answer.
+On each ``AssumeRole``: count (``assume_role_count``, per account of the role ARN; on arrival,
+so calls whose client timed out count too), latency sleep, throttling, denial, moto's own
+``assume_role``. Every request and call is counted, whatever it answers.
 
 Why not moto's IAM validation for the denied role: switching it on
 (``INITIAL_NO_AUTH_ACTION_COUNT`` or ``POST /moto-api/reset-auth``) is process-global and makes
@@ -66,16 +106,20 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, Self
+from xml.sax.saxutils import escape
 
 from moto.ce.models import CostExplorerBackend
+from moto.ce.responses import CostExplorerResponse
 from moto.core.exceptions import AccessDeniedError, JsonRESTError
 from moto.server import ThreadedMotoServer
 from moto.sts.models import AssumedRole, STSBackend
+from werkzeug.exceptions import HTTPException
 
 __all__ = [
     "COST_METRICS",
+    "INJECTABLE_ERROR_CODES",
     "RECORD_TYPES",
     "SUPPORTED_GROUP_BY_DIMENSIONS",
     "USAGE_METRICS",
@@ -124,11 +168,25 @@ SUPPORTED_GROUP_BY_DIMENSIONS: frozenset[str] = frozenset(
 )
 #: Record types the simulation emits: ``Usage`` always, ``Credit`` (negative) and ``Tax`` sometimes.
 RECORD_TYPES: tuple[str, ...] = ("Usage", "Credit", "Tax")
+#: Cost Explorer error codes ``SimulationSettings.fail_with`` can inject, with their messages.
+INJECTABLE_ERROR_CODES: Mapping[str, str] = MappingProxyType(
+    {
+        "DataUnavailableException": "The requested data is unavailable",
+        "BillExpirationException": (
+            "The requested data is unavailable because the bill for the period has expired"
+        ),
+        "InvalidNextTokenException": "Invalid pagination token",
+        "RequestChangedException": "The request parameters changed between paginated requests",
+        "ValidationException": "The request failed validation",
+    }
+)
 
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _TEN_DECIMALS = Decimal("0.0000000001")
 _MAX_GROUP_BY_KEYS = 2
+
+_EXPIRED_TOKEN_MESSAGE = "The security token included in the request is expired"
 
 _active_lock = threading.Lock()
 _active: SimulatedAws | None = None
@@ -151,6 +209,21 @@ class SimulationSettings:
             different one fails with ``AccessDenied``.
         latency_by_account: 12-digit account id -> its own latency, replacing
             ``latency_seconds`` for that account (a slow account beside fast ones).
+        throttle_first: 12-digit account id -> how many of its first ``GetCostAndUsage``
+            requests fail with ``LimitExceededException`` ("Rate limit exceeded", HTTP 400),
+            which botocore's ``standard`` retry mode retries as throttling.
+        expire_token_at_page: 12-digit account id -> page number N >= 1: the account's first
+            request for page N (the request carrying the token the (N-1)th page returned; page 1
+            has no token) fails with ``ExpiredTokenException``, and so does every later request
+            signed with an access key id that had signed a request of that account by then.
+            Newly assumed credentials work and may continue from the same ``NextPageToken``.
+            Fires once per account.
+        fail_with: 12-digit account id -> (error code, page number N >= 1): every request of
+            the account for page N fails with that code (one of ``INJECTABLE_ERROR_CODES``,
+            HTTP 400 JSON).
+        sts_throttle_first: The first N ``AssumeRole`` calls (all roles together) fail with
+            ``Throttling`` (HTTP 400 XML), which botocore retries as throttling.
+        sts_latency_seconds: Sleep before answering each ``AssumeRole`` call.
     """
 
     services_per_day: int = 12
@@ -162,9 +235,14 @@ class SimulationSettings:
     denied_role_arns: frozenset[str] = frozenset()
     required_external_ids: dict[str, str] = field(default_factory=dict)
     latency_by_account: dict[str, float] = field(default_factory=dict)
+    throttle_first: dict[str, int] = field(default_factory=dict)
+    expire_token_at_page: dict[str, int] = field(default_factory=dict)
+    fail_with: dict[str, tuple[str, int]] = field(default_factory=dict)
+    sts_throttle_first: int = 0
+    sts_latency_seconds: float = 0.0
 
     def __post_init__(self) -> None:
-        """Validate the values and normalise ``denied_role_arns`` to a frozenset."""
+        """Validate the values; normalise ``denied_role_arns`` and ``fail_with`` values."""
         if self.services_per_day < 1:
             raise ValueError("services_per_day must be at least 1")
         if self.page_size < 1:
@@ -179,10 +257,57 @@ class SimulationSettings:
             if not _CURRENCY.match(currency):
                 raise ValueError(f"currency_by_account: {currency!r} is not a currency code")
         object.__setattr__(self, "denied_role_arns", frozenset(self.denied_role_arns))
+        self._validate_faults()
+
+    def _validate_faults(self) -> None:
+        """Validate the fault injection settings; make ``fail_with`` values tuples."""
+        for name, mapping in (
+            ("throttle_first", self.throttle_first),
+            ("expire_token_at_page", self.expire_token_at_page),
+            ("fail_with", self.fail_with),
+        ):
+            for account_id in mapping:
+                if not isinstance(account_id, str) or not _ACCOUNT_ID.match(account_id):
+                    raise ValueError(f"{name}: {account_id!r} is not a 12-digit account")
+        for account_id, count in self.throttle_first.items():
+            if not _is_int(count) or count < 0:
+                raise ValueError(f"throttle_first[{account_id!r}] must be an integer >= 0")
+        for account_id, page in self.expire_token_at_page.items():
+            if not _is_int(page) or page < 1:
+                raise ValueError(f"expire_token_at_page[{account_id!r}] must be a page number >= 1")
+        normalised: dict[str, tuple[str, int]] = {}
+        for account_id, value in self.fail_with.items():
+            if not isinstance(value, tuple | list) or len(value) != 2:
+                raise ValueError(f"fail_with[{account_id!r}] must be (error code, page number)")
+            code, page = value
+            if code not in INJECTABLE_ERROR_CODES:
+                raise ValueError(
+                    f"fail_with[{account_id!r}]: {code!r} is not one of "
+                    f"{sorted(INJECTABLE_ERROR_CODES)}"
+                )
+            if not _is_int(page) or page < 1:
+                raise ValueError(f"fail_with[{account_id!r}]: the page number must be >= 1")
+            normalised[account_id] = (code, page)
+        object.__setattr__(self, "fail_with", normalised)
+        if not _is_int(self.sts_throttle_first) or self.sts_throttle_first < 0:
+            raise ValueError("sts_throttle_first must be an integer >= 0")
+        if self.sts_latency_seconds < 0:
+            raise ValueError("sts_latency_seconds must not be negative")
 
     def currency_for(self, account_id: str) -> str:
         """The ``Unit`` of the amounts of ``account_id``."""
         return self.currency_by_account.get(account_id, "USD")
+
+
+def _is_int(value: object) -> bool:
+    """Whether ``value`` is an ``int`` (and not a ``bool``)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _role_account(role_arn: str) -> str:
+    """The account of ``arn:aws:iam::ACCOUNT:role/NAME`` (the whole ARN if it has none)."""
+    parts = role_arn.split(":") if isinstance(role_arn, str) else []
+    return parts[4] if len(parts) > 5 and parts[4] else str(role_arn)
 
 
 def service_names(count: int) -> list[str]:
@@ -248,6 +373,33 @@ class _CostExplorerError(JsonRESTError):
 
     def __init__(self, error_type: str, message: str) -> None:
         super().__init__(error_type, message)
+
+
+class _StsThrottlingError(HTTPException):
+    """STS ``Throttling`` as moto serialises STS errors (and AWS sends them): HTTP 400 XML.
+
+    The body is what moto writes for an STS ``ServiceException`` (moto fills in the
+    ``RequestId``); raising ``moto.sts.exceptions.STSClientError("Throttling", ...)`` itself
+    gives the same bytes but warns on every call that STS models no ``Throttling`` error.
+    """
+
+    code = 400
+
+    def __init__(self, message: str = "Rate exceeded") -> None:
+        super().__init__()
+        self.description = (
+            '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+            f"<Error><Type>Sender</Type><Code>Throttling</Code><Message>{escape(message)}"
+            "</Message></Error><RequestId>RequestId</RequestId></ErrorResponse>"
+        )
+
+    def get_headers(self, *args: Any, **kwargs: Any) -> list[tuple[str, str]]:
+        """Moto's STS error headers."""
+        return [("Content-Type", "text/xml")]
+
+    def get_body(self, *args: Any, **kwargs: Any) -> str:
+        """The XML body."""
+        return self.description or ""
 
 
 @dataclass(frozen=True)
@@ -366,9 +518,12 @@ def _metric_values(
     return values
 
 
-def _answer(settings: SimulationSettings, account_id: str, body: str) -> dict[str, Any]:
-    """The ``GetCostAndUsage`` response page for ``body`` asked by ``account_id``."""
-    request = _parse_request(body)
+def _answer(
+    settings: SimulationSettings, account_id: str, body: str, request: _Request | None = None
+) -> dict[str, Any]:
+    """The ``GetCostAndUsage`` response page for ``body`` (parsed: ``request``) of ``account_id``."""
+    if request is None:
+        request = _parse_request(body)
     currency = settings.currency_for(account_id)
     first_estimated = request.end - timedelta(days=settings.estimated_days)
     keys = [group["Key"] for group in request.group_by]
@@ -452,6 +607,13 @@ class SimulatedAws:
         self._endpoint_url: str | None = None
         self._counts: dict[str, int] = {}
         self._counts_lock = threading.Lock()
+        # Fault injection state, all under _faults_lock.
+        self._faults_lock = threading.Lock()
+        self._throttled: dict[str, int] = {}  # account -> LimitExceededException sent
+        self._signing_keys: dict[str, set[str]] = {}  # account -> access keys seen so far
+        self._expired_keys: dict[str, frozenset[str]] = {}  # account -> keys reported expired
+        self._sts_throttled = 0
+        self._assume_counts: dict[str, int] = {}  # account of the role ARN -> AssumeRole calls
         self._originals: list[tuple[type, str, Any]] = []
         self._werkzeug_level: int | None = None
 
@@ -513,15 +675,25 @@ class SimulatedAws:
                     _active = None
 
     def _patch(self) -> None:
-        """Replace moto's CE ``get_cost_and_usage`` and STS ``assume_role`` with ours."""
+        """Replace moto's CE ``get_cost_and_usage`` (backend, HTTP handler) and ``assume_role``."""
         simulation = self
         original_get_cost_and_usage: Callable[..., dict[str, Any]] = (
             CostExplorerBackend.get_cost_and_usage
         )
         original_assume_role: Callable[..., AssumedRole] = STSBackend.assume_role
+        original_response_get_cost_and_usage: Callable[..., str] = (
+            CostExplorerResponse.get_cost_and_usage
+        )
 
         def get_cost_and_usage(backend: CostExplorerBackend, body: str) -> dict[str, Any]:
-            return simulation._get_cost_and_usage(backend.account_id, body)
+            return simulation._get_cost_and_usage(backend.account_id, body, access_key=None)
+
+        def response_get_cost_and_usage(response: CostExplorerResponse) -> str:
+            # The HTTP handler sees the Authorization header, so it knows the signing key.
+            answer = simulation._get_cost_and_usage(
+                response.ce_backend.account_id, response.body, access_key=response.get_access_key()
+            )
+            return json.dumps(answer)
 
         def assume_role(
             backend: STSBackend,
@@ -532,6 +704,7 @@ class SimulatedAws:
             duration: int,
             external_id: str,
         ) -> AssumedRole:
+            simulation._before_assume_role(role_arn)
             simulation._check_assume_role(backend.account_id, role_arn, external_id)
             return original_assume_role(
                 backend,
@@ -547,19 +720,74 @@ class SimulatedAws:
             (CostExplorerBackend, "get_cost_and_usage", original_get_cost_and_usage)
         )
         setattr(CostExplorerBackend, "get_cost_and_usage", get_cost_and_usage)  # noqa: B010
+        self._originals.append(
+            (CostExplorerResponse, "get_cost_and_usage", original_response_get_cost_and_usage)
+        )
+        setattr(  # noqa: B010
+            CostExplorerResponse, "get_cost_and_usage", response_get_cost_and_usage
+        )
         self._originals.append((STSBackend, "assume_role", original_assume_role))
         setattr(STSBackend, "assume_role", assume_role)  # noqa: B010
 
     # -- what the patched moto methods do -------------------------------------------------
 
-    def _get_cost_and_usage(self, account_id: str, body: str) -> dict[str, Any]:
-        """Sleep, count, answer (runs in a server thread)."""
-        latency = self.settings.latency_by_account.get(account_id, self.settings.latency_seconds)
+    def _get_cost_and_usage(
+        self, account_id: str, body: str, *, access_key: str | None
+    ) -> dict[str, Any]:
+        """Sleep, count, inject faults, answer (runs in a server thread).
+
+        ``access_key`` is the access key id that signed the request (``None`` when the backend
+        method is called directly: the token expiry fault then does not apply).
+        """
+        settings = self.settings
+        latency = settings.latency_by_account.get(account_id, settings.latency_seconds)
         if latency:
             time.sleep(latency)
         with self._counts_lock:
             self._counts[account_id] = self._counts.get(account_id, 0) + 1
-        return _answer(self.settings, account_id, body)
+
+        with self._faults_lock:
+            if access_key is not None and access_key in self._expired_keys.get(account_id, ()):
+                raise _CostExplorerError("ExpiredTokenException", _EXPIRED_TOKEN_MESSAGE)
+            throttled = self._throttled.get(account_id, 0)
+            if throttled < settings.throttle_first.get(account_id, 0):
+                self._throttled[account_id] = throttled + 1
+                raise _CostExplorerError("LimitExceededException", "Rate limit exceeded")
+            if (
+                access_key is not None
+                and account_id in settings.expire_token_at_page
+                and account_id not in self._expired_keys
+            ):
+                self._signing_keys.setdefault(account_id, set()).add(access_key)
+
+        request = _parse_request(body)
+        page = request.offset // settings.page_size + 1
+        if access_key is not None and settings.expire_token_at_page.get(account_id) == page:
+            with self._faults_lock:
+                if account_id not in self._expired_keys:
+                    self._expired_keys[account_id] = frozenset(
+                        self._signing_keys.pop(account_id, set())
+                    )
+                    raise _CostExplorerError("ExpiredTokenException", _EXPIRED_TOKEN_MESSAGE)
+        failure = settings.fail_with.get(account_id)
+        if failure is not None and failure[1] == page:
+            raise _CostExplorerError(failure[0], INJECTABLE_ERROR_CODES[failure[0]])
+        return _answer(settings, account_id, body, request)
+
+    def _before_assume_role(self, role_arn: str) -> None:
+        """Count per account of ``role_arn``, sleep, raise ``Throttling`` for the first calls.
+
+        The count comes before the sleep, so a call whose client has timed out is counted.
+        """
+        account_id = _role_account(role_arn)
+        with self._faults_lock:
+            self._assume_counts[account_id] = self._assume_counts.get(account_id, 0) + 1
+        if self.settings.sts_latency_seconds:
+            time.sleep(self.settings.sts_latency_seconds)
+        with self._faults_lock:
+            if self._sts_throttled < self.settings.sts_throttle_first:
+                self._sts_throttled += 1
+                raise _StsThrottlingError()
 
     def _check_assume_role(
         self, caller_account_id: str, role_arn: str, external_id: str | None
@@ -613,9 +841,22 @@ class SimulatedAws:
             return dict(self._counts)
 
     def reset_request_counts(self) -> None:
-        """Set every request count back to zero."""
+        """Set every ``GetCostAndUsage`` request count back to zero.
+
+        Neither ``assume_role_count`` nor the fault injection state (throttles sent, expired
+        credentials) is reset.
+        """
         with self._counts_lock:
             self._counts.clear()
+
+    def assume_role_count(self, account_id: str) -> int:
+        """``AssumeRole`` calls for roles of ``account_id`` (the role ARN's account).
+
+        Every call that reached the server counts: throttled, denied and timed-out (the client
+        gave up, the server still answered) ones included.
+        """
+        with self._faults_lock:
+            return self._assume_counts.get(account_id, 0)
 
     def service_names(self) -> list[str]:
         """The services that have costs on every day."""

@@ -9,16 +9,27 @@ import requests
 
 MOTO_CE_QUEUE = "http://motoapi.amazonaws.com/moto-api/static/ce/cost-and-usage-results"
 
-Costs = Mapping[date, Mapping[str, tuple[str, str]]]  # day -> service -> (amount, unit)
+# day -> service, or (service, record type), -> (amount, unit); a bare service is "Usage".
+Costs = Mapping[date, Mapping[str | tuple[str, str], tuple[str, str]]]
+
+
+def _keys(service: str | tuple[str, str]) -> list[str]:
+    return list(service) if isinstance(service, tuple) else [service, "Usage"]
 
 
 def ce_page(
-    costs: Costs, next_token: str | None = None, estimated: Iterable[date] = ()
+    costs: Costs,
+    next_token: str | None = None,
+    estimated: Iterable[date] = (),
+    metric: str = "UnblendedCost",
 ) -> dict[str, Any]:
-    """One GetCostAndUsage page as AWS shapes it (DAILY, grouped by SERVICE, UnblendedCost)."""
+    """One GetCostAndUsage page as AWS shapes it (DAILY, grouped by SERVICE and RECORD_TYPE)."""
     estimated_days = set(estimated)
     page: dict[str, Any] = {
-        "GroupDefinitions": [{"Type": "DIMENSION", "Key": "SERVICE"}],
+        "GroupDefinitions": [
+            {"Type": "DIMENSION", "Key": "SERVICE"},
+            {"Type": "DIMENSION", "Key": "RECORD_TYPE"},
+        ],
         "ResultsByTime": [
             {
                 "TimePeriod": {
@@ -28,8 +39,8 @@ def ce_page(
                 "Total": {},
                 "Groups": [
                     {
-                        "Keys": [service],
-                        "Metrics": {"UnblendedCost": {"Amount": amount, "Unit": unit}},
+                        "Keys": _keys(service),
+                        "Metrics": {metric: {"Amount": amount, "Unit": unit}},
                     }
                     for service, (amount, unit) in services.items()
                 ],

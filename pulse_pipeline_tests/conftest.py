@@ -21,9 +21,10 @@ POSTGRES_SERVER = os.environ.get("PULSE_TEST_POSTGRES", "postgresql://postgres@1
 
 @pytest.fixture(autouse=True)
 def fake_aws_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test can reach real AWS: fake credentials, one region, no profile or endpoint left over."""
+    """No test can reach real AWS or a developer's settings: fake credentials, one region, no
+    profile, endpoint, PULSE_* setting or DATABASE_URL left over."""
     for name in list(os.environ):
-        if name.startswith("AWS_"):
+        if name.startswith(("AWS_", "PULSE_")) or name in ("DATABASE_URL", "DAGSTER_HOME"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")

@@ -19,9 +19,9 @@ S3 = "Amazon Simple Storage Service"
 
 
 def _usd_rates() -> dict[date, dict[str, str]]:
-    """Weekday rates over the last 40 days, a different USD rate each day, GBP constant."""
+    """Weekday rates over the last 120 days, a different USD rate each day, GBP constant."""
     rates = {}
-    for offset in range(1, 41):
+    for offset in range(1, 121):
         day = TODAY - timedelta(days=offset)
         if day.weekday() < 5:
             rates[day] = {"USD": f"1.{1000 + offset:04d}", "GBP": "0.8500"}
@@ -52,21 +52,33 @@ def account_row(
 
 
 def run_sync(
-    instance: dg.DagsterInstance, account_id: str, start: date, end: date
+    instance: dg.DagsterInstance, account_id: str, start: date | None, end: date | None
 ) -> dg.ExecuteInProcessResult:
+    """One sync run of the account; no dates means the default window."""
     instance.add_dynamic_partitions("cloud_accounts", [account_id])
+    window = {"start_date": start.isoformat(), "end_date": end.isoformat()} if start and end else {}
     return defs.resolve_job_def("sync_aws_costs").execute_in_process(
         instance=instance,
         partition_key=account_id,
-        run_config={
-            "ops": {
-                "cost_explorer_raw": {
-                    "config": {"start_date": start.isoformat(), "end_date": end.isoformat()}
-                }
-            }
-        },
+        run_config={"ops": {"cost_explorer_raw": {"config": window}}},
         raise_on_error=False,
     )
+
+
+def failure_of(result: dg.ExecuteInProcessResult) -> str:
+    """The one-sentence cause a failed sync run gives."""
+    data = result.get_step_failure_events()[0].step_failure_data
+    assert data.user_failure_data is not None, data.error
+    return str(data.user_failure_data.description)
+
+
+def set_account(database_url: str, account_id: str, **values: Any) -> None:
+    engine = create_pulse_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            cloud_account.update().where(cloud_account.c.id == account_id).values(**values)
+        )
+    engine.dispose()
 
 
 def load_rates(instance: dg.DagsterInstance) -> None:
@@ -89,28 +101,43 @@ def stored_rows(database_url: str, account_id: str) -> list[tuple[Any, ...]]:
                 c.fxRateDate,
                 c.amountEUR,
                 c.estimated,
+                c.recordType,
+                c.chargeCategory,
+                c.metric,
             )
             .where(c.cloudAccountId == account_id)
-            .order_by(c.date, c.service)
+            .order_by(c.date, c.service, c.recordType)
         ).all()
     engine.dispose()
     return [tuple(row) for row in rows]
 
 
 def expected_row(
-    org: str, day: date, service: str, amount: str, estimated: bool = False
+    org: str,
+    day: date,
+    service: str,
+    amount: str,
+    estimated: bool = False,
+    record_type: str = "Usage",
+    category: str = "Usage",
+    metric: str = "UnblendedCost",
+    currency: str = "USD",
 ) -> tuple[Any, ...]:
-    rate, rate_day = rate_on(day, "USD")
+    """A CostRecord as the pipeline must store it, computed by hand from the test's rates."""
+    rate, rate_day = rate_on(day, currency)
     return (
         org,
         day,
         service,
         Decimal(amount),
-        "USD",
+        currency,
         Decimal(rate),
         rate_day,
         eur(amount, rate),
         estimated,
+        record_type,
+        category,
+        metric,
     )
 
 

@@ -10,11 +10,18 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
+from botocore.config import Config
+from botocore.exceptions import ClientError, ReadTimeoutError
 from moto.ce.models import CostExplorerBackend
+from moto.ce.responses import CostExplorerResponse
 from moto.sts.models import STSBackend
 
-from pulse_pipeline_demo.aws_simulation import SimulatedAws, SimulationSettings, service_names
+from pulse_pipeline_demo.aws_simulation import (
+    INJECTABLE_ERROR_CODES,
+    SimulatedAws,
+    SimulationSettings,
+    service_names,
+)
 
 ROLE_111 = "arn:aws:iam::111111111111:role/PulseRead"
 ROLE_222 = "arn:aws:iam::222222222222:role/PulseRead"
@@ -26,7 +33,12 @@ TEN_DAYS = [START + timedelta(days=n) for n in range(10)]
 BY_SERVICE = [{"Type": "DIMENSION", "Key": "SERVICE"}]
 
 
-def ce_client(aws: SimulatedAws, role_arn: str = ROLE_111, external_id: str = EXTERNAL_ID) -> Any:
+def ce_client(
+    aws: SimulatedAws,
+    role_arn: str = ROLE_111,
+    external_id: str = EXTERNAL_ID,
+    config: Config | None = None,
+) -> Any:
     """A Cost Explorer client with credentials from AssumeRole, as the pipeline builds it."""
     sts = boto3.client("sts", region_name="us-east-1", endpoint_url=aws.endpoint_url)
     credentials = sts.assume_role(
@@ -39,6 +51,7 @@ def ce_client(aws: SimulatedAws, role_arn: str = ROLE_111, external_id: str = EX
         aws_access_key_id=credentials["AccessKeyId"],
         aws_secret_access_key=credentials["SecretAccessKey"],
         aws_session_token=credentials["SessionToken"],
+        config=config,
     )
 
 
@@ -249,15 +262,18 @@ def test_environment_points_boto3_at_the_simulation(monkeypatch: pytest.MonkeyPa
 def test_exit_stops_the_server_and_restores_moto() -> None:
     original_ce = CostExplorerBackend.get_cost_and_usage
     original_sts = STSBackend.assume_role
+    original_handler = CostExplorerResponse.get_cost_and_usage
     with SimulatedAws() as aws:
         port = int(aws.endpoint_url.rsplit(":", 1)[1])
         assert CostExplorerBackend.get_cost_and_usage is not original_ce
+        assert CostExplorerResponse.get_cost_and_usage is not original_handler
         assert STSBackend.assume_role is not original_sts
         with pytest.raises(RuntimeError), SimulatedAws():
             pass  # a second simulation cannot run alongside
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
     assert CostExplorerBackend.get_cost_and_usage is original_ce
+    assert CostExplorerResponse.get_cost_and_usage is original_handler
     assert STSBackend.assume_role is original_sts
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=2)
@@ -270,4 +286,193 @@ def test_settings_are_validated() -> None:
         SimulationSettings(currency_by_account={"1234": "EUR"})
     with pytest.raises(ValueError, match="page_size"):
         SimulationSettings(page_size=0)
+    with pytest.raises(ValueError, match="throttle_first: '1234' is not a 12-digit"):
+        SimulationSettings(throttle_first={"1234": 1})
+    with pytest.raises(ValueError, match="throttle_first"):
+        SimulationSettings(throttle_first={"111111111111": -1})
+    with pytest.raises(ValueError, match="expire_token_at_page"):
+        SimulationSettings(expire_token_at_page={"111111111111": 0})
+    with pytest.raises(ValueError, match="is not one of"):
+        SimulationSettings(fail_with={"111111111111": ("AccessDenied", 1)})
+    with pytest.raises(ValueError, match="page number"):
+        SimulationSettings(fail_with={"111111111111": ("ValidationException", 0)})
+    with pytest.raises(ValueError, match="sts_throttle_first"):
+        SimulationSettings(sts_throttle_first=-1)
+    with pytest.raises(ValueError, match="sts_latency_seconds"):
+        SimulationSettings(sts_latency_seconds=-0.1)
+    listed = SimulationSettings(fail_with={"111111111111": ["ValidationException", 2]})  # type: ignore[dict-item]
+    assert listed.fail_with == {"111111111111": ("ValidationException", 2)}
     assert len(service_names(30)) == len(set(service_names(30))) == 30
+
+
+# -- fault injection ------------------------------------------------------------------------
+
+# botocore's Config: ``max_attempts`` counts the *retries*, ``total_max_attempts`` every attempt.
+STANDARD_RETRIES = Config(retries={"mode": "standard", "max_attempts": 8})
+NO_RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 1})
+
+
+def sts_client(aws: SimulatedAws, config: Config | None = None) -> Any:
+    """A plain STS client for the simulation."""
+    return boto3.client(
+        "sts", region_name="us-east-1", endpoint_url=aws.endpoint_url, config=config
+    )
+
+
+def test_throttled_requests_are_retried_by_botocore_as_throttling() -> None:
+    settings = SimulationSettings(
+        services_per_day=2, throttle_first={"111111111111": 3, "222222222222": 1}
+    )
+    with SimulatedAws(settings) as aws:
+        response = ce_client(aws, ROLE_111, config=STANDARD_RETRIES).get_cost_and_usage(
+            **daily_request()
+        )
+        retried = aws.request_count("111111111111")
+        again = ce_client(aws, ROLE_111, config=NO_RETRIES).get_cost_and_usage(**daily_request())
+
+        ce_222 = ce_client(aws, ROLE_222, config=NO_RETRIES)
+        with pytest.raises(ClientError) as throttled:
+            ce_222.get_cost_and_usage(**daily_request())
+        ce_222.get_cost_and_usage(**daily_request())  # only the first one was throttled
+        counts = aws.requests_by_account()
+
+    assert response["ResponseMetadata"]["RetryAttempts"] == 3
+    assert len(response["ResultsByTime"]) == 10
+    assert retried == 4  # three throttled, then the answer
+    assert again["ResponseMetadata"]["RetryAttempts"] == 0  # only the first three are throttled
+    error = throttled.value.response
+    assert error["Error"]["Code"] == "LimitExceededException"
+    assert error["Error"]["Message"] == "Rate limit exceeded"
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert counts == {"111111111111": 5, "222222222222": 2}
+
+
+def test_expired_token_fails_until_new_credentials_continue_the_pagination() -> None:
+    settings = SimulationSettings(
+        services_per_day=5, page_size=10, expire_token_at_page={"111111111111": 3}
+    )
+    request = daily_request()
+    with SimulatedAws(settings) as aws:
+        old = ce_client(aws, config=NO_RETRIES)
+        pages = [old.get_cost_and_usage(**request)]
+        pages.append(old.get_cost_and_usage(**request, NextPageToken=pages[-1]["NextPageToken"]))
+        token = pages[-1]["NextPageToken"]
+        errors: list[Any] = []
+        for _ in range(2):  # page 3 fails, and keeps failing for the same access key
+            with pytest.raises(ClientError) as expired:
+                old.get_cost_and_usage(**request, NextPageToken=token)
+            errors.append(expired.value.response)
+        with pytest.raises(ClientError) as still_expired:  # any request with the old key
+            old.get_cost_and_usage(**request)
+        errors.append(still_expired.value.response)
+        assert aws.request_count("111111111111") == 5
+
+        new = ce_client(aws, config=NO_RETRIES)  # newly assumed credentials continue
+        while token:
+            pages.append(new.get_cost_and_usage(**request, NextPageToken=token))
+            token = pages[-1].get("NextPageToken")
+        later = get_all_pages(ce_client(aws), **request)  # fires once: page 3 passes now
+        assumed = aws.assume_role_count("111111111111")
+
+    for error in errors:
+        assert error["Error"]["Code"] == "ExpiredTokenException"
+        assert error["Error"]["Message"] == "The security token included in the request is expired"
+        assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert error["ResponseMetadata"]["RetryAttempts"] == 0
+    assert len(pages) == len(later) == 5
+    seen = Counter(
+        (result["TimePeriod"]["Start"], group["Keys"][0])
+        for page in pages
+        for result in page["ResultsByTime"]
+        for group in result["Groups"]
+    )
+    assert set(seen) == {(d.isoformat(), s) for d in TEN_DAYS for s in service_names(5)}
+    assert set(seen.values()) == {1}
+    assert [p["ResultsByTime"] for p in later] == [p["ResultsByTime"] for p in pages]
+    assert assumed == 3
+
+
+def test_fail_with_raises_the_chosen_error_for_that_page_every_time() -> None:
+    accounts = [f"{n}" * 12 for n in range(1, 6)]
+    codes = sorted(INJECTABLE_ERROR_CODES)
+    settings = SimulationSettings(
+        services_per_day=5,
+        page_size=20,
+        fail_with={
+            account: (code, 2 if n % 2 else 1)
+            for n, (account, code) in enumerate(zip(accounts, codes, strict=True))
+        },
+    )
+    request = daily_request()
+    raised: dict[str, list[Any]] = {}
+    with SimulatedAws(settings) as aws:
+        for n, account in enumerate(accounts):
+            ce = ce_client(aws, f"arn:aws:iam::{account}:role/PulseRead", config=STANDARD_RETRIES)
+            token = ce.get_cost_and_usage(**request)["NextPageToken"] if n % 2 else None
+            for _ in range(2):
+                with pytest.raises(ClientError) as failed:
+                    ce.get_cost_and_usage(**request, **({"NextPageToken": token} if token else {}))
+                raised.setdefault(account, []).append(failed.value.response)
+        counts = aws.requests_by_account()
+
+    assert list(settings.fail_with.values()) == [
+        ("BillExpirationException", 1),
+        ("DataUnavailableException", 2),
+        ("InvalidNextTokenException", 1),
+        ("RequestChangedException", 2),
+        ("ValidationException", 1),
+    ]
+    for n, (account, code) in enumerate(zip(accounts, codes, strict=True)):
+        for error in raised[account]:
+            assert error["Error"]["Code"] == code
+            assert error["Error"]["Message"] == INJECTABLE_ERROR_CODES[code]
+            assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
+            assert error["ResponseMetadata"]["RetryAttempts"] == 0  # not retried
+        assert counts[account] == (3 if n % 2 else 2)  # each failure is one request
+
+
+def test_sts_throttling_is_retried_and_counted_per_account() -> None:
+    with SimulatedAws(SimulationSettings(sts_throttle_first=2)) as aws:
+        with pytest.raises(ClientError) as throttled:
+            sts_client(aws, NO_RETRIES).assume_role(RoleArn=ROLE_111, RoleSessionName="pulse")
+        retried = sts_client(aws, STANDARD_RETRIES).assume_role(
+            RoleArn=ROLE_222, RoleSessionName="pulse"
+        )
+        ce_client(aws, ROLE_222)  # no more throttling
+        counts = [
+            aws.assume_role_count(a) for a in ("111111111111", "222222222222", "333333333333")
+        ]
+
+    error = throttled.value.response
+    assert error["Error"]["Code"] == "Throttling"
+    assert error["Error"]["Message"] == "Rate exceeded"
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert retried["ResponseMetadata"]["RetryAttempts"] == 1
+    assert retried["AssumedRoleUser"]["Arn"].startswith("arn:aws:sts::222222222222:assumed-role/")
+    assert counts == [1, 3, 0]
+
+
+def test_sts_latency_provokes_read_timeouts() -> None:
+    def impatient(aws: SimulatedAws, retries: Any) -> Any:
+        return sts_client(aws, Config(read_timeout=0.1, connect_timeout=1, retries=retries))
+
+    with SimulatedAws(SimulationSettings(sts_latency_seconds=0.3)) as aws:
+        with pytest.raises(ReadTimeoutError):
+            impatient(aws, {"mode": "standard", "total_max_attempts": 2}).assume_role(
+                RoleArn=ROLE_111, RoleSessionName="pulse"
+            )
+        attempts = aws.assume_role_count("111111111111")
+        with pytest.raises(ReadTimeoutError):  # max_attempts=2: two *retries*
+            impatient(aws, {"mode": "standard", "max_attempts": 2}).assume_role(
+                RoleArn=ROLE_222, RoleSessionName="pulse"
+            )
+        attempts_222 = aws.assume_role_count("222222222222")
+        began = time.monotonic()
+        sts_client(aws).assume_role(RoleArn=ROLE_111, RoleSessionName="pulse")
+        elapsed = time.monotonic() - began
+        assumed = aws.assume_role_count("111111111111")
+
+    assert attempts == 2  # both attempts reached the server, then botocore gave up
+    assert attempts_222 == 3
+    assert elapsed >= 0.3
+    assert assumed == 3

@@ -2,6 +2,7 @@
 in a separate process that reaches AWS only through the standard AWS_ENDPOINT_URL setting."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -117,8 +118,13 @@ def test_asset_materialize_from_a_shell_syncs_one_account(
             ).where(cost_record.c.cloudAccountId == "acc-cli")
         ).all()
     engine.dispose()
-    assert {(row.date, row.service): row.amount for row in rows} == expected
+    per_service: dict[tuple[object, str], Decimal] = {}
+    for row in rows:  # one row per record type: together they are the service's day
+        per_service[(row.date, row.service)] = (
+            per_service.get((row.date, row.service), Decimal(0)) + row.amount
+        )
+    assert per_service == expected
     assert {row.currency for row in rows} == {"USD"}
-    # 7 days x 5 services = 35 groups, 8 per page: 5 pages, one request each.
-    assert requests == 5
+    # One request per result page of 8 groups (a group = a day's service and record type).
+    assert requests == math.ceil(len(rows) / 8) and len(rows) >= 35
     assert sum(expected.values(), Decimal(0)) > 0

@@ -28,13 +28,16 @@ AWS_SECRET_IN_MESSAGE = "wJalrXUtnFEMI-SECRET-IN-AWS-MESSAGE"
 ROLE_ARN = "arn:aws:iam::123456789012:role/PulseCostReader"
 
 
-def test_request_asks_daily_costs_per_service_with_exclusive_end() -> None:
+def test_request_asks_daily_costs_per_service_and_charge_type_with_exclusive_end() -> None:
     request = cost_and_usage_request(SyncWindow(date(2026, 10, 1), date(2026, 11, 23)))
     assert request == {
         "TimePeriod": {"Start": "2026-10-01", "End": "2026-11-24"},
         "Granularity": "DAILY",
         "Metrics": ["UnblendedCost"],
-        "GroupBy": [{"Type": "DIMENSION", "Key": "SERVICE"}],
+        "GroupBy": [
+            {"Type": "DIMENSION", "Key": "SERVICE"},
+            {"Type": "DIMENSION", "Key": "RECORD_TYPE"},
+        ],
     }
 
 

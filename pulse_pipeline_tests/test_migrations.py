@@ -14,11 +14,11 @@ from sqlalchemy.engine import make_url
 
 from pulse_pipeline.cli import main
 from pulse_pipeline.db.migrate import current_revision, head_revision, upgrade
-from pulse_pipeline.db.schema import cost_record, metadata
+from pulse_pipeline.db.schema import UNIQUE_COST_KEY, cost_record, metadata
 from pulse_pipeline.db.urls import create_pulse_engine
 
 PASSWORD = "s3cret-pw"
-UNIQUE_KEY = "CostRecord_cloudAccountId_date_service_key"
+HEAD = "0002"
 
 # The PULSE app's tables before pulse_pipeline: an older CloudAccount and a seed-format
 # CostRecord, as Prisma creates them (quoted camelCase identifiers).
@@ -155,10 +155,10 @@ def test_upgrade_creates_all_tables(database_url: str) -> None:
     for table in metadata.sorted_tables:
         columns = [name for name, _, _ in snapshot[table.name]["columns"]]
         assert columns == [column.name for column in table.columns], table.name
-    assert {UNIQUE_KEY, "CostRecord_orgId_date_idx"} <= _index_names(snapshot, "CostRecord")
+    assert {UNIQUE_COST_KEY, "CostRecord_orgId_date_idx"} <= _index_names(snapshot, "CostRecord")
     assert "CloudAccount_provider_connectionType_idx" in _index_names(snapshot, "CloudAccount")
     assert _rows(database_url, "SELECT version_num FROM alembic_version") == [(head_revision(),)]
-    assert current_revision(database_url) == "0001"
+    assert current_revision(database_url) == HEAD
 
 
 def test_version_table_lands_in_the_prisma_schema(postgres_database: str) -> None:
@@ -191,7 +191,7 @@ def test_upgrade_creates_a_missing_prisma_schema(postgres_database: str) -> None
         schema=schema,
     )
     assert located == [(schema,)]
-    assert current_revision(database_url) == "0001"
+    assert current_revision(database_url) == HEAD
     assert "CostRecord" in _snapshot(database_url)
 
 
@@ -202,7 +202,7 @@ def test_upgrade_twice_is_a_no_op(database_url: str) -> None:
     upgrade(database_url)
 
     assert _snapshot(database_url) == first
-    assert _rows(database_url, "SELECT version_num FROM alembic_version") == [("0001",)]
+    assert _rows(database_url, "SELECT version_num FROM alembic_version") == [(HEAD,)]
 
 
 def test_upgrade_completes_an_existing_pulse_database(database_url: str) -> None:
@@ -233,7 +233,7 @@ def test_upgrade_completes_an_existing_pulse_database(database_url: str) -> None
     )
 
     indexes = snapshot["CostRecord"]["indexes"]
-    assert (UNIQUE_KEY, ("cloudAccountId", "date", "service"), True) in indexes
+    assert (UNIQUE_COST_KEY, ("cloudAccountId", "date", "service", "recordType"), True) in indexes
     # The index PULSE already had is not created twice.
     assert [i for i in indexes if i[1] == ("orgId", "date")] == [
         ("CostRecord_orgId_date_idx", ("orgId", "date"), False)
@@ -256,6 +256,7 @@ def test_unique_index_added_to_an_existing_database_is_enforced(database_url: st
         "date": dt.date(2024, 6, 3),
         "provider": "aws",
         "service": "Amazon EC2",
+        "recordType": "Usage",
         "amount": Decimal("10.00"),
         "currency": "USD",
         "amountEUR": Decimal("9.25"),
@@ -289,8 +290,8 @@ def test_cli_upgrade_never_prints_the_password(
     assert len(lines) == 1
     assert "***" in lines[0]
     assert f"schema={schema}" in lines[0]
-    assert "0001" in lines[0]
-    assert current_revision(database_url) == "0001"
+    assert HEAD in lines[0]
+    assert current_revision(database_url) == HEAD
 
 
 def test_cli_failure_never_prints_the_password(
@@ -316,7 +317,7 @@ def test_cli_takes_the_url_from_database_url(
     assert main(["db", "upgrade"]) == 0
 
     assert "env.db" in capsys.readouterr().out
-    assert current_revision(f"sqlite:///{tmp_path / 'env.db'}") == "0001"
+    assert current_revision(f"sqlite:///{tmp_path / 'env.db'}") == HEAD
 
 
 def test_cli_defaults_to_sqlite_in_dagster_home(
@@ -327,7 +328,7 @@ def test_cli_defaults_to_sqlite_in_dagster_home(
 
     assert main(["db", "upgrade"]) == 0
 
-    assert current_revision(f"sqlite:///{tmp_path / 'home' / 'pulse.db'}") == "0001"
+    assert current_revision(f"sqlite:///{tmp_path / 'home' / 'pulse.db'}") == HEAD
 
 
 def test_cli_requires_a_command() -> None:
@@ -351,4 +352,39 @@ def test_console_script_runs(tmp_path: Path) -> None:
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Upgraded sqlite:///")
-    assert current_revision(database_url) == "0001"
+    assert current_revision(database_url) == HEAD
+
+
+def test_upgrade_from_the_three_column_key_keeps_rows_and_allows_charge_types(
+    database_url: str,
+) -> None:
+    """A database at revision 0001 had the unique key (cloudAccountId, date, service)."""
+    ddl = OLD_PULSE_DDL[1].replace(
+        '"currency" TEXT NOT NULL,',
+        '"currency" TEXT NOT NULL, "cloudAccountId" TEXT, CONSTRAINT '
+        '"CostRecord_cloudAccountId_date_service_key" UNIQUE ("cloudAccountId", "date", "service"),',
+    )
+    engine = create_pulse_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text(ddl))
+            connection.execute(sa.text(OLD_PULSE_DDL[4]))
+    finally:
+        engine.dispose()
+    before = _rows(database_url, 'SELECT id, "amountEUR" FROM "CostRecord" ORDER BY id')
+
+    upgrade(database_url)
+
+    snapshot = _snapshot(database_url)
+    assert "CostRecord_cloudAccountId_date_service_key" not in _index_names(snapshot, "CostRecord")
+    assert UNIQUE_COST_KEY in _index_names(snapshot, "CostRecord")
+    assert _rows(database_url, 'SELECT id, "amountEUR" FROM "CostRecord" ORDER BY id') == before
+    row = {"orgId": "o", "cloudAccountId": "ca", "date": dt.date(2024, 6, 3), "provider": "AWS",
+           "service": "Amazon EC2", "currency": "USD", "amountEUR": Decimal("1")}  # fmt: skip
+    engine = create_pulse_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.insert(cost_record).values(id="u", recordType="Usage", **row))
+            connection.execute(sa.insert(cost_record).values(id="t", recordType="Tax", **row))
+    finally:
+        engine.dispose()

@@ -11,6 +11,7 @@ from pulse_pipeline.normalise import (
     CostLine,
     MalformedPayloadError,
     StoredPage,
+    charge_category,
     cost_lines,
     to_eur,
     totals_by_currency,
@@ -50,9 +51,15 @@ def _page(page_id: int, periods: list[dict], metric: str = "UnblendedCost") -> S
 
 
 def _line(
-    day: date, service: str, amount: str, currency: str = "USD", estimated: bool = False, page=1
+    day: date,
+    service: str,
+    amount: str,
+    currency: str = "USD",
+    estimated: bool = False,
+    page=1,
+    metric: str = "UnblendedCost",
 ) -> CostLine:
-    return CostLine(day, service, Decimal(amount), currency, estimated, page)
+    return CostLine(day, service, None, Decimal(amount), currency, estimated, metric, page)
 
 
 # --- cost_lines --------------------------------------------------------------------------
@@ -124,7 +131,7 @@ def test_estimated_flag_is_per_day() -> None:
 
 def test_metric_comes_from_the_request() -> None:
     page = _page(1, [_period(D1, [_group("A", "7.5", metric="AmortizedCost")])], "AmortizedCost")
-    assert cost_lines([page], WINDOW) == [_line(D1, "A", "7.5")]
+    assert cost_lines([page], WINDOW) == [_line(D1, "A", "7.5", metric="AmortizedCost")]
 
 
 def test_group_without_the_requested_metric_is_rejected() -> None:
@@ -296,3 +303,81 @@ def test_totals_by_currency_sum_each_currency_exactly() -> None:
         "GBP": Decimal("0.15"),
     }
     assert totals_by_currency([]) == {}
+
+
+# --- charge types --------------------------------------------------------------------------
+
+
+def _typed_page(groups: list[dict]) -> StoredPage:
+    request = {
+        "Metrics": ["AmortizedCost"],
+        "GroupBy": [
+            {"Type": "DIMENSION", "Key": "SERVICE"},
+            {"Type": "DIMENSION", "Key": "RECORD_TYPE"},
+        ],
+    }
+    return StoredPage(5, request, {"ResultsByTime": [_period(D1, groups)]})
+
+
+def _typed_group(service: str, record_type: str, amount: str) -> dict:
+    return {
+        "Keys": [service, record_type],
+        "Metrics": {"AmortizedCost": {"Amount": amount, "Unit": "USD"}},
+    }
+
+
+def test_one_service_has_a_line_per_record_type_with_the_metric_it_was_asked_for() -> None:
+    page = _typed_page(
+        [
+            _typed_group("Amazon EC2", "Usage", "10"),
+            _typed_group("Amazon EC2", "Credit", "-2.5"),
+            _typed_group("Amazon EC2", "Tax", "1.25"),
+        ]
+    )
+
+    lines = cost_lines([page], WINDOW)
+
+    assert [(line.service, line.record_type, line.amount, line.metric) for line in lines] == [
+        ("Amazon EC2", "Credit", Decimal("-2.5"), "AmortizedCost"),
+        ("Amazon EC2", "Tax", Decimal("1.25"), "AmortizedCost"),
+        ("Amazon EC2", "Usage", Decimal("10"), "AmortizedCost"),
+    ]
+    assert sum((line.amount for line in lines), Decimal(0)) == Decimal("8.75")
+
+
+def test_a_grouped_page_without_the_record_type_key_is_rejected() -> None:
+    page = _typed_page(
+        [{"Keys": ["Amazon EC2"], "Metrics": {"AmortizedCost": {"Amount": "1", "Unit": "USD"}}}]
+    )
+    with pytest.raises(MalformedPayloadError, match="no record type key"):
+        cost_lines([page], WINDOW)
+
+
+def test_the_same_service_and_record_type_twice_is_rejected() -> None:
+    page = _typed_page([_typed_group("S3", "Usage", "1"), _typed_group("S3", "Usage", "2")])
+    with pytest.raises(MalformedPayloadError, match="appears twice"):
+        cost_lines([page], WINDOW)
+
+
+@pytest.mark.parametrize(
+    ("record_type", "category"),
+    [
+        ("Usage", "Usage"),
+        ("Savings Plan Covered Usage", "Usage"),
+        ("Savings Plan Negation", "Usage"),
+        ("Reservation applied usage", "Usage"),
+        ("Recurring reservation fee", "Purchase"),
+        ("Savings Plan Upfront Fee", "Purchase"),
+        ("Support fee", "Purchase"),
+        ("Tax", "Tax"),
+        ("Credit", "Credit"),
+        ("Refund", "Adjustment"),
+        ("Other out-of-cycle charges", "Adjustment"),
+        ("Something AWS adds next year", "Adjustment"),
+        (None, None),
+    ],
+)
+def test_record_types_map_to_focus_charge_categories(
+    record_type: str | None, category: str | None
+) -> None:
+    assert charge_category(record_type) == category

@@ -2,6 +2,7 @@
 
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -11,7 +12,8 @@ from pulse_pipeline.accounts import CloudAccount
 from pulse_pipeline.cost_explorer import Page
 from pulse_pipeline.db.schema import cloud_account, cost_explorer_page, cost_record, fx_rate
 from pulse_pipeline.fx import EcbRate
-from pulse_pipeline.normalise import EurCost, StoredPage
+from pulse_pipeline.normalise import EurCost, StoredPage, charge_category
+from pulse_pipeline.reconcile import WrittenRow
 from pulse_pipeline.sync_window import SyncWindow
 
 AWS_PROVIDER = "AWS"
@@ -40,6 +42,14 @@ def aws_cost_explorer_accounts(conn: Connection) -> list[CloudAccount]:
         .order_by(cloud_account.c.createdAt, cloud_account.c.id)
     ).mappings()
     return [CloudAccount.from_row(row) for row in rows]
+
+
+def earliest_estimated_day(conn: Connection, account_id: str) -> date | None:
+    """The oldest stored day of the account that Cost Explorer still marked Estimated."""
+    c = cost_record.c
+    return conn.execute(
+        select(func.min(c.date)).where(c.cloudAccountId == account_id, c.estimated.is_(True))
+    ).scalar()
 
 
 def insert_pages(
@@ -108,17 +118,50 @@ def latest_fetch(
     return window, [StoredPage(row.id, row.request, row.response) for row in rows]
 
 
+@dataclass(frozen=True)
+class ReplaceSummary:
+    """What a replacement changed compared with the rows it replaced."""
+
+    written: int
+    added: int
+    removed: int
+    changed: int
+
+
+def _row_key(row: Any) -> tuple[Any, ...]:
+    return (row["date"], row["service"], row["recordType"])
+
+
+def _row_value(row: Any) -> tuple[Any, ...]:
+    return (row["amount"], row["currency"], row["amountEUR"], row["metric"], row["estimated"])
+
+
 def replace_cost_records(
     conn: Connection, account: CloudAccount, window: SyncWindow, costs: Iterable[EurCost]
-) -> int:
+) -> ReplaceSummary:
     """Replace the account's CostRecords inside the window (call within one transaction)."""
-    conn.execute(
-        delete(cost_record).where(
-            cost_record.c.cloudAccountId == account.id,
-            cost_record.c.date >= window.start,
-            cost_record.c.date <= window.end,
-        )
+    c = cost_record.c
+    in_window = (
+        c.cloudAccountId == account.id,
+        c.date >= window.start,
+        c.date <= window.end,
     )
+    before = {
+        _row_key(row): _row_value(row)
+        for row in conn.execute(
+            select(
+                c.date,
+                c.service,
+                c.recordType,
+                c.amount,
+                c.currency,
+                c.amountEUR,
+                c.metric,
+                c.estimated,
+            ).where(*in_window)
+        ).mappings()
+    }
+    conn.execute(delete(cost_record).where(*in_window))
     rows: list[dict[str, Any]] = [
         {
             "id": uuid.uuid4().hex,
@@ -127,6 +170,9 @@ def replace_cost_records(
             "date": cost.line.day,
             "provider": AWS_PROVIDER,
             "service": cost.line.service,
+            "recordType": cost.line.record_type,
+            "chargeCategory": charge_category(cost.line.record_type),
+            "metric": cost.line.metric,
             "amount": cost.line.amount,
             "currency": cost.line.currency,
             "fxRate": cost.fx_rate,
@@ -140,26 +186,56 @@ def replace_cost_records(
     ]
     if rows:
         conn.execute(insert(cost_record), rows)
-    return len(rows)
+    after = {_row_key(row): _row_value(row) for row in rows}
+    return ReplaceSummary(
+        written=len(rows),
+        added=len(after.keys() - before.keys()),
+        removed=len(before.keys() - after.keys()),
+        changed=sum(1 for key in after.keys() & before.keys() if after[key] != before[key]),
+    )
+
+
+def written_rows(conn: Connection, account_id: str, window: SyncWindow) -> list[WrittenRow]:
+    """The account's CostRecords inside the window, as stored."""
+    c = cost_record.c
+    rows = conn.execute(
+        select(
+            c.date,
+            c.service,
+            c.recordType,
+            c.amount,
+            c.currency,
+            c.fxRate,
+            c.fxRateDate,
+            c.amountEUR,
+        ).where(c.cloudAccountId == account_id, c.date >= window.start, c.date <= window.end)
+    ).all()
+    return [WrittenRow(*row) for row in rows]
 
 
 def load_rates(conn: Connection, currencies: Iterable[str], since: date) -> list[EcbRate]:
-    """Stored ECB rates of the given currencies from `since` on (plus the last one before it)."""
-    wanted = sorted(set(currencies) - {"EUR"})
-    if not wanted:
-        return []
+    """Stored ECB rates of the given currencies from `since` on, plus each currency's last rate
+    before it (the one a day at the start of the window may fall back to)."""
     rates = fx_rate.c
-    floor = conn.execute(
-        select(func.max(rates.rate_date)).where(
-            rates.currency.in_(wanted), rates.rate_date <= since
-        )
-    ).scalar()
-    rows = conn.execute(
-        select(rates.currency, rates.rate_date, rates.rate).where(
-            rates.currency.in_(wanted), rates.rate_date >= (floor or since)
-        )
-    ).all()
-    return [EcbRate(row.currency, row.rate_date, row.rate) for row in rows]
+    loaded: list[EcbRate] = []
+    for currency in sorted(set(currencies) - {"EUR"}):
+        floor = conn.execute(
+            select(func.max(rates.rate_date)).where(
+                rates.currency == currency, rates.rate_date <= since
+            )
+        ).scalar()
+        rows = conn.execute(
+            select(rates.currency, rates.rate_date, rates.rate).where(
+                rates.currency == currency, rates.rate_date >= (floor or since)
+            )
+        ).all()
+        loaded += [EcbRate(row.currency, row.rate_date, row.rate) for row in rows]
+    return loaded
+
+
+def stored_currencies(conn: Connection) -> frozenset[str]:
+    """Currencies with at least one stored ECB rate, plus EUR."""
+    return frozenset(conn.execute(select(fx_rate.c.currency).distinct()).scalars()) | {"EUR"}
 
 
 def upsert_rates(conn: Connection, rates: Sequence[EcbRate], source: str) -> int:
@@ -181,7 +257,10 @@ def upsert_rates(conn: Connection, rates: Sequence[EcbRate], source: str) -> int
 def record_sync_result(
     conn: Connection, account_id: str, error: str | None, finished_at: datetime | None = None
 ) -> bool:
-    """Write a sync's outcome to CloudAccount: `active` and the time, or `error` and why."""
+    """Write a sync's outcome to CloudAccount: `active` and the time, or `error` and why.
+
+    Accounts disconnected meanwhile (a status outside SYNCABLE_STATUSES) are left as they are.
+    """
     finished = (finished_at or datetime.now(UTC)).replace(tzinfo=None)
     values: dict[str, Any] = (
         {"status": "error", "lastSyncError": error}
@@ -189,6 +268,8 @@ def record_sync_result(
         else {"status": "active", "lastSyncedAt": finished, "lastSyncError": None}
     )
     result = conn.execute(
-        update(cloud_account).where(cloud_account.c.id == account_id).values(**values)
+        update(cloud_account)
+        .where(cloud_account.c.id == account_id, cloud_account.c.status.in_(SYNCABLE_STATUSES))
+        .values(**values)
     )
     return result.rowcount > 0

@@ -25,6 +25,9 @@ from pulse_pipeline.db.types import ExactDecimal
 
 metadata = MetaData()
 
+# One CostRecord per account, day, service and AWS record type (charge type).
+UNIQUE_COST_KEY = "CostRecord_cloudAccountId_date_service_recordType_key"
+
 JsonDocument = JSON().with_variant(JSONB(), "postgresql")
 
 cloud_account = Table(
@@ -60,10 +63,18 @@ cost_record = Table(
     Column("fxProvisional", Boolean),
     Column("amountEUR", ExactDecimal(), nullable=False),
     Column("estimated", Boolean),
+    Column("recordType", Text),
+    Column("chargeCategory", Text),
+    Column("metric", Text),
     Column("rawPageId", Integer),
     Column("createdAt", DateTime(timezone=False), nullable=False, server_default=func.now()),
-    UniqueConstraint(
-        "cloudAccountId", "date", "service", name="CostRecord_cloudAccountId_date_service_key"
+    Index(
+        UNIQUE_COST_KEY,
+        "cloudAccountId",
+        "date",
+        "service",
+        "recordType",
+        unique=True,
     ),
     Index("CostRecord_orgId_date_idx", "orgId", "date"),
 )

@@ -1,0 +1,242 @@
+"""Money a FinOps user can trust, through real Dagster runs against moto on SQLite and PostgreSQL:
+charge types, the metric setting, restatements, duplicate connections and the reconciliation checks."""
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import dagster as dg
+import pytest
+from sqlalchemy import insert, select
+
+from pulse_pipeline.db.schema import cloud_account, cost_explorer_page
+from pulse_pipeline.db.urls import create_pulse_engine
+from pulse_pipeline_tests.ce_results import ce_page, queue_results
+from pulse_pipeline_tests.support import (
+    D1,
+    D2,
+    D3,
+    EC2,
+    EXPECTED_ACC1,
+    S3,
+    TODAY,
+    TWO_PAGES,
+    account_row,
+    account_status,
+    expected_row,
+    failure_of,
+    load_rates,
+    run_sync,
+    set_account,
+    stored_rows,
+    write_status,
+)
+
+CHARGES = {
+    D1: {
+        (EC2, "Usage"): ("10", "USD"),
+        (EC2, "Credit"): ("-2.5", "USD"),
+        (EC2, "Tax"): ("1.25", "USD"),
+        (EC2, "Savings Plan Upfront Fee"): ("30", "USD"),
+    }
+}
+
+
+def raw_requests(database_url: str, run_id: str) -> list[dict[str, Any]]:
+    engine = create_pulse_engine(database_url)
+    with engine.connect() as conn:
+        requests = (
+            conn.execute(
+                select(cost_explorer_page.c.request).where(cost_explorer_page.c.run_id == run_id)
+            )
+            .scalars()
+            .all()
+        )
+    engine.dispose()
+    return list(requests)
+
+
+def test_every_charge_type_is_a_row_with_its_focus_category(
+    pulse: str, dagster_instance: dg.DagsterInstance, moto_aws: None
+) -> None:
+    load_rates(dagster_instance)
+    queue_results("111111111111", [ce_page(CHARGES)])
+
+    result = run_sync(dagster_instance, "acc-1", D1, D1)
+
+    assert result.success
+    assert stored_rows(pulse, "acc-1") == [
+        expected_row("org-1", D1, EC2, "-2.5", record_type="Credit", category="Credit"),
+        expected_row(
+            "org-1", D1, EC2, "30", record_type="Savings Plan Upfront Fee", category="Purchase"
+        ),
+        expected_row("org-1", D1, EC2, "1.25", record_type="Tax", category="Tax"),
+        expected_row("org-1", D1, EC2, "10", record_type="Usage", category="Usage"),
+    ]
+    # The day's total is the console's: every record type, credits included.
+    assert sum(row[3] for row in stored_rows(pulse, "acc-1")) == Decimal("38.75")
+    [request] = raw_requests(pulse, result.run_id)
+    assert [g["Key"] for g in request["GroupBy"]] == ["SERVICE", "RECORD_TYPE"]
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {
+        "eur_matches_raw": True,
+        "no_duplicate_rows": True,
+        "every_row_has_a_rate": True,
+        "amounts_match_cost_explorer": True,
+    }
+
+
+def test_a_deployment_can_write_only_some_record_types(
+    pulse: str,
+    dagster_instance: dg.DagsterInstance,
+    moto_aws: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PULSE_RECORD_TYPES", "Usage, Tax")
+    load_rates(dagster_instance)
+    queue_results("111111111111", [ce_page(CHARGES)])
+
+    result = run_sync(dagster_instance, "acc-1", D1, D1)
+
+    assert result.success
+    assert [row[9] for row in stored_rows(pulse, "acc-1")] == ["Tax", "Usage"]
+    metadata = result.asset_materializations_for_node("daily_costs_eur")[0].metadata
+    assert metadata["record_types_skipped"].value == 2
+
+
+def test_the_metric_setting_is_asked_for_and_stored_on_every_row(
+    pulse: str,
+    dagster_instance: dg.DagsterInstance,
+    moto_aws: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PULSE_COST_METRIC", "AmortizedCost")
+    load_rates(dagster_instance)
+    queue_results("111111111111", [ce_page({D1: {EC2: ("4", "USD")}}, metric="AmortizedCost")])
+
+    result = run_sync(dagster_instance, "acc-1", D1, D1)
+
+    assert result.success
+    assert stored_rows(pulse, "acc-1") == [
+        expected_row("org-1", D1, EC2, "4", metric="AmortizedCost")
+    ]
+    assert raw_requests(pulse, result.run_id)[0]["Metrics"] == ["AmortizedCost"]
+
+
+def test_an_unknown_metric_fails_before_any_aws_request(
+    pulse: str,
+    dagster_instance: dg.DagsterInstance,
+    moto_aws: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PULSE_COST_METRIC", "BlendedCost")
+
+    result = run_sync(dagster_instance, "acc-1", D1, D1)
+
+    assert not result.success
+    assert "unknown cost metric 'BlendedCost'" in failure_of(result)
+    assert raw_requests(pulse, result.run_id) == []
+
+
+def test_the_default_window_reaches_back_to_days_still_estimated_and_restates_them(
+    pulse: str, dagster_instance: dg.DagsterInstance, moto_aws: None
+) -> None:
+    old_day = TODAY - timedelta(days=75)  # always before the 1st of last month
+    load_rates(dagster_instance)
+    queue_results(
+        "111111111111",
+        [
+            ce_page({old_day: {EC2: ("5", "USD"), S3: ("1", "USD")}}, estimated=[old_day]),
+            ce_page({old_day: {EC2: ("5.5", "USD")}, D1: {EC2: ("2", "USD")}}),
+        ],
+    )
+    first = run_sync(dagster_instance, "acc-1", old_day, old_day)
+    assert first.success
+
+    restated = run_sync(dagster_instance, "acc-1", None, None)
+
+    assert restated.success
+    [request] = raw_requests(pulse, restated.run_id)
+    assert request["TimePeriod"] == {"Start": old_day.isoformat(), "End": TODAY.isoformat()}
+    assert stored_rows(pulse, "acc-1") == [
+        expected_row("org-1", old_day, EC2, "5.5"),
+        expected_row("org-1", D1, EC2, "2"),
+    ]
+    metadata = restated.asset_materializations_for_node("daily_costs_eur")[0].metadata
+    assert (
+        metadata["rows_added"].value,
+        metadata["rows_removed"].value,
+        metadata["rows_changed"].value,
+    ) == (1, 1, 1)
+
+
+def test_a_rerun_reports_no_change(
+    pulse: str, dagster_instance: dg.DagsterInstance, moto_aws: None
+) -> None:
+    load_rates(dagster_instance)
+    queue_results("111111111111", TWO_PAGES)
+    assert run_sync(dagster_instance, "acc-1", D1, D3).success
+
+    again = run_sync(dagster_instance, "acc-1", D1, D3)
+
+    metadata = again.asset_materializations_for_node("daily_costs_eur")[0].metadata
+    assert (
+        metadata["rows_added"].value,
+        metadata["rows_removed"].value,
+        metadata["rows_changed"].value,
+    ) == (0, 0, 0)
+    assert stored_rows(pulse, "acc-1") == EXPECTED_ACC1
+
+
+def test_one_aws_account_connected_twice_in_an_org_is_synced_once(
+    pulse: str, dagster_instance: dg.DagsterInstance, moto_aws: None
+) -> None:
+    engine = create_pulse_engine(pulse)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(cloud_account),
+            [
+                {
+                    **account_row("acc-dup", "org-1", "arn:aws:iam::111111111111:role/Other"),
+                    "accountName": "Again",
+                }
+            ],
+        )
+    engine.dispose()
+    load_rates(dagster_instance)
+    queue_results("111111111111", TWO_PAGES)
+    original = run_sync(dagster_instance, "acc-1", D1, D3)
+    duplicate = run_sync(dagster_instance, "acc-dup", D1, D3)
+    assert original.success and not duplicate.success
+    assert failure_of(duplicate) == (
+        "CloudAccount acc-dup (Again) connects AWS account 111111111111, which CloudAccount acc-1 "
+        "(org-1 production) of the same organisation already syncs; remove this duplicate connection"
+    )
+    assert write_status(dagster_instance, [original.run_id, duplicate.run_id]).success
+    assert account_status(pulse, "acc-dup")["status"] == "error"
+    assert "already syncs" in account_status(pulse, "acc-dup")["lastSyncError"]
+    assert stored_rows(pulse, "acc-dup") == [] and stored_rows(pulse, "acc-1") == EXPECTED_ACC1
+
+
+def test_a_disconnected_account_is_not_synced_and_keeps_its_status(
+    pulse: str, dagster_instance: dg.DagsterInstance, moto_aws: None
+) -> None:
+    set_account(pulse, "acc-1", status="disconnected")
+
+    result = run_sync(dagster_instance, "acc-1", D1, D3)
+
+    assert "is disconnected in PULSE (status 'disconnected')" in failure_of(result)
+    assert write_status(dagster_instance, [result.run_id]).success
+    assert account_status(pulse, "acc-1")["status"] == "disconnected"
+
+
+def test_a_status_message_keeps_its_words_and_loses_the_external_id(
+    pulse: str, dagster_instance: dg.DagsterInstance, moto_aws: None
+) -> None:
+    set_account(pulse, "acc-2", externalId="ext id with a space")
+    result = run_sync(dagster_instance, "acc-2", D1, D2)
+    assert write_status(dagster_instance, [result.run_id]).success
+    assert account_status(pulse, "acc-2")["lastSyncError"] == (
+        "CloudAccount acc-2 (org-2 production) has an external ID AWS would reject (it must be "
+        "2 to 1224 characters of letters, digits and +=,.@:/-_)"
+    )
