@@ -11,7 +11,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 help:
 	@echo "make demo      install, then sync the demo accounts (SQLite, simulated AWS)"
 	@echo "make test      install, then lint, validate the definitions and run every test"
-	@echo "make dev       dagster dev (webserver + daemon) on DAGSTER_HOME=$(DAGSTER_HOME)"
+	@echo "make dev       dagster dev (webserver + daemon) on the demo data, AWS simulated"
 	@echo "make install   create .venv from uv.lock (uv is bootstrapped into .uv/)"
 	@echo "make lint      ruff and mypy;  make validate: dagster definitions validate"
 	@echo "make clean     remove .venv, .uv and the local Dagster home (demo data included)"
@@ -43,7 +43,7 @@ test: lint validate
 	$(BIN)/pytest
 
 dev: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/python -m pulse_pipeline_demo serve --port 3000
 
 clean:
 	rm -rf $(VENV) .uv .dagster_home .pytest_cache .ruff_cache .mypy_cache

@@ -1,3 +1,5 @@
+import sys
+
 from pulse_pipeline_demo.demo import main
 
-main()
+sys.exit(main())

@@ -6,7 +6,11 @@ the standard AWS_ENDPOINT_URL setting. Every sync is a real Dagster run, so `dag
 them afterwards.
 """
 
+import argparse
 import os
+import signal
+import subprocess
+import sys
 import warnings
 from collections.abc import Mapping
 from decimal import Decimal
@@ -139,14 +143,96 @@ def _summary_line(account: Mapping[Any, Any], rows: int, total: Decimal) -> str:
     )
 
 
-def main() -> None:
+def add_account(database_url: str, account_id: str, org_id: str, aws_account: str) -> None:
+    """Connect another (simulated) AWS account in the demo's PULSE, as the PULSE app would."""
+    engine = create_pulse_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(cloud_account).values(
+                id=account_id,
+                orgId=org_id,
+                provider="AWS",
+                accountName=f"{account_id} (added by hand)",
+                connectionType="COST_EXPLORER",
+                roleArn=f"arn:aws:iam::{aws_account}:role/PulseCostRead",
+                externalId=f"pulse-{org_id}-demo",
+            )
+        )
+    engine.dispose()
+    print(f"CloudAccount {account_id} connected; the new_cloud_accounts sensor picks it up.")
+
+
+def serve(port: int) -> int:
+    """`dagster dev` (webserver + daemon) on the demo data, with the simulated AWS beside it, so
+    the sensors and schedules sync demo accounts; stopped with Ctrl-C."""
+    with SimulatedAws(SETTINGS) as aws:
+        env = {**os.environ, **aws.environment()}
+        print(f"Simulated AWS at {aws.endpoint_url}; Dagster UI at http://127.0.0.1:{port}")
+        command = [
+            str(Path(sys.executable).with_name("dagster")), "dev", "-w", "workspace.yaml",
+            "-h", "127.0.0.1", "-p", str(port),
+        ]  # fmt: skip
+        process = subprocess.Popen(command, env=env, start_new_session=True)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            _stop_group(process)
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Stop dagster dev and its children (they share its process group): TERM, then KILL."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM must not cut the cleanup short
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def _environment() -> str:
+    """DAGSTER_HOME (default ./.dagster_home) and DATABASE_URL (default SQLite inside it)."""
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path.cwd() / ".dagster_home"))).resolve()
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
     database_url = os.environ.setdefault("DATABASE_URL", default_database_url(str(home)))
-    print(f"PULSE database: {redacted(database_url)}\nDagster home:   {home}")
     upgrade(database_url)
+    return database_url
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pulse_pipeline_demo", description=__doc__)
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("run", help="seed the demo accounts and sync them (the default)")
+    serve_parser = commands.add_parser(
+        "serve", help="dagster dev on the demo data with simulated AWS"
+    )
+    serve_parser.add_argument("--port", type=int, default=3000)
+    add = commands.add_parser("add-account", help="connect one more simulated AWS account")
+    add.add_argument("account_id")
+    add.add_argument("--org", default="org-acme")
+    add.add_argument("--aws-account", default="555555555555", help="12-digit AWS account id")
+    args = parser.parse_args(argv)
+    database_url = _environment()
+    if args.command == "serve":
+        return serve(args.port)
+    if args.command == "add-account":
+        add_account(database_url, args.account_id, args.org, args.aws_account)
+        return 0
+    run_demo(database_url)
+    return 0
+
+
+def run_demo(database_url: str) -> None:
+    home = os.environ["DAGSTER_HOME"]
+    print(f"PULSE database: {redacted(database_url)}\nDagster home:   {home}")
     seed_accounts(database_url)
     with SimulatedAws(SETTINGS) as aws:
         os.environ.update(aws.environment())
@@ -159,4 +245,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
