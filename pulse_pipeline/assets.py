@@ -52,7 +52,7 @@ TOP_SERVICES_SHOWN = 10
 # Transient faults (throttling that outlasted botocore's own retries, network, a database
 # restart) get fresh attempts; known permanent causes raise Failure(allow_retries=False).
 TRANSIENT_RETRIES = dg.RetryPolicy(
-    max_retries=3, delay=20, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+    max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
 
 
@@ -149,11 +149,18 @@ def cost_explorer_raw(
         context.log.info(
             f"{account.label}: fetching {window} ({window.days} days) from Cost Explorer"
         )
-        client = aws.cost_explorer_client(connection)
         try:
-            pages = list(fetch_pages(client, request))
+            fetch = fetch_pages(lambda: aws.cost_explorer_client(connection), request)
+        except SyncError:
+            raise
         except Exception as error:
             raise describe_aws_error(connection, "GetCostAndUsage", error) from None
+        pages = fetch.pages
+        if fetch.credential_renewals or fetch.restarts:
+            context.log.warning(
+                f"{account.label}: credentials renewed {fetch.credential_renewals} times, "
+                f"fetch restarted {fetch.restarts} times"
+            )
         lines = cost_lines(
             [StoredPage(page.number, page.request, page.response) for page in pages], window
         )
@@ -180,7 +187,8 @@ def cost_explorer_raw(
             "window_end": window.end.isoformat(),
             "days": window.days,
             "pages": len(pages),
-            "requests": sum(page.attempts for page in pages),
+            "requests": fetch.requests,
+            "credential_renewals": fetch.credential_renewals,
             "groups": len(lines),
             "metric": metric,
             "estimated_days": len({line.day for line in lines if line.estimated}),

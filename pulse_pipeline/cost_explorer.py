@@ -4,7 +4,7 @@ boto3 has no paginator for GetCostAndUsage, so `fetch_pages` follows `NextPageTo
 sending the identical request with each token (changing it raises RequestChangedException).
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -52,20 +52,61 @@ def cost_and_usage_request(window: SyncWindow, metric: str = DEFAULT_METRIC) -> 
     }
 
 
-def fetch_pages(client: Any, request: dict[str, Any]) -> Iterator[Page]:
-    """Every page of the result, in order, until Cost Explorer stops returning a NextPageToken."""
+@dataclass(frozen=True)
+class Fetch:
+    """Every page of one window, and what it took to get them."""
+
+    pages: list[Page]
+    credential_renewals: int
+    restarts: int
+
+    @property
+    def requests(self) -> int:
+        return sum(page.attempts for page in self.pages)
+
+
+EXPIRED_CREDENTIALS = frozenset({"ExpiredTokenException", "ExpiredToken", "RequestExpired"})
+RESTARTABLE = frozenset({"InvalidNextTokenException", "RequestChangedException"})
+
+
+def _error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def fetch_pages(
+    new_client: Callable[[], Any], request: dict[str, Any], max_renewals: int = 3
+) -> Fetch:
+    """Every page of the result, in order, until Cost Explorer stops returning a NextPageToken.
+
+    Credentials that expire mid-way are renewed with `new_client()` and the same page is asked
+    again; if Cost Explorer rejects its own token, the fetch restarts once from the first page.
+    Nothing is returned until the last page is in, so a caller never sees a partial window.
+    """
+    client = new_client()
+    pages: list[Page] = []
     token: str | None = None
-    number = 0
+    renewals = restarts = 0
     while True:
-        number += 1
-        response = client.get_cost_and_usage(
-            **request, **({"NextPageToken": token} if token else {})
-        )
+        try:
+            response = client.get_cost_and_usage(
+                **request, **({"NextPageToken": token} if token else {})
+            )
+        except ClientError as error:
+            if _error_code(error) in EXPIRED_CREDENTIALS and renewals < max_renewals:
+                renewals += 1
+                client = new_client()
+                continue
+            if _error_code(error) in RESTARTABLE and restarts == 0:
+                restarts += 1
+                pages, token = [], None
+                continue
+            raise
         metadata = response.pop("ResponseMetadata", {})
-        yield Page(number, request, response, attempts=1 + int(metadata.get("RetryAttempts", 0)))
+        attempts = 1 + int(metadata.get("RetryAttempts", 0))
+        pages.append(Page(len(pages) + 1, request, response, attempts))
         token = response.get("NextPageToken")
         if not token:
-            return
+            return Fetch(pages, renewals, restarts)
 
 
 _CE_CAUSES: dict[str, tuple[str, bool]] = {
@@ -83,8 +124,15 @@ _CE_CAUSES: dict[str, tuple[str, bool]] = {
         False,
     ),
     "LimitExceededException": ("Cost Explorer kept throttling the requests", True),
-    "InvalidNextTokenException": ("Cost Explorer rejected its own pagination token", True),
-    "RequestChangedException": ("Cost Explorer says the request changed between pages", True),
+    "InvalidNextTokenException": (
+        "Cost Explorer rejected its own pagination token twice, even after starting over",
+        False,
+    ),
+    "RequestChangedException": (
+        "Cost Explorer said the request changed between pages, even after starting over",
+        False,
+    ),
+    "ExpiredTokenException": ("the assumed-role credentials kept expiring", True),
     "ValidationException": ("Cost Explorer rejected the request as invalid", False),
 }
 

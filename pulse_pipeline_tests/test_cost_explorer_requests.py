@@ -94,7 +94,7 @@ def test_fetch_pages_follows_tokens_with_the_identical_request() -> None:
             _response("2026-10-03", "Lambda", "3.5", None),
             {**request, "NextPageToken": "tok-2"},
         )
-        pages = list(fetch_pages(client, request))
+        pages = fetch_pages(lambda: client, request).pages
         # A fourth call would have raised: nothing was left unconsumed and nothing extra asked.
         stubber.assert_no_pending_responses()
 
@@ -118,14 +118,33 @@ def test_fetch_pages_single_page_makes_one_call() -> None:
         stubber.add_response(
             "get_cost_and_usage", _response("2026-10-01", "EC2", "1", None, retries=4), request
         )
-        pages = list(fetch_pages(client, request))
+        pages = fetch_pages(lambda: client, request).pages
         stubber.assert_no_pending_responses()
     assert len(pages) == 1
     assert isinstance(pages[0], Page)
     assert pages[0].attempts == 5
 
 
-def test_fetch_pages_propagates_a_client_error_mid_way() -> None:
+def test_a_rejected_token_restarts_the_fetch_once_then_gives_up() -> None:
+    request = cost_and_usage_request(SyncWindow(date(2026, 10, 1), date(2026, 10, 2)))
+    client = _ce_client()
+    with Stubber(client) as stubber:
+        for _ in range(2):  # the first attempt, then the restart from page 1
+            stubber.add_response(
+                "get_cost_and_usage", _response("2026-10-01", "EC2", "1", "tok-1"), request
+            )
+            stubber.add_client_error(
+                "get_cost_and_usage",
+                service_error_code="InvalidNextTokenException",
+                expected_params={**request, "NextPageToken": "tok-1"},
+            )
+        with pytest.raises(ClientError) as caught:
+            fetch_pages(lambda: client, request)
+        stubber.assert_no_pending_responses()
+    assert caught.value.response["Error"]["Code"] == "InvalidNextTokenException"
+
+
+def test_a_restart_after_a_rejected_token_returns_only_the_second_fetch() -> None:
     request = cost_and_usage_request(SyncWindow(date(2026, 10, 1), date(2026, 10, 2)))
     client = _ce_client()
     with Stubber(client) as stubber:
@@ -134,14 +153,46 @@ def test_fetch_pages_propagates_a_client_error_mid_way() -> None:
         )
         stubber.add_client_error(
             "get_cost_and_usage",
-            service_error_code="InvalidNextTokenException",
+            service_error_code="RequestChangedException",
             expected_params={**request, "NextPageToken": "tok-1"},
         )
-        pages = fetch_pages(client, request)
-        assert next(pages).number == 1
-        with pytest.raises(ClientError) as caught:
-            next(pages)
-    assert caught.value.response["Error"]["Code"] == "InvalidNextTokenException"
+        stubber.add_response(
+            "get_cost_and_usage", _response("2026-10-01", "EC2", "2", "tok-9"), request
+        )
+        stubber.add_response(
+            "get_cost_and_usage",
+            _response("2026-10-02", "S3", "3", None),
+            {**request, "NextPageToken": "tok-9"},
+        )
+        fetch = fetch_pages(lambda: client, request)
+    assert fetch.restarts == 1
+    assert [page.number for page in fetch.pages] == [1, 2]
+    assert fetch.pages[0].response["NextPageToken"] == "tok-9"
+
+
+def test_expired_credentials_are_renewed_and_the_same_page_asked_again() -> None:
+    request = cost_and_usage_request(SyncWindow(date(2026, 10, 1), date(2026, 10, 2)))
+    first, second = _ce_client(), _ce_client()
+    clients = iter([first, second])
+    with Stubber(first) as old, Stubber(second) as new:
+        old.add_response(
+            "get_cost_and_usage", _response("2026-10-01", "EC2", "1", "tok-1"), request
+        )
+        old.add_client_error(
+            "get_cost_and_usage",
+            service_error_code="ExpiredTokenException",
+            expected_params={**request, "NextPageToken": "tok-1"},
+        )
+        new.add_response(
+            "get_cost_and_usage",
+            _response("2026-10-02", "S3", "3", None),
+            {**request, "NextPageToken": "tok-1"},
+        )
+        fetch = fetch_pages(lambda: next(clients), request)
+        old.assert_no_pending_responses()
+        new.assert_no_pending_responses()
+    assert fetch.credential_renewals == 1
+    assert [page.number for page in fetch.pages] == [1, 2]
 
 
 # --- describe_aws_error ------------------------------------------------------------------
@@ -227,7 +278,7 @@ def test_assume_role_other_error_names_code(connection: AwsConnection) -> None:
         ("DataUnavailableException", "24 hours", False),
         ("BillExpirationException", "history", False),
         ("AccessDeniedException", "ce:GetCostAndUsage", False),
-        ("RequestChangedException", "changed", True),
+        ("RequestChangedException", "even after starting over", False),
         ("SomethingNewException", "SomethingNewException", False),
     ],
 )

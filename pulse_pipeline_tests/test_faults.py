@@ -1,0 +1,321 @@
+"""The fault matrix, each through a real Dagster run on PostgreSQL against a simulated AWS that
+misbehaves on purpose (moto's server; botocore's own retries really run): every fault ends in
+success or in one clear, named failure, and nothing is lost."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import psycopg
+import pytest
+from sqlalchemy import select
+
+from pulse_pipeline.assets import cost_explorer_raw, daily_costs_eur
+from pulse_pipeline.db.schema import cost_explorer_page
+from pulse_pipeline.db.urls import create_pulse_engine, to_sqlalchemy_url
+from pulse_pipeline.resources import AwsCostExplorer, CostSettings, PulseDatabase
+from pulse_pipeline_demo.aws_simulation import SimulatedAws, SimulationSettings
+from pulse_pipeline_tests.support import (
+    D1,
+    D3,
+    account_status,
+    failure_of,
+    load_rates,
+    run_sync,
+    stored_rows,
+    write_status,
+)
+
+pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+ACC1, ACC2 = "111111111111", "222222222222"
+ROLE1 = "arn:aws:iam::111111111111:role/PulseRead"
+
+
+@pytest.fixture
+def simulate(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., SimulatedAws]]:
+    """Start a simulated AWS with the given faults and point boto3 at it (one at a time)."""
+    with ExitStack() as stack:
+
+        def start(**faults: Any) -> SimulatedAws:
+            stack.close()
+            aws = stack.enter_context(
+                SimulatedAws(SimulationSettings(services_per_day=4, page_size=5, **faults))
+            )
+            for name, value in aws.environment().items():
+                monkeypatch.setenv(name, value)
+            return aws
+
+        yield start
+
+
+def retries_of(result: dg.ExecuteInProcessResult) -> int:
+    return sum(1 for event in result.all_events if event.event_type_value == "STEP_UP_FOR_RETRY")
+
+
+def raw_page_count(database_url: str, account_id: str) -> int:
+    engine = create_pulse_engine(database_url)
+    with engine.connect() as conn:
+        count = len(
+            conn.execute(
+                select(cost_explorer_page.c.id).where(
+                    cost_explorer_page.c.cloud_account_id == account_id
+                )
+            ).all()
+        )
+    engine.dispose()
+    return count
+
+
+def per_service(rows: list[tuple[Any, ...]]) -> dict[tuple[Any, str], Decimal]:
+    totals: dict[tuple[Any, str], Decimal] = {}
+    for row in rows:
+        totals[(row[1], row[2])] = totals.get((row[1], row[2]), Decimal(0)) + row[3]
+    return totals
+
+
+def expected(aws: SimulatedAws, aws_account: str) -> dict[tuple[Any, str], Decimal]:
+    """What the simulation charged per day and service over D1..D3."""
+    days = [D1 + timedelta(days=n) for n in range((D3 - D1).days + 1)]
+    return {
+        (day, s): aws.expected_cost(aws_account, day, s)
+        for day in days
+        for s in aws.service_names()
+    }
+
+
+def test_1_throttling_is_retried_with_backoff_and_counted(
+    pulse: str, dagster_instance: dg.DagsterInstance, simulate: Callable[..., SimulatedAws]
+) -> None:
+    aws = simulate(throttle_first={ACC1: 3})
+    load_rates(dagster_instance)
+
+    result = run_sync(dagster_instance, "acc-1", D1, D3)
+
+    assert result.success
+    metadata = result.asset_materializations_for_node("cost_explorer_raw")[0].metadata
+    assert metadata["requests"].value == metadata["pages"].value + 3 == aws.request_count(ACC1)
+    assert per_service(stored_rows(pulse, "acc-1")) == expected(aws, ACC1)
+
+
+def test_2_access_denied_is_not_retried_and_other_accounts_carry_on(
+    pulse: str, dagster_instance: dg.DagsterInstance, simulate: Callable[..., SimulatedAws]
+) -> None:
+    simulate()
+    load_rates(dagster_instance)
+    assert run_sync(dagster_instance, "acc-1", D1, D3).success
+    before = stored_rows(pulse, "acc-1")
+    aws = simulate(required_external_ids={ROLE1: "the-external-id-pulse-was-given"})
+
+    denied = run_sync(dagster_instance, "acc-1", D1, D3)
+    other = run_sync(dagster_instance, "acc-2", D1, D3)
+
+    assert not denied.success and retries_of(denied) == 0
+    assert failure_of(denied) == (
+        "CloudAccount acc-1 (org-1 production): AWS denied AssumeRole on "
+        f"{ROLE1} (AccessDenied); check that the role's trust policy allows PULSE and requires "
+        "this account's external ID"
+    )
+    assert aws.request_count(ACC1) == 0
+    assert stored_rows(pulse, "acc-1") == before
+    assert other.success and per_service(stored_rows(pulse, "acc-2")) == expected(aws, ACC2)
+    assert write_status(dagster_instance, [denied.run_id, other.run_id]).success
+    assert account_status(pulse, "acc-1")["status"] == "error"
+    assert account_status(pulse, "acc-2")["status"] == "active"
+
+
+def test_3_credentials_expiring_mid_window_are_renewed_and_the_window_completed(
+    pulse: str, dagster_instance: dg.DagsterInstance, simulate: Callable[..., SimulatedAws]
+) -> None:
+    aws = simulate(expire_token_at_page={ACC1: 2})
+    load_rates(dagster_instance)
+
+    result = run_sync(dagster_instance, "acc-1", D1, D3)
+
+    assert result.success
+    assert aws.assume_role_count(ACC1) == 2
+    assert (
+        result.asset_materializations_for_node("cost_explorer_raw")[0]
+        .metadata["credential_renewals"]
+        .value
+        == 1
+    )
+    assert per_service(stored_rows(pulse, "acc-1")) == expected(aws, ACC1)
+
+
+@pytest.mark.parametrize(
+    ("code", "page", "cause"),
+    [
+        ("DataUnavailableException", 1, "Cost Explorer has no data for this window yet"),
+        (
+            "BillExpirationException",
+            1,
+            "the window starts before the daily history Cost Explorer keeps",
+        ),
+        ("InvalidNextTokenException", 2, "Cost Explorer rejected its own pagination token twice"),
+        ("RequestChangedException", 2, "Cost Explorer said the request changed between pages"),
+    ],
+)
+def test_4_cost_explorer_errors_end_clearly_without_writing(
+    pulse: str,
+    dagster_instance: dg.DagsterInstance,
+    simulate: Callable[..., SimulatedAws],
+    code: str,
+    page: int,
+    cause: str,
+) -> None:
+    simulate()
+    load_rates(dagster_instance)
+    assert run_sync(dagster_instance, "acc-1", D1, D3).success
+    before, pages_before = stored_rows(pulse, "acc-1"), raw_page_count(pulse, "acc-1")
+    simulate(fail_with={ACC1: (code, page)})
+
+    result = run_sync(dagster_instance, "acc-1", D1, D3)
+
+    assert not result.success and retries_of(result) == 0
+    assert failure_of(result).startswith(f"CloudAccount acc-1 (org-1 production): {cause}")
+    assert failure_of(result).endswith(f"({code})")
+    assert stored_rows(pulse, "acc-1") == before
+    assert raw_page_count(pulse, "acc-1") == pages_before
+
+
+def test_6_a_connection_dropped_mid_write_rolls_back_and_marks_the_account_error(
+    pulse: str, dagster_instance: dg.DagsterInstance, simulate: Callable[..., SimulatedAws]
+) -> None:
+    simulate()
+    load_rates(dagster_instance)
+    assert run_sync(dagster_instance, "acc-1", D1, D3).success
+    before = stored_rows(pulse, "acc-1")
+    url, schema = to_sqlalchemy_url(pulse)
+    libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(libpq, autocommit=True, options=f"-c search_path={schema}") as admin:
+        admin.execute(
+            "CREATE FUNCTION slow_insert() RETURNS trigger AS $$ BEGIN PERFORM pg_sleep(5); "
+            "RETURN NULL; END $$ LANGUAGE plpgsql"
+        )
+        admin.execute(
+            'CREATE TRIGGER slow_insert BEFORE INSERT ON "CostRecord" '
+            "FOR EACH STATEMENT EXECUTE FUNCTION slow_insert()"
+        )
+        killed: list[int] = []
+
+        def kill_the_writer() -> None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not killed:
+                for (pid,) in admin.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE query LIKE 'INSERT INTO \"CostRecord\"%' "
+                    "AND state = 'active' AND pid <> pg_backend_pid()"
+                ).fetchall():
+                    admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                    killed.append(pid)
+                time.sleep(0.1)
+
+        killer = threading.Thread(target=kill_the_writer)
+        killer.start()
+        result = run_sync(dagster_instance, "acc-1", D1, D3)
+        killer.join()
+        admin.execute('DROP TRIGGER slow_insert ON "CostRecord"')
+
+    assert killed and not result.success
+    assert failure_of(result).startswith(
+        "CloudAccount acc-1: PULSE's database failed during the sync (OperationalError)"
+    )
+    assert stored_rows(pulse, "acc-1") == before
+    assert write_status(dagster_instance, [result.run_id]).success
+    assert account_status(pulse, "acc-1")["status"] == "error"
+
+
+def test_8_two_syncs_of_one_account_at_once_leave_the_rows_of_one_sync(
+    pulse: str,
+    dagster_postgres_url: str,
+    simulate: Callable[..., SimulatedAws],
+    tmp_path: Path,
+) -> None:
+    """Two run processes at once (as two launches past the queue's per-account limit would be)."""
+    aws = simulate(latency_seconds=0.3)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(
+        f"storage:\n  postgres:\n    postgres_url: {dagster_postgres_url}\n"
+    )
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        load_rates(instance)
+        instance.add_dynamic_partitions("cloud_accounts", ["acc-1"])
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    config = {
+        "ops": {"cost_explorer_raw": {"config": {"start_date": str(D1), "end_date": str(D3)}}}
+    }
+    command = [
+        str(Path(sys.executable).with_name("dagster")), "asset", "materialize",
+        "-m", "pulse_pipeline.definitions", "--select", "cost_explorer_raw,daily_costs_eur",
+        "--partition", "acc-1", "--config-json", json.dumps(config),
+    ]  # fmt: skip
+    logs = [(tmp_path / f"run-{n}.log").open("w") for n in range(2)]
+    processes = [
+        subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT) for log in logs
+    ]
+    codes = [process.wait(timeout=300) for process in processes]
+    for log in logs:
+        log.close()
+
+    assert codes == [0, 0], (tmp_path / "run-0.log").read_text()[-2000:]
+    rows = stored_rows(pulse, "acc-1")
+    keys = [(row[1], row[2], row[9]) for row in rows]
+    assert len(keys) == len(set(keys))
+    assert per_service(rows) == expected(aws, ACC1)
+    assert raw_page_count(pulse, "acc-1") > 0
+
+
+def test_9_a_network_timeout_is_retried_then_fails_clearly(
+    pulse: str, dagster_instance: dg.DagsterInstance, simulate: Callable[..., SimulatedAws]
+) -> None:
+    aws = simulate(sts_latency_seconds=2.0)
+    dagster_instance.add_dynamic_partitions("cloud_accounts", ["acc-1"])
+    impatient = AwsCostExplorer(read_timeout_seconds=0.5, connect_timeout_seconds=1, max_attempts=2)
+
+    result = dg.materialize(
+        [cost_explorer_raw, daily_costs_eur],
+        instance=dagster_instance,
+        partition_key="acc-1",
+        resources={"pulse_db": PulseDatabase(), "aws": impatient, "settings": CostSettings()},
+        run_config={
+            "ops": {"cost_explorer_raw": {"config": {"start_date": str(D1), "end_date": str(D3)}}}
+        },
+        raise_on_error=False,
+    )
+
+    assert not result.success
+    assert retries_of(result) == 2  # the RetryPolicy's attempts, each after botocore's own 2
+    assert aws.assume_role_count(ACC1) == 3 * 2
+    assert failure_of(result) == (
+        "CloudAccount acc-1 (org-1 production): could not reach AWS for AssumeRole (ReadTimeoutError)"
+    )
+    assert stored_rows(pulse, "acc-1") == []
+
+
+def test_10_an_unreachable_pulse_database_fails_before_any_aws_request(
+    pulse: str,
+    dagster_instance: dg.DagsterInstance,
+    simulate: Callable[..., SimulatedAws],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    aws = simulate()
+    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres:db-pw@127.0.0.1:1/pulse")
+
+    result = run_sync(dagster_instance, "acc-1", D1, D3)
+
+    assert not result.success
+    assert failure_of(result).startswith(
+        "CloudAccount acc-1: PULSE's database failed during the sync (OperationalError)"
+    )
+    assert "db-pw" not in failure_of(result)
+    assert aws.assume_role_count(ACC1) == 0 and aws.request_count(ACC1) == 0
