@@ -174,3 +174,21 @@ def write_status(instance: dg.DagsterInstance, run_ids: list[str]) -> dg.Execute
         instance=instance,
         run_config={"ops": {"write_cloud_account_status": {"config": {"run_ids": run_ids}}}},
     )
+
+
+def amounts_by_service(
+    database_url: str, account_id: str, start: date | None = None, end: date | None = None
+) -> dict[tuple[date, str], Decimal]:
+    """The account's stored amounts per day and service, its record types added together."""
+    c = cost_record.c
+    query = select(c.date, c.service, c.amount).where(c.cloudAccountId == account_id)
+    if start and end:
+        query = query.where(c.date >= start, c.date <= end)
+    engine = create_pulse_engine(database_url)
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    engine.dispose()
+    totals: dict[tuple[date, str], Decimal] = {}
+    for day, service, amount in rows:
+        totals[(day, service)] = totals.get((day, service), Decimal(0)) + amount
+    return totals

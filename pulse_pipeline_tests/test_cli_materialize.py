@@ -17,6 +17,7 @@ from pulse_pipeline.db.migrate import upgrade
 from pulse_pipeline.db.schema import cloud_account, cost_record
 from pulse_pipeline.db.urls import create_pulse_engine
 from pulse_pipeline_demo.aws_simulation import SimulatedAws, SimulationSettings
+from pulse_pipeline_tests.support import amounts_by_service
 
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
@@ -118,12 +119,7 @@ def test_asset_materialize_from_a_shell_syncs_one_account(
             ).where(cost_record.c.cloudAccountId == "acc-cli")
         ).all()
     engine.dispose()
-    per_service: dict[tuple[object, str], Decimal] = {}
-    for row in rows:  # one row per record type: together they are the service's day
-        per_service[(row.date, row.service)] = (
-            per_service.get((row.date, row.service), Decimal(0)) + row.amount
-        )
-    assert per_service == expected
+    assert amounts_by_service(database_url, "acc-cli") == expected
     assert {row.currency for row in rows} == {"USD"}
     # One request per result page of 8 groups (a group = a day's service and record type).
     assert requests == math.ceil(len(rows) / 8) and len(rows) >= 35

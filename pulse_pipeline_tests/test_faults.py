@@ -29,6 +29,7 @@ from pulse_pipeline_tests.support import (
     D1,
     D3,
     account_status,
+    amounts_by_service,
     failure_of,
     load_rates,
     run_sync,
@@ -76,13 +77,6 @@ def raw_page_count(database_url: str, account_id: str) -> int:
     return count
 
 
-def per_service(rows: list[tuple[Any, ...]]) -> dict[tuple[Any, str], Decimal]:
-    totals: dict[tuple[Any, str], Decimal] = {}
-    for row in rows:
-        totals[(row[1], row[2])] = totals.get((row[1], row[2]), Decimal(0)) + row[3]
-    return totals
-
-
 def expected(aws: SimulatedAws, aws_account: str) -> dict[tuple[Any, str], Decimal]:
     """What the simulation charged per day and service over D1..D3."""
     days = [D1 + timedelta(days=n) for n in range((D3 - D1).days + 1)]
@@ -104,7 +98,7 @@ def test_1_throttling_is_retried_with_backoff_and_counted(
     assert result.success
     metadata = result.asset_materializations_for_node("cost_explorer_raw")[0].metadata
     assert metadata["requests"].value == metadata["pages"].value + 3 == aws.request_count(ACC1)
-    assert per_service(stored_rows(pulse, "acc-1")) == expected(aws, ACC1)
+    assert amounts_by_service(pulse, "acc-1") == expected(aws, ACC1)
 
 
 def test_2_access_denied_is_not_retried_and_other_accounts_carry_on(
@@ -127,7 +121,7 @@ def test_2_access_denied_is_not_retried_and_other_accounts_carry_on(
     )
     assert aws.request_count(ACC1) == 0
     assert stored_rows(pulse, "acc-1") == before
-    assert other.success and per_service(stored_rows(pulse, "acc-2")) == expected(aws, ACC2)
+    assert other.success and amounts_by_service(pulse, "acc-2") == expected(aws, ACC2)
     assert write_status(dagster_instance, [denied.run_id, other.run_id]).success
     assert account_status(pulse, "acc-1")["status"] == "error"
     assert account_status(pulse, "acc-2")["status"] == "active"
@@ -149,7 +143,7 @@ def test_3_credentials_expiring_mid_window_are_renewed_and_the_window_completed(
         .value
         == 1
     )
-    assert per_service(stored_rows(pulse, "acc-1")) == expected(aws, ACC1)
+    assert amounts_by_service(pulse, "acc-1") == expected(aws, ACC1)
 
 
 @pytest.mark.parametrize(
@@ -271,7 +265,7 @@ def test_8_two_syncs_of_one_account_at_once_leave_the_rows_of_one_sync(
     rows = stored_rows(pulse, "acc-1")
     keys = [(row[1], row[2], row[9]) for row in rows]
     assert len(keys) == len(set(keys))
-    assert per_service(rows) == expected(aws, ACC1)
+    assert amounts_by_service(pulse, "acc-1") == expected(aws, ACC1)
     assert raw_page_count(pulse, "acc-1") > 0
 
 

@@ -1,23 +1,27 @@
 """Money a FinOps user can trust, through real Dagster runs against moto on SQLite and PostgreSQL:
 charge types, the metric setting, restatements, duplicate connections and the reconciliation checks."""
 
+import os
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pytest
 from sqlalchemy import insert, select
 
-from pulse_pipeline.db.schema import cloud_account, cost_explorer_page
+from pulse_pipeline.db.schema import cloud_account, cost_explorer_page, cost_record
 from pulse_pipeline.db.urls import create_pulse_engine
-from pulse_pipeline_tests.ce_results import ce_page, queue_results
+from pulse_pipeline.definitions import defs
+from pulse_pipeline_tests.ce_results import ce_page, ecb_history_csv, queue_results
 from pulse_pipeline_tests.support import (
     D1,
     D2,
     D3,
     EC2,
     EXPECTED_ACC1,
+    RATES,
     S3,
     TODAY,
     TWO_PAGES,
@@ -26,6 +30,7 @@ from pulse_pipeline_tests.support import (
     expected_row,
     failure_of,
     load_rates,
+    rate_on,
     run_sync,
     set_account,
     stored_rows,
@@ -240,3 +245,53 @@ def test_a_status_message_keeps_its_words_and_loses_the_external_id(
         "CloudAccount acc-2 (org-2 production) has an external ID AWS would reject (it must be "
         "2 to 1224 characters of letters, digits and +=,.@:/-_)"
     )
+
+
+def test_provisional_rates_are_reconverted_from_stored_pages_without_asking_aws(
+    pulse: str,
+    dagster_instance: dg.DagsterInstance,
+    moto_aws: None,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    days = [D1 + timedelta(days=n) for n in range(7)]
+    early = tmp_path / "ecb-until-d1.csv"
+    early.write_text(ecb_history_csv({day: r for day, r in RATES.items() if day <= D1}))
+    full = os.environ["PULSE_ECB_HISTORY_URL"]
+    monkeypatch.setenv("PULSE_ECB_HISTORY_URL", str(early))
+    load_rates(dagster_instance)
+    queue_results("111111111111", [ce_page({day: {EC2: ("10", "USD")} for day in days})])
+    assert run_sync(dagster_instance, "acc-1", days[0], days[-1]).success
+    d1_rate = Decimal(rate_on(D1, "USD")[0])
+    provisional = [row for row in stored_rows(pulse, "acc-1") if row[5] == d1_rate and row[1] > D1]
+    assert provisional and all(row[6] == D1 for row in provisional)
+    assert raw_page_total(pulse) == 1
+
+    monkeypatch.setenv("PULSE_ECB_HISTORY_URL", full)
+    load_rates(dagster_instance)
+    reconverted = dg.materialize(
+        [defs.resolve_assets_def("daily_costs_eur")],
+        instance=dagster_instance,
+        partition_key="acc-1",
+    )
+
+    assert reconverted.success
+    assert stored_rows(pulse, "acc-1") == [expected_row("org-1", day, EC2, "10") for day in days]
+    assert raw_page_total(pulse) == 1  # no new Cost Explorer request
+    assert provisional_flags(pulse) == {False}
+
+
+def raw_page_total(database_url: str) -> int:
+    engine = create_pulse_engine(database_url)
+    with engine.connect() as conn:
+        total = len(conn.execute(select(cost_explorer_page.c.id)).all())
+    engine.dispose()
+    return total
+
+
+def provisional_flags(database_url: str) -> set[bool]:
+    engine = create_pulse_engine(database_url)
+    with engine.connect() as conn:
+        flags = set(conn.execute(select(cost_record.c.fxProvisional)).scalars())
+    engine.dispose()
+    return flags

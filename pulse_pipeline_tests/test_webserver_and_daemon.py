@@ -28,6 +28,7 @@ from pulse_pipeline.db.urls import create_pulse_engine
 from pulse_pipeline_demo.aws_simulation import SimulatedAws, SimulationSettings
 from pulse_pipeline_tests.ce_results import ecb_history_csv
 from pulse_pipeline_tests.conftest import fresh_postgres_database
+from pulse_pipeline_tests.support import amounts_by_service
 
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
@@ -189,24 +190,6 @@ def row_count(pulse_url: str, account_id: str, start: Any, end: Any) -> int:
     return len(rows)
 
 
-def cost_rows(pulse_url: str, account_id: str, start: Any, end: Any) -> dict[tuple[Any, str], Any]:
-    engine = create_pulse_engine(pulse_url)
-    c = cost_record.c
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(c.date, c.service, c.amount).where(
-                c.cloudAccountId == account_id, c.date >= start, c.date <= end
-            )
-        ).all()
-    engine.dispose()
-    per_service: dict[tuple[Any, str], Any] = {}
-    for row in rows:  # one row per record type: together they are the service's day
-        per_service[(row.date, row.service)] = (
-            per_service.get((row.date, row.service), 0) + row.amount
-        )
-    return per_service
-
-
 LAUNCH_BACKFILL = """
 mutation Launch($params: LaunchBackfillParams!) {
   launchPartitionBackfill(backfillParams: $params) {
@@ -235,7 +218,7 @@ def test_the_pipeline_runs_itself_and_a_graphql_backfill_gives_one_run_per_accou
     assert "AccessDenied" in first["acc-denied"]["lastSyncError"]
     assert "ext-id-e2e" not in first["acc-denied"]["lastSyncError"]
     yesterday = TODAY - timedelta(days=1)
-    assert (yesterday, simulated_aws.service_names()[0]) in cost_rows(
+    assert (yesterday, simulated_aws.service_names()[0]) in amounts_by_service(
         pulse_url, "acc-a", yesterday, yesterday
     )
 
@@ -299,7 +282,9 @@ def test_the_pipeline_runs_itself_and_a_graphql_backfill_gives_one_run_per_accou
             for service in simulated_aws.service_names()
         }
         assert (
-            cost_rows(pulse_url, account_id, start - timedelta(days=30), end + timedelta(days=30))
+            amounts_by_service(
+                pulse_url, account_id, start - timedelta(days=30), end + timedelta(days=30)
+            )
             == expected
         )
         # One request per result page of PAGE_SIZE groups for the whole window, not one per day.
@@ -347,5 +332,5 @@ def test_the_pipeline_runs_itself_and_a_graphql_backfill_gives_one_run_per_accou
         "the killed run's status",
     )
     assert "killed" in killed["lastSyncError"]
-    assert cost_rows(pulse_url, SLOW[0], TODAY - timedelta(days=400), TODAY) == {}
+    assert amounts_by_service(pulse_url, SLOW[0], TODAY - timedelta(days=400), TODAY) == {}
     assert statuses(pulse_url)["acc-a"]["lastSyncedAt"] == synced_before
