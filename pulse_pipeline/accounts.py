@@ -102,6 +102,8 @@ def covering_account(
     (the order given) is synced; the others are duplicates.
     """
     target = aws_account_id(account.role_arn)
+    if target is None:
+        return None  # an invalid ARN is reported as such, not as a duplicate
     for other in org_accounts:
         if other.org_id != account.org_id or aws_account_id(other.role_arn) != target:
             continue

@@ -98,7 +98,12 @@ def _sync_target(pulse_db: PulseDatabase, account_id: str) -> SyncTarget:
                 f"{account.label} is disconnected in PULSE (status {account.status!r}); "
                 "reconnect it to sync it again"
             )
-        covering = covering_account(account, queries.aws_cost_explorer_accounts(conn))
+        connected = [
+            other
+            for other in queries.aws_cost_explorer_accounts(conn)
+            if other.status in queries.SYNCABLE_STATUSES
+        ]
+        covering = covering_account(account, connected)
         estimated_since = queries.earliest_estimated_day(conn, account_id)
     if covering is not None:
         raise SyncError(

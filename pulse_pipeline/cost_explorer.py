@@ -59,10 +59,12 @@ class Fetch:
     pages: list[Page]
     credential_renewals: int
     restarts: int
+    discarded_requests: int = 0
 
     @property
     def requests(self) -> int:
-        return sum(page.attempts for page in self.pages)
+        """Every GetCostAndUsage request made, retries and pages dropped by a restart included."""
+        return sum(page.attempts for page in self.pages) + self.discarded_requests
 
 
 EXPIRED_CREDENTIALS = frozenset({"ExpiredTokenException", "ExpiredToken", "RequestExpired"})
@@ -85,7 +87,7 @@ def fetch_pages(
     client = new_client()
     pages: list[Page] = []
     token: str | None = None
-    renewals = restarts = 0
+    renewals = restarts = discarded = 0
     while True:
         try:
             response = client.get_cost_and_usage(
@@ -98,6 +100,7 @@ def fetch_pages(
                 continue
             if _error_code(error) in RESTARTABLE and restarts == 0:
                 restarts += 1
+                discarded += sum(page.attempts for page in pages)
                 pages, token = [], None
                 continue
             raise
@@ -106,7 +109,7 @@ def fetch_pages(
         pages.append(Page(len(pages) + 1, request, response, attempts))
         token = response.get("NextPageToken")
         if not token:
-            return Fetch(pages, renewals, restarts)
+            return Fetch(pages, renewals, restarts, discarded)
 
 
 _CE_CAUSES: dict[str, tuple[str, bool]] = {

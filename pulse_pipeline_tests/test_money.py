@@ -223,6 +223,40 @@ def test_one_aws_account_connected_twice_in_an_org_is_synced_once(
     assert stored_rows(pulse, "acc-dup") == [] and stored_rows(pulse, "acc-1") == EXPECTED_ACC1
 
 
+def test_a_disconnected_older_connection_does_not_block_a_reconnect(
+    pulse: str, dagster_instance: dg.DagsterInstance, moto_aws: None
+) -> None:
+    set_account(pulse, "acc-1", status="disconnected")
+    engine = create_pulse_engine(pulse)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(cloud_account),
+            [account_row("acc-new", "org-1", "arn:aws:iam::111111111111:role/PulseRead")],
+        )
+    engine.dispose()
+    load_rates(dagster_instance)
+    queue_results("111111111111", TWO_PAGES)
+
+    assert run_sync(dagster_instance, "acc-new", D1, D3).success
+
+
+def test_two_invalid_role_arns_are_reported_as_invalid_not_as_duplicates(
+    pulse: str, dagster_instance: dg.DagsterInstance, moto_aws: None
+) -> None:
+    set_account(pulse, "acc-1", roleArn=None)
+    engine = create_pulse_engine(pulse)
+    with engine.begin() as conn:
+        conn.execute(insert(cloud_account), [account_row("acc-3", "org-1", None)])
+    engine.dispose()
+
+    result = run_sync(dagster_instance, "acc-3", D1, D3)
+
+    assert (
+        failure_of(result)
+        == "CloudAccount acc-3 (org-1 production) has no IAM role ARN; reconnect the account in PULSE"
+    )
+
+
 def test_a_disconnected_account_is_not_synced_and_keeps_its_status(
     pulse: str, dagster_instance: dg.DagsterInstance, moto_aws: None
 ) -> None:
@@ -265,6 +299,7 @@ def test_provisional_rates_are_reconverted_from_stored_pages_without_asking_aws(
     d1_rate = Decimal(rate_on(D1, "USD")[0])
     provisional = [row for row in stored_rows(pulse, "acc-1") if row[5] == d1_rate and row[1] > D1]
     assert provisional and all(row[6] == D1 for row in provisional)
+    assert provisional_flags(pulse) == {False, True}  # D1 itself is final
     assert raw_page_total(pulse) == 1
 
     monkeypatch.setenv("PULSE_ECB_HISTORY_URL", full)

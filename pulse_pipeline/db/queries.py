@@ -243,7 +243,10 @@ def upsert_rates(conn: Connection, rates: Sequence[EcbRate], source: str) -> int
     if not rates:
         return 0
     start = min(rate.rate_date for rate in rates)
-    conn.execute(delete(fx_rate).where(fx_rate.c.rate_date >= start))
+    currencies = sorted({rate.currency for rate in rates})
+    conn.execute(
+        delete(fx_rate).where(fx_rate.c.rate_date >= start, fx_rate.c.currency.in_(currencies))
+    )
     conn.execute(
         insert(fx_rate),
         [
