@@ -6,7 +6,7 @@ UV := .uv/bin/uv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: help install demo test lint validate dev clean
+.PHONY: help install demo test lint validate dev bench clean
 
 help:
 	@echo "make demo      install, then sync the demo accounts (SQLite, simulated AWS)"
@@ -14,6 +14,7 @@ help:
 	@echo "make dev       dagster dev (webserver + daemon) on the demo data, AWS simulated"
 	@echo "make install   create .venv from uv.lock (uv is bootstrapped into .uv/)"
 	@echo "make lint      ruff and mypy;  make validate: dagster definitions validate"
+	@echo "make bench     Cost Explorer requests per design and CostRecord write throughput"
 	@echo "make clean     remove .venv, .uv and the local Dagster home (demo data included)"
 
 $(UV):
@@ -44,6 +45,10 @@ test: lint validate
 
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m pulse_pipeline_demo serve --port 3000
+
+# Requests per design and write throughput; needs the local PostgreSQL (see README).
+bench: install
+	$(BIN)/python -m pulse_pipeline_demo.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .uv .dagster_home .pytest_cache .ruff_cache .mypy_cache

@@ -206,7 +206,7 @@ def test_6_a_connection_dropped_mid_write_rolls_back_and_marks_the_account_error
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and not killed:
                 for (pid,) in admin.execute(
-                    "SELECT pid FROM pg_stat_activity WHERE query LIKE 'INSERT INTO \"CostRecord\"%' "
+                    "SELECT pid FROM pg_stat_activity WHERE query LIKE 'COPY \"CostRecord\"%' "
                     "AND state = 'active' AND pid <> pg_backend_pid()"
                 ).fetchall():
                     admin.execute("SELECT pg_terminate_backend(%s)", (pid,))

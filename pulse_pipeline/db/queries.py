@@ -185,7 +185,7 @@ def replace_cost_records(
         for cost in costs
     ]
     if rows:
-        conn.execute(insert(cost_record), rows)
+        _insert_rows(conn, rows)
     after = {_row_key(row): _row_value(row) for row in rows}
     return ReplaceSummary(
         written=len(rows),
@@ -193,6 +193,20 @@ def replace_cost_records(
         removed=len(before.keys() - after.keys()),
         changed=sum(1 for key in after.keys() & before.keys() if after[key] != before[key]),
     )
+
+
+def _insert_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert CostRecords in the current transaction: PostgreSQL's COPY, else one executemany."""
+    if conn.dialect.name != "postgresql":
+        conn.execute(insert(cost_record), rows)
+        return
+    columns = list(rows[0])  # names from the schema, never from input
+    quoted = ", ".join(conn.dialect.identifier_preparer.quote(column) for column in columns)
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cursor, cursor.copy(f'COPY "CostRecord" ({quoted}) FROM STDIN') as copy:
+        for row in rows:
+            copy.write_row([row[column] for column in columns])
 
 
 def written_rows(conn: Connection, account_id: str, window: SyncWindow) -> list[WrittenRow]:
