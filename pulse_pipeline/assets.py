@@ -1,15 +1,20 @@
 """The AWS cost assets: raw Cost Explorer pages, ECB rates, and the EUR daily cost table."""
 
+import resource
+import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import dagster as dg
 from sqlalchemy.exc import SQLAlchemyError
 
 from pulse_pipeline.accounts import (
+    AwsConnection,
     CloudAccount,
     SyncError,
     aws_account_id,
@@ -17,6 +22,7 @@ from pulse_pipeline.accounts import (
     covering_account,
 )
 from pulse_pipeline.cost_explorer import (
+    Fetch,
     cost_and_usage_request,
     describe_aws_error,
     fetch_pages,
@@ -24,6 +30,7 @@ from pulse_pipeline.cost_explorer import (
 from pulse_pipeline.db import queries
 from pulse_pipeline.fx import RateTable
 from pulse_pipeline.normalise import (
+    CostLine,
     MalformedPayloadError,
     StoredPage,
     charge_category,
@@ -31,8 +38,8 @@ from pulse_pipeline.normalise import (
     to_eur,
     totals_by_currency,
 )
-from pulse_pipeline.partitions import cloud_accounts_partitions
-from pulse_pipeline.reconcile import CHECKS, reconcile
+from pulse_pipeline.partitions import ACCOUNTS_PER_RUN, cloud_accounts_partitions
+from pulse_pipeline.reconcile import CHECKS, CheckOutcome, reconcile
 from pulse_pipeline.resources import (
     AwsCostExplorer,
     CostSettings,
@@ -42,6 +49,7 @@ from pulse_pipeline.resources import (
 )
 from pulse_pipeline.sync_window import (
     InvalidWindowError,
+    SyncWindow,
     SyncWindowConfig,
     earliest_daily_day,
     resolve_window,
@@ -54,6 +62,11 @@ TOP_SERVICES_SHOWN = 10
 TRANSIENT_RETRIES = dg.RetryPolicy(
     max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
+# In a batch, a transient failure is retried inside the run, so the accounts that succeeded are
+# not fetched again; the step itself is then not retried.
+BATCH_RETRIES = 1
+# Step failure metadata of a batch: account id -> the one-sentence cause.
+FAILED_ACCOUNTS = "failed_accounts"
 
 
 @contextmanager
@@ -77,6 +90,15 @@ def failing_cleanly(account_id: str) -> Iterator[None]:
             description=f"{label}: PULSE's database failed during the sync ({cause}); "
             "nothing was written",
         ) from None
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """The pages a run just stored for an account, and their cost lines."""
+
+    window: SyncWindow
+    pages: list[StoredPage]
+    lines: list[CostLine]
 
 
 @dataclass(frozen=True)
@@ -114,96 +136,97 @@ def _sync_target(pulse_db: PulseDatabase, account_id: str) -> SyncTarget:
     return SyncTarget(account, estimated_since)
 
 
-@dg.asset(
-    partitions_def=cloud_accounts_partitions,
-    group_name=GROUP,
-    kinds={"aws", "sql"},
-    pool="cost_explorer",
-    retry_policy=TRANSIENT_RETRIES,
-    metadata={"dagster/table_name": "pipeline_cost_explorer_page"},
-)
-def cost_explorer_raw(
-    context: dg.AssetExecutionContext,
+@dataclass(frozen=True)
+class Download:
+    """One account's Cost Explorer pages for its window, not yet stored."""
+
+    account: CloudAccount
+    window: SyncWindow
+    connection: AwsConnection
+    metric: str
+    fetch: Fetch
+
+
+def _download(
+    account_id: str,
     config: SyncWindowConfig,
     pulse_db: PulseDatabase,
     aws: AwsCostExplorer,
     settings: CostSettings,
-) -> dg.MaterializeResult:
-    """Raw AWS Cost Explorer responses for one CloudAccount, every page kept as received.
+) -> Download:
+    """Read the account, then fetch its window from Cost Explorer, page by page.
 
-    Assumes the account's IAM role with STS, then calls GetCostAndUsage (DAILY, grouped by
-    SERVICE and RECORD_TYPE, the configured metric) for the run's date window and follows
-    NextPageToken to the last page: one request per result page for the whole window. The pages
-    are validated, then stored together in `pipeline_cost_explorer_page` so every EUR figure can
-    be traced back to them.
-
-    Config `start_date`/`end_date` (YYYY-MM-DD, inclusive) choose the window; by default the
-    1st of last month through yesterday (UTC), reaching further back to the oldest stored day
-    still marked Estimated, since Cost Explorer restates recent days.
+    Uses no Dagster context, so a batch can run it in a thread for the next account while
+    the current one is written.
     """
-    account_id = context.partition_key
-    with failing_cleanly(account_id):
-        metric = settings.resolved_metric()
-        today = datetime.now(UTC).date()
-        resolve_window(config.start_date, config.end_date, today)  # bad config fails first
-        target = _sync_target(pulse_db, account_id)
-        account = target.account
-        window = resolve_window(config.start_date, config.end_date, today, target.estimated_since)
-        connection = connection_for(account)
-        request = cost_and_usage_request(window, metric)
-        context.log.info(
-            f"{account.label}: fetching {window} ({window.days} days) from Cost Explorer"
+    metric = settings.resolved_metric()
+    today = datetime.now(UTC).date()
+    resolve_window(config.start_date, config.end_date, today)  # bad config fails first
+    target = _sync_target(pulse_db, account_id)
+    window = resolve_window(config.start_date, config.end_date, today, target.estimated_since)
+    connection = connection_for(target.account)
+    request = cost_and_usage_request(window, metric)
+    try:
+        fetch = fetch_pages(lambda: aws.cost_explorer_client(connection), request)
+    except SyncError:
+        raise
+    except Exception as error:
+        raise describe_aws_error(connection, "GetCostAndUsage", error) from None
+    return Download(target.account, window, connection, metric, fetch)
+
+
+def _store(
+    context: dg.AssetExecutionContext, download: Download, pulse_db: PulseDatabase
+) -> tuple[dict[str, Any], Fetched]:
+    """cost_explorer_raw for one account: validate the downloaded pages and store them."""
+    account, window, connection, metric, fetch = (
+        download.account,
+        download.window,
+        download.connection,
+        download.metric,
+        download.fetch,
+    )
+    pages = fetch.pages
+    if fetch.credential_renewals or fetch.restarts:
+        context.log.warning(
+            f"{account.label}: credentials renewed {fetch.credential_renewals} times, "
+            f"fetch restarted {fetch.restarts} times"
         )
-        try:
-            fetch = fetch_pages(lambda: aws.cost_explorer_client(connection), request)
-        except SyncError:
-            raise
-        except Exception as error:
-            raise describe_aws_error(connection, "GetCostAndUsage", error) from None
-        pages = fetch.pages
-        if fetch.credential_renewals or fetch.restarts:
-            context.log.warning(
-                f"{account.label}: credentials renewed {fetch.credential_renewals} times, "
-                f"fetch restarted {fetch.restarts} times"
-            )
-        lines = cost_lines(
-            [StoredPage(page.number, page.request, page.response) for page in pages], window
+    with pulse_db.begin() as conn:  # a rejected payload rolls the stored pages back
+        stored = queries.insert_pages(
+            conn,
+            account,
+            connection.aws_account_id,
+            context.run_id,
+            window,
+            pages,
+            fetched_at=datetime.now(UTC),
         )
-        with pulse_db.begin() as conn:
-            known = queries.stored_currencies(conn)
-            unknown = sorted({line.currency for line in lines} - known)
-            if unknown and known != {"EUR"}:
-                raise MalformedPayloadError(
-                    f"no ECB euro reference rate exists for {', '.join(unknown)}"
-                )
-            queries.insert_pages(
-                conn,
-                account,
-                connection.aws_account_id,
-                context.run_id,
-                window,
-                pages,
-                fetched_at=datetime.now(UTC),
+        lines = cost_lines(stored, window)
+        known = queries.stored_currencies(conn)
+        unknown = sorted({line.currency for line in lines} - known)
+        if unknown and known != {"EUR"}:
+            raise MalformedPayloadError(
+                f"no ECB euro reference rate exists for {', '.join(unknown)}"
             )
     totals = totals_by_currency(lines)
-    return dg.MaterializeResult(
-        metadata={
-            "window_start": window.start.isoformat(),
-            "window_end": window.end.isoformat(),
-            "days": window.days,
-            "pages": len(pages),
-            "requests": fetch.requests,
-            "credential_renewals": fetch.credential_renewals,
-            "groups": len(lines),
-            "metric": metric,
-            "estimated_days": len({line.day for line in lines if line.estimated}),
-            "total_original_currency": ", ".join(
-                f"{amount} {currency}" for currency, amount in sorted(totals.items())
-            )
-            or "no costs",
-            "aws_account_id": connection.aws_account_id,
-        }
-    )
+    metadata = {
+        "window_start": window.start.isoformat(),
+        "window_end": window.end.isoformat(),
+        "days": window.days,
+        "pages": len(pages),
+        "requests": fetch.requests,
+        "credential_renewals": fetch.credential_renewals,
+        "groups": len(lines),
+        "metric": metric,
+        "estimated_days": len({line.day for line in lines if line.estimated}),
+        "total_original_currency": ", ".join(
+            f"{amount} {currency}" for currency, amount in sorted(totals.items())
+        )
+        or "no costs",
+        "aws_account_id": connection.aws_account_id,
+    }
+    return metadata, Fetched(window, stored, lines)
 
 
 @dg.asset(group_name=GROUP, kinds={"sql"}, metadata={"dagster/table_name": "pipeline_fx_rate"})
@@ -243,41 +266,28 @@ def _top_services_markdown(totals: dict[str, Decimal]) -> str:
     return "\n".join(lines)
 
 
-@dg.asset(
-    partitions_def=cloud_accounts_partitions,
-    group_name=GROUP,
-    kinds={"sql"},
-    deps=[cost_explorer_raw, ecb_fx_rates],
-    metadata={"dagster/table_name": "CostRecord"},
-    check_specs=[
-        dg.AssetCheckSpec(name, asset="daily_costs_eur", description=description, blocking=True)
-        for name, description in CHECKS.items()
-    ],
-)
-def daily_costs_eur(
-    context: dg.AssetExecutionContext, pulse_db: PulseDatabase, settings: CostSettings
-) -> dg.MaterializeResult:
-    """PULSE's CostRecord rows for one CloudAccount: one per day, service and charge type, in EUR.
-
-    Normalises the Cost Explorer pages fetched in this run (or, when run alone, the account's
-    latest fetch, without calling AWS: this is how rows converted at a provisional ECB rate are
-    re-converted once the day's rate exists). Each amount keeps its currency from Cost
-    Explorer's `Unit`; EUR = amount ÷ the ECB rate of that day, or of the last ECB business day
-    before it. The account's rows inside the window are replaced in one transaction, so rows
-    that vanished upstream disappear and a re-run changes nothing. The reconciliation checks
-    run on the written rows before the commit; if one fails, nothing is written.
-    """
-    account_id = context.partition_key
+def _write(
+    context: dg.AssetExecutionContext,
+    account_id: str,
+    pulse_db: PulseDatabase,
+    settings: CostSettings,
+    fetched: Fetched | None,
+) -> tuple[dict[str, Any], list[CheckOutcome]]:
+    """daily_costs_eur for one account: convert the pages just fetched (else the latest stored
+    fetch) and replace the account's rows in the window."""
     record_types = settings.resolved_record_types()
-    with failing_cleanly(account_id), pulse_db.begin() as conn:
+    with pulse_db.begin() as conn:
         account = queries.load_account(conn, account_id, lock=True)
         if account is None:
             raise SyncError(f"CloudAccount {account_id} does not exist in PULSE (deleted?)")
-        fetch = queries.latest_fetch(conn, account_id, context.run_id)
-        if fetch is None:
-            raise SyncError(f"{account.label}: no Cost Explorer data stored yet; sync it first")
-        window, pages = fetch
-        all_lines = cost_lines(pages, window)
+        if fetched is not None:
+            window, pages, all_lines = fetched.window, fetched.pages, fetched.lines
+        else:
+            fetch = queries.latest_fetch(conn, account_id, context.run_id)
+            if fetch is None:
+                raise SyncError(f"{account.label}: no Cost Explorer data stored yet; sync it first")
+            window, pages = fetch
+            all_lines = cost_lines(pages, window)
         lines = [
             line
             for line in all_lines
@@ -305,35 +315,201 @@ def daily_costs_eur(
         category = charge_category(cost.line.record_type) or "unknown"
         by_category[category] = by_category.get(category, Decimal(0)) + cost.amount_eur
     total_eur = sum(by_service.values(), Decimal(0))
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": summary.written,
-            "rows_added": summary.added,
-            "rows_removed": summary.removed,
-            "rows_changed": summary.changed,
-            "total_eur": float(total_eur.quantize(Decimal("0.01"))),
-            "total_eur_exact": str(total_eur),
-            "window_start": window.start.isoformat(),
-            "window_end": window.end.isoformat(),
-            "metric": pages[0].metric,
-            "services": len(by_service),
-            "record_types_skipped": len(all_lines) - len(lines),
-            "eur_by_charge_category": ", ".join(
-                f"{category} {amount.quantize(Decimal('0.01'))}"
-                for category, amount in sorted(by_category.items())
+    metadata: dict[str, Any] = {
+        "dagster/row_count": summary.written,
+        "rows_added": summary.added,
+        "rows_removed": summary.removed,
+        "rows_changed": summary.changed,
+        "total_eur": float(total_eur.quantize(Decimal("0.01"))),
+        "total_eur_exact": str(total_eur),
+        "window_start": window.start.isoformat(),
+        "window_end": window.end.isoformat(),
+        "metric": pages[0].metric,
+        "services": len(by_service),
+        "record_types_skipped": len(all_lines) - len(lines),
+        "eur_by_charge_category": ", ".join(
+            f"{category} {amount.quantize(Decimal('0.01'))}"
+            for category, amount in sorted(by_category.items())
+        )
+        or "none",
+        "currencies": ", ".join(sorted({cost.line.currency for cost in costs})) or "none",
+        "provisional_fx_rows": sum(1 for cost in costs if cost.fx_provisional),
+        "estimated_days": len({cost.line.day for cost in costs if cost.line.estimated}),
+        "top_services": dg.MetadataValue.md(_top_services_markdown(by_service)),
+    }
+    return metadata, outcomes
+
+
+RAW_PAGES = dg.AssetSpec(
+    "cost_explorer_raw",
+    description="""Raw AWS Cost Explorer responses per CloudAccount, every page kept as received.
+
+Assumes the account's IAM role with STS, then calls GetCostAndUsage (DAILY, grouped by SERVICE
+and RECORD_TYPE, the configured metric) for the run's date window and follows NextPageToken to
+the last page: one request per result page for the whole window. The pages are validated, then
+stored together in `pipeline_cost_explorer_page` so every EUR figure can be traced back to them.
+
+Config `start_date`/`end_date` (YYYY-MM-DD, inclusive) choose the window; by default the 1st of
+last month through yesterday (UTC), reaching further back to the oldest stored day still marked
+Estimated, since Cost Explorer restates recent days.""",
+    partitions_def=cloud_accounts_partitions,
+    group_name=GROUP,
+    kinds={"aws", "sql"},
+    metadata={"dagster/table_name": "pipeline_cost_explorer_page"},
+    skippable=True,
+)
+
+DAILY_COSTS = dg.AssetSpec(
+    "daily_costs_eur",
+    description="""PULSE's CostRecord rows per CloudAccount: one per day, service and charge type, in EUR.
+
+Normalises the Cost Explorer pages fetched in this run (or, when run alone, the account's latest
+fetch, without calling AWS: this is how rows converted at a provisional ECB rate are re-converted
+once the day's rate exists). Each amount keeps its currency from Cost Explorer's `Unit`; EUR =
+amount ÷ the ECB rate of that day, or of the last ECB business day before it. The account's rows
+inside the window are replaced in one transaction, so rows that vanished upstream disappear and a
+re-run changes nothing. The reconciliation checks run on the written rows before the commit; if
+one fails, nothing is written.""",
+    partitions_def=cloud_accounts_partitions,
+    group_name=GROUP,
+    kinds={"sql"},
+    deps=[RAW_PAGES.key, ecb_fx_rates.key],
+    metadata={"dagster/table_name": "CostRecord"},
+    skippable=True,
+)
+
+
+def _sync_account(
+    context: dg.AssetExecutionContext,
+    account_id: str,
+    config: SyncWindowConfig,
+    pulse_db: PulseDatabase,
+    aws: AwsCostExplorer,
+    settings: CostSettings,
+    prefetched: Future[Download] | None = None,
+) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
+    """The selected assets of one account, each recorded as that account's partition."""
+    selected = context.selected_asset_keys
+    fetched = None
+    if RAW_PAGES.key in selected:
+        with failing_cleanly(account_id):
+            download = (
+                prefetched.result()
+                if prefetched is not None
+                else _download(account_id, config, pulse_db, aws, settings)
             )
-            or "none",
-            "currencies": ", ".join(sorted({cost.line.currency for cost in costs})) or "none",
-            "provisional_fx_rows": sum(1 for cost in costs if cost.fx_provisional),
-            "estimated_days": len({cost.line.day for cost in costs if cost.line.estimated}),
-            "top_services": dg.MetadataValue.md(_top_services_markdown(by_service)),
-        },
-        check_results=[
-            dg.AssetCheckResult(
+            raw, fetched = _store(context, download, pulse_db)
+        raw["run_peak_memory_mb"] = _peak_memory_mb()
+        yield dg.AssetMaterialization(RAW_PAGES.key, partition=account_id, metadata=raw)
+    if DAILY_COSTS.key in selected:
+        with failing_cleanly(account_id):
+            metadata, outcomes = _write(context, account_id, pulse_db, settings, fetched)
+        metadata["run_peak_memory_mb"] = _peak_memory_mb()
+        yield dg.AssetMaterialization(DAILY_COSTS.key, partition=account_id, metadata=metadata)
+        for outcome in outcomes:
+            yield dg.AssetCheckEvaluation(
+                asset_key=DAILY_COSTS.key,
                 check_name=outcome.name,
                 passed=outcome.passed,
                 metadata={"summary": outcome.summary, **outcome.metadata},
+                blocking=True,
+                partition=account_id,
             )
-            for outcome in outcomes
-        ],
+
+
+def _peak_memory_mb() -> float:
+    """The run process's peak resident memory so far (Linux reports kilobytes)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _unexpected(account_id: str, error: Exception) -> dg.Failure:
+    return dg.Failure(
+        description=f"CloudAccount {account_id}: the sync failed unexpectedly "
+        f"({type(error).__name__}: {error})"
     )
+
+
+@dg.multi_asset(
+    name="sync_cloud_accounts",
+    specs=[RAW_PAGES, DAILY_COSTS],
+    check_specs=[
+        dg.AssetCheckSpec(name, asset=DAILY_COSTS.key, description=description, blocking=True)
+        for name, description in CHECKS.items()
+    ],
+    partitions_def=cloud_accounts_partitions,
+    can_subset=True,
+    pool="cost_explorer",
+    retry_policy=TRANSIENT_RETRIES,
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=ACCOUNTS_PER_RUN),
+)
+def sync_cloud_accounts(
+    context: dg.AssetExecutionContext,
+    config: SyncWindowConfig,
+    pulse_db: PulseDatabase,
+    aws: AwsCostExplorer,
+    settings: CostSettings,
+) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
+    """Sync CloudAccounts: fetch each one's Cost Explorer pages, then rewrite its EUR CostRecords.
+
+    A run covers one account, or a range of up to ACCOUNTS_PER_RUN accounts when the schedule,
+    the sensor or a backfill batches them, which spares a process start per account. Accounts
+    in a batch are synced one after another, each in isolation: every account that succeeds is
+    materialized as its own partition; one that fails is retried once at the end of the batch
+    when its cause is transient, and the run then fails naming each failed account and why
+    (per account in the failure's `failed_accounts` metadata), which the status write-back
+    turns into that account's `lastSyncError`.
+    """
+    accounts = list(context.partition_keys)
+    if len(accounts) == 1:
+        yield from _sync_account(context, accounts[0], config, pulse_db, aws, settings)
+        return
+    failures: dict[str, dg.Failure] = {}
+    pending = accounts
+    # While one account is written, the next one's pages download in a second thread: each run
+    # keeps one Cost Explorer request in flight, as the `cost_explorer` pool intends.
+    prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cost-explorer")
+
+    def download(position: int) -> Future[Download] | None:
+        if RAW_PAGES.key not in context.selected_asset_keys or position >= len(pending):
+            return None
+        return prefetch.submit(_download, pending[position], config, pulse_db, aws, settings)
+
+    try:
+        for attempt in range(1 + BATCH_RETRIES):
+            if attempt:
+                context.log.info(f"retrying {len(pending)} accounts whose failure looked transient")
+                time.sleep(TRANSIENT_RETRIES.delay or 0)
+            upcoming = download(0)
+            for number, account_id in enumerate(pending, 1):
+                current, upcoming = upcoming, download(number)
+                try:
+                    yield from _sync_account(
+                        context, account_id, config, pulse_db, aws, settings, current
+                    )
+                except dg.Failure as failure:
+                    failures[account_id] = failure
+                except Exception as error:  # isolate the account; the others carry on
+                    failures[account_id] = _unexpected(account_id, error)
+                else:
+                    failures.pop(account_id, None)
+                if account_id in failures:
+                    context.log.error(str(failures[account_id].description))
+                context.log.info(
+                    f"{number}/{len(pending)} accounts done, {len(failures)} failed so far"
+                )
+            pending = [a for a in pending if a in failures and failures[a].allow_retries]
+            if not pending:
+                break
+    finally:
+        prefetch.shutdown(cancel_futures=True)
+    if failures:
+        raise dg.Failure(
+            description=f"{len(failures)} of {len(accounts)} CloudAccounts failed: "
+            + "; ".join(str(failure.description) for failure in failures.values()),
+            metadata={
+                FAILED_ACCOUNTS: dg.MetadataValue.json(
+                    {account_id: str(f.description) for account_id, f in failures.items()}
+                )
+            },
+            allow_retries=False,
+        )

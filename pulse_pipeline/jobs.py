@@ -2,17 +2,18 @@
 
 import dagster as dg
 
-from pulse_pipeline.assets import cost_explorer_raw, daily_costs_eur, ecb_fx_rates
+from pulse_pipeline.assets import DAILY_COSTS, RAW_PAGES, ecb_fx_rates
 from pulse_pipeline.partitions import cloud_accounts_partitions
 from pulse_pipeline.sync_status import write_sync_status_op
 
 sync_aws_costs = dg.define_asset_job(
     name="sync_aws_costs",
-    selection=dg.AssetSelection.assets(cost_explorer_raw, daily_costs_eur),
+    selection=dg.AssetSelection.assets(RAW_PAGES.key, DAILY_COSTS.key),
     partitions_def=cloud_accounts_partitions,
     description=(
-        "Sync one CloudAccount: fetch its Cost Explorer pages for the window in run config "
-        "(ops.cost_explorer_raw.config.start_date/end_date), then rewrite its EUR CostRecords."
+        "Sync one CloudAccount, or a partition range of them: fetch the Cost Explorer pages for "
+        "the window in run config (ops.sync_cloud_accounts.config.start_date/end_date), then "
+        "rewrite the EUR CostRecords."
     ),
 )
 

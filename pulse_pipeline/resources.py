@@ -91,6 +91,21 @@ class AwsCostExplorer(dg.ConfigurableResource):
     connect_timeout_seconds: float = Field(default=10.0, gt=0)
     read_timeout_seconds: float = Field(default=60.0, gt=0)
 
+    # One boto3 session per run: a new session would load botocore's endpoint and service
+    # models from disk again for every account (most of a small account's CPU time).
+    _session: boto3.Session | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._session = None
+
+    def _boto_session(self) -> boto3.Session:
+        if self._session is None:
+            self._session = boto3.Session(
+                profile_name=self.profile_name,
+                region_name=self.region_name or os.environ.get("AWS_REGION") or None,
+            )
+        return self._session
+
     def _config(self) -> Config:
         return Config(
             retries={"mode": "standard", "total_max_attempts": self.max_attempts},
@@ -100,10 +115,7 @@ class AwsCostExplorer(dg.ConfigurableResource):
 
     def cost_explorer_client(self, connection: AwsConnection) -> Any:
         """A Cost Explorer client acting as the customer's role. Raises SyncError on failure."""
-        session = boto3.Session(
-            profile_name=self.profile_name,
-            region_name=self.region_name or os.environ.get("AWS_REGION") or None,
-        )
+        session = self._boto_session()
         try:
             sts = session.client(
                 "sts",

@@ -4,7 +4,7 @@ import dagster as dg
 
 from pulse_pipeline.db import queries
 from pulse_pipeline.jobs import refresh_ecb_rates, sync_aws_costs
-from pulse_pipeline.partitions import CLOUD_ACCOUNTS
+from pulse_pipeline.partitions import CLOUD_ACCOUNTS, batch_run_request, contiguous_batches
 from pulse_pipeline.resources import PulseDatabase
 
 
@@ -14,9 +14,11 @@ from pulse_pipeline.resources import PulseDatabase
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description=(
-        "Every day at 05:00 UTC, one sync run per AWS account whose PULSE status is pending, "
-        "active or error, over the default window (1st of last month through yesterday). The run "
-        "key names the account and the day, so a tick evaluated twice launches nothing twice."
+        "Every day at 05:00 UTC, syncs every AWS account whose PULSE status is pending, active "
+        "or error, over the default window (1st of last month through yesterday), in runs of up "
+        "to 25 consecutive account partitions (each account still succeeds or fails on its "
+        "own). The run key names the day and the accounts, so a tick evaluated twice launches "
+        "nothing twice."
     ),
 )
 def daily_aws_cost_sync(
@@ -24,8 +26,8 @@ def daily_aws_cost_sync(
 ) -> list[dg.RunRequest] | dg.SkipReason:
     with pulse_db.begin() as conn:
         accounts = queries.aws_cost_explorer_accounts(conn)
-    partitions = set(context.instance.get_dynamic_partitions(CLOUD_ACCOUNTS))
-    due = [a.id for a in accounts if a.status in queries.SYNCABLE_STATUSES and a.id in partitions]
+    partitions = context.instance.get_dynamic_partitions(CLOUD_ACCOUNTS)
+    due = {a.id for a in accounts if a.status in queries.SYNCABLE_STATUSES} & set(partitions)
     if not due:
         waiting = sum(1 for a in accounts if a.status in queries.SYNCABLE_STATUSES) - len(due)
         return dg.SkipReason(
@@ -34,12 +36,8 @@ def daily_aws_cost_sync(
         )
     day = context.scheduled_execution_time.date().isoformat()
     return [
-        dg.RunRequest(
-            partition_key=account_id,
-            run_key=f"daily:{day}:{account_id}",
-            tags={"pulse/trigger": "daily"},
-        )
-        for account_id in due
+        batch_run_request(batch, f"daily:{day}", {"pulse/trigger": "daily"})
+        for batch in contiguous_batches(partitions, due)
     ]
 
 

@@ -6,13 +6,20 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from pulse_pipeline.assets import DAILY_COSTS, RAW_PAGES
 from pulse_pipeline.db import queries
 from pulse_pipeline.jobs import refresh_ecb_rates, sync_aws_costs, write_sync_status_job
-from pulse_pipeline.partitions import CLOUD_ACCOUNTS, cloud_accounts_partitions
+from pulse_pipeline.partitions import (
+    CLOUD_ACCOUNTS,
+    PARTITION_TAG,
+    RANGE_START_TAG,
+    batch_run_request,
+    cloud_accounts_partitions,
+    contiguous_batches,
+)
 from pulse_pipeline.resources import PulseDatabase
-from pulse_pipeline.sync_status import PARTITION_TAG
 
-SYNC_ASSETS = frozenset({dg.AssetKey("cost_explorer_raw"), dg.AssetKey("daily_costs_eur")})
+SYNC_ASSETS = frozenset({RAW_PAGES.key, DAILY_COSTS.key})
 ECB_RATES = dg.AssetKey("ecb_fx_rates")
 # Finished runs read per status-sensor tick; the cursor carries on from the last one.
 STATUS_BATCH = 500
@@ -37,7 +44,8 @@ def new_cloud_accounts(
 ) -> dg.SensorResult | dg.SkipReason:
     with pulse_db.begin() as conn:
         accounts = queries.aws_cost_explorer_accounts(conn)
-    partitions = set(context.instance.get_dynamic_partitions(CLOUD_ACCOUNTS))
+    ordered = context.instance.get_dynamic_partitions(CLOUD_ACCOUNTS)
+    partitions = set(ordered)
     handled = set(json.loads(context.cursor)) if context.cursor else set()
     syncable = [account.id for account in accounts if account.status in queries.SYNCABLE_STATUSES]
     new = [id_ for id_ in syncable if id_ not in partitions and id_ not in handled]
@@ -64,24 +72,21 @@ def new_cloud_accounts(
             cursor=context.cursor,
         )
     context.log.info(f"new AWS accounts: {', '.join(new)}")
+    job = sync_aws_costs.name
     return dg.SensorResult(
         dynamic_partitions_requests=[cloud_accounts_partitions.build_add_request(new)],
+        # New partitions are appended in this order, so consecutive ones form a range.
         run_requests=[
-            dg.RunRequest(
-                job_name=sync_aws_costs.name,
-                partition_key=account_id,
-                run_key=f"initial-sync:{account_id}",
-                tags={"pulse/trigger": "new-account"},
-            )
-            for account_id in new
+            batch_run_request(batch, "initial-sync", {"pulse/trigger": "new-account"}, job)
+            for batch in contiguous_batches([*ordered, *new], set(new))
         ],
         cursor=json.dumps(sorted(handled | partitions | set(new))),
     )
 
 
 def _is_sync_run(run: dg.DagsterRun) -> bool:
-    """A run that synced one account, whatever launched it (job, asset page, backfill, CLI)."""
-    if PARTITION_TAG not in run.tags:
+    """A run that synced accounts, whatever launched it (job, asset page, backfill, CLI)."""
+    if PARTITION_TAG not in run.tags and RANGE_START_TAG not in run.tags:
         return False
     if run.job_name == sync_aws_costs.name:
         return True

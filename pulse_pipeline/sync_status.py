@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 import dagster as dg
 from pydantic import Field
 
+from pulse_pipeline.assets import DAILY_COSTS, FAILED_ACCOUNTS, RAW_PAGES
 from pulse_pipeline.db import queries
+from pulse_pipeline.partitions import accounts_in_run
 from pulse_pipeline.resources import PulseDatabase
 
-PARTITION_TAG = "dagster/partition"
 MAX_ERROR_LENGTH = 500
 # Things that must never reach PULSE's UI even if an unexpected error quotes them.
 _SECRETS = [
@@ -46,43 +47,79 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
     return line[:MAX_ERROR_LENGTH]
 
 
-def failure_cause(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
-    """The real cause of a failed run: its failed step's error, not Dagster's 'Steps failed'."""
-    step_failures = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+def _step_failure(instance: dg.DagsterInstance, run_id: str) -> tuple[str | None, dict[str, str]]:
+    """The cause the failed step gave, and per-account causes when a batch failed."""
+    step_failures = instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
     for event in reversed(step_failures):
         data = event.dagster_event.step_failure_data if event.dagster_event else None
         if data is None:
             continue
         if data.user_failure_data and data.user_failure_data.description:
-            return redact(data.user_failure_data.description)
+            per_account = data.user_failure_data.metadata.get(FAILED_ACCOUNTS)
+            causes = per_account.value if isinstance(per_account, dg.JsonMetadataValue) else None
+            return data.user_failure_data.description, dict(causes or {})
         if data.error:
             error = data.error
             while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
                 error = error.cause
-            return redact(
-                f"CloudAccount {run.tags.get(PARTITION_TAG)}: step {event.step_key} failed "
-                f"({error.cls_name}: {error.message.strip()})"
+            return (
+                f"step {event.step_key} failed ({error.cls_name}: {error.message.strip()})",
+                {},
             )
-    account = run.tags.get(PARTITION_TAG)
-    if run.status == dg.DagsterRunStatus.CANCELED:
-        return f"CloudAccount {account}: the sync run was canceled before it finished"
-    return f"CloudAccount {account}: the sync run ended without finishing (its process was killed or lost)"
+    return None, {}
 
 
-def outcome_of(instance: dg.DagsterInstance, run_id: str) -> SyncOutcome | None:
-    """The outcome of a finished, partitioned run; None for runs still going or not per account."""
+def _synced_accounts(instance: dg.DagsterInstance, run: dg.DagsterRun) -> set[str]:
+    """Accounts the run finished: their last selected sync asset was materialized."""
+    only_raw = run.asset_selection and DAILY_COSTS.key not in run.asset_selection
+    last = RAW_PAGES.key if only_raw else DAILY_COSTS.key
+    events = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+    return {
+        materialization.partition
+        for event in events
+        if (materialization := event.asset_materialization) is not None
+        and materialization.asset_key == last
+        and materialization.partition is not None
+    }
+
+
+def outcomes_of(instance: dg.DagsterInstance, run_id: str) -> list[SyncOutcome]:
+    """How each account of a finished sync run ended; nothing for runs still going."""
     record = instance.get_run_record_by_id(run_id)
-    if record is None:
-        return None
+    if record is None or not record.dagster_run.is_finished:
+        return []
     run = record.dagster_run
-    account_id = run.tags.get(PARTITION_TAG)
-    if account_id is None or not run.is_finished:
-        return None
     finished_at = (
         datetime.fromtimestamp(record.end_time, UTC) if record.end_time else record.update_timestamp
     )
-    error = None if run.status == dg.DagsterRunStatus.SUCCESS else failure_cause(instance, run)
-    return SyncOutcome(account_id, run_id, finished_at, error)
+    accounts = accounts_in_run(instance, dict(run.tags))
+    if run.status == dg.DagsterRunStatus.SUCCESS:
+        return [SyncOutcome(account, run_id, finished_at, None) for account in accounts]
+    synced = _synced_accounts(instance, run)
+    cause, per_account = _step_failure(instance, run_id)
+    outcomes = []
+    for account in accounts:
+        error = None
+        if account in per_account:
+            error = per_account[account]
+        elif account not in synced:
+            error = _run_cause(account, run, cause)
+        outcomes.append(SyncOutcome(account, run_id, finished_at, error and redact(error)))
+    return outcomes
+
+
+def _run_cause(account: str, run: dg.DagsterRun, cause: str | None) -> str:
+    """Why an account of a failed run was not synced, when the run gave no cause of its own."""
+    label = f"CloudAccount {account}"
+    if cause is not None:
+        return (
+            cause
+            if cause.startswith(label) or " CloudAccounts failed: " in cause
+            else f"{label}: {cause}"
+        )
+    if run.status == dg.DagsterRunStatus.CANCELED:
+        return f"{label}: the sync run was canceled before it finished"
+    return f"{label}: the sync run ended without finishing (its process was killed or lost)"
 
 
 class SyncStatusConfig(dg.Config):
@@ -104,7 +141,7 @@ def write_sync_status_op(
     `error` and one secret-free sentence naming the cause; `lastSyncedAt` keeps the last success.
     Outcomes are written oldest first, so the newest run of an account has the last word.
     """
-    outcomes = [o for run_id in config.run_ids if (o := outcome_of(context.instance, run_id))]
+    outcomes = [o for run_id in config.run_ids for o in outcomes_of(context.instance, run_id)]
     outcomes.sort(key=lambda outcome: outcome.finished_at)
     written = 0
     with pulse_db.begin() as conn:

@@ -29,6 +29,7 @@ from pulse_pipeline.db.schema import cost_record
 from pulse_pipeline.db.urls import create_pulse_engine
 from pulse_pipeline.normalise import CostLine, EurCost
 from pulse_pipeline.sync_window import SyncWindow
+from pulse_pipeline_demo import bench_dagster
 from pulse_pipeline_demo.aws_simulation import SimulatedAws, SimulationSettings
 
 PRICE_PER_REQUEST = Decimal("0.01")
@@ -192,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page-size", type=int, default=500, help="groups per Cost Explorer page")
     parser.add_argument("--write-accounts", type=int, default=20, help="accounts in the write test")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432")
+    parser.add_argument("--latency-ms", type=float, default=300, help="per Cost Explorer request")
+    parser.add_argument("--max-concurrent", type=int, default=5, help="Cost Explorer requests")
+    parser.add_argument("--backfill-services", type=int, default=100)
     args = parser.parse_args(argv)
     today = datetime.now(UTC).date()
     settings = SimulationSettings(services_per_day=args.services, page_size=args.page_size)
@@ -217,6 +221,17 @@ def main(argv: list[str] | None = None) -> int:
     limit = figures["COPY (the limit)"]
     for path, rate in figures.items():
         print(f"{path:<24}{math.floor(rate):>10} rows/s{rate / limit:>8.0%} of COPY")
+    print(flush=True)
+    through_dagster = bench_dagster.measure(
+        args.postgres,
+        accounts=args.accounts,
+        services=args.services,
+        page_size=args.page_size,
+        latency=args.latency_ms / 1000,
+        max_concurrent=args.max_concurrent,
+        backfill_services=args.backfill_services,
+    )
+    print(bench_dagster.report(*through_dagster, args.latency_ms / 1000, args.max_concurrent))
     return 0
 
 

@@ -60,7 +60,7 @@ def run_sync(
     return defs.resolve_job_def("sync_aws_costs").execute_in_process(
         instance=instance,
         partition_key=account_id,
-        run_config={"ops": {"cost_explorer_raw": {"config": window}}},
+        run_config={"ops": {"sync_cloud_accounts": {"config": window}}},
         raise_on_error=False,
     )
 
@@ -192,3 +192,11 @@ def amounts_by_service(
     for day, service, amount in rows:
         totals[(day, service)] = totals.get((day, service), Decimal(0)) + amount
     return totals
+
+
+def materialization(result: dg.ExecuteInProcessResult, asset: str) -> dg.AssetMaterialization:
+    """The run's one materialization of a sync asset (both come from the sync_cloud_accounts step)."""
+    (event,) = [
+        m for m in result.get_asset_materialization_events() if m.asset_key == dg.AssetKey(asset)
+    ]
+    return event.step_materialization_data.materialization

@@ -23,10 +23,30 @@ def test_the_benchmark_command_prints_every_figure(
     postgres_database: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     server = postgres_database.rsplit("/", 1)[0]
-    args = ["--accounts", "3", "--days", "4", "--services", "3", "--page-size", "5"]
-    assert main([*args, "--write-accounts", "2", "--postgres", server]) == 0
+    # Pages hold a whole window, so every sync is exactly one Cost Explorer request.
+    args = ["--accounts", "3", "--days", "4", "--services", "3", "--page-size", "100000"]
+    fast = ["--latency-ms", "0", "--backfill-services", "2", "--write-accounts", "2"]
+    assert main([*args, *fast, "--postgres", server]) == 0
     out = capsys.readouterr().out
     for figure in ("pulse_pipeline (window, per page)", "seed (day + month-to-date)",
-                   "one request per account-day", "row-by-row upsert", "COPY (the limit)"):  # fmt: skip
+                   "one request per account-day", "row-by-row upsert", "COPY (the limit)",
+                   "Dagster overhead per account", "peak memory of a run (max)",
+                   "peak memory of the run"):  # fmt: skip
         assert figure in out
     assert "(24 rows, 2 accounts)" in out
+    # The daily sync through the daemon: every account synced in one batch run, one request
+    # each, and every status written back to PULSE.
+    assert figure_of(out, "runs (accounts per run)") == "1 (3)"
+    assert figure_of(out, "failed runs") == "0"
+    assert figure_of(out, "Cost Explorer requests (per account)") == "3 (1.0)"
+    assert figure_of(out, "peak concurrent Cost Explorer requests") == "1"
+    assert figure_of(out, "accounts active in PULSE (status written)").startswith("3 after")
+    assert int(figure_of(out, "CostRecord rows of the account")) > 0  # the backfill
+
+
+def figure_of(out: str, label: str) -> str:
+    """The value printed after a label in the benchmark's table."""
+    lines = [line for line in out.splitlines() if line.startswith(label + " ")]
+    assert len(lines) == 1, out
+    line = lines[0]
+    return line[len(label) :].strip()

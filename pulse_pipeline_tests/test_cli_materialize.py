@@ -57,7 +57,7 @@ def test_asset_materialize_from_a_shell_syncs_one_account(
         }
         config = {
             "ops": {
-                "cost_explorer_raw": {
+                "sync_cloud_accounts": {
                     "config": {"start_date": start.isoformat(), "end_date": end.isoformat()}
                 }
             }

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from sqlalchemy import select
 
-from pulse_pipeline.assets import cost_explorer_raw, daily_costs_eur
+from pulse_pipeline.assets import sync_cloud_accounts
 from pulse_pipeline.db.schema import cost_explorer_page
 from pulse_pipeline.db.urls import create_pulse_engine, to_sqlalchemy_url
 from pulse_pipeline.resources import AwsCostExplorer, CostSettings, PulseDatabase
@@ -32,6 +32,7 @@ from pulse_pipeline_tests.support import (
     amounts_by_service,
     failure_of,
     load_rates,
+    materialization,
     run_sync,
     stored_rows,
     write_status,
@@ -96,7 +97,7 @@ def test_1_throttling_is_retried_with_backoff_and_counted(
     result = run_sync(dagster_instance, "acc-1", D1, D3)
 
     assert result.success
-    metadata = result.asset_materializations_for_node("cost_explorer_raw")[0].metadata
+    metadata = materialization(result, "cost_explorer_raw").metadata
     assert metadata["requests"].value == metadata["pages"].value + 3 == aws.request_count(ACC1)
     assert amounts_by_service(pulse, "acc-1") == expected(aws, ACC1)
 
@@ -137,12 +138,7 @@ def test_3_credentials_expiring_mid_window_are_renewed_and_the_window_completed(
 
     assert result.success
     assert aws.assume_role_count(ACC1) == 2
-    assert (
-        result.asset_materializations_for_node("cost_explorer_raw")[0]
-        .metadata["credential_renewals"]
-        .value
-        == 1
-    )
+    assert materialization(result, "cost_explorer_raw").metadata["credential_renewals"].value == 1
     assert amounts_by_service(pulse, "acc-1") == expected(aws, ACC1)
 
 
@@ -182,7 +178,7 @@ def test_4_cost_explorer_errors_end_clearly_without_writing(
     assert raw_page_count(pulse, "acc-1") == pages_before
 
 
-def test_6_a_connection_dropped_mid_write_rolls_back_and_marks_the_account_error(
+def test_6_a_connection_dropped_mid_write_rolls_back_and_the_retry_rewrites_the_window(
     pulse: str, dagster_instance: dg.DagsterInstance, simulate: Callable[..., SimulatedAws]
 ) -> None:
     simulate()
@@ -219,13 +215,14 @@ def test_6_a_connection_dropped_mid_write_rolls_back_and_marks_the_account_error
         killer.join()
         admin.execute('DROP TRIGGER slow_insert ON "CostRecord"')
 
-    assert killed and not result.success
-    assert failure_of(result).startswith(
-        "CloudAccount acc-1: PULSE's database failed during the sync (OperationalError)"
+    assert len(killed) == 1 and result.success
+    (retry,) = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert "CloudAccount acc-1: PULSE's database failed during the sync (OperationalError)" in str(
+        retry.event_specific_data
     )
     assert stored_rows(pulse, "acc-1") == before
     assert write_status(dagster_instance, [result.run_id]).success
-    assert account_status(pulse, "acc-1")["status"] == "error"
+    assert account_status(pulse, "acc-1")["status"] == "active"
 
 
 def test_8_two_syncs_of_one_account_at_once_leave_the_rows_of_one_sync(
@@ -246,7 +243,7 @@ def test_8_two_syncs_of_one_account_at_once_leave_the_rows_of_one_sync(
         instance.add_dynamic_partitions("cloud_accounts", ["acc-1"])
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     config = {
-        "ops": {"cost_explorer_raw": {"config": {"start_date": str(D1), "end_date": str(D3)}}}
+        "ops": {"sync_cloud_accounts": {"config": {"start_date": str(D1), "end_date": str(D3)}}}
     }
     command = [
         str(Path(sys.executable).with_name("dagster")), "asset", "materialize",
@@ -277,12 +274,12 @@ def test_9_a_network_timeout_is_retried_then_fails_clearly(
     impatient = AwsCostExplorer(read_timeout_seconds=0.5, connect_timeout_seconds=1, max_attempts=2)
 
     result = dg.materialize(
-        [cost_explorer_raw, daily_costs_eur],
+        [sync_cloud_accounts],
         instance=dagster_instance,
         partition_key="acc-1",
         resources={"pulse_db": PulseDatabase(), "aws": impatient, "settings": CostSettings()},
         run_config={
-            "ops": {"cost_explorer_raw": {"config": {"start_date": str(D1), "end_date": str(D3)}}}
+            "ops": {"sync_cloud_accounts": {"config": {"start_date": str(D1), "end_date": str(D3)}}}
         },
         raise_on_error=False,
     )
@@ -313,3 +310,46 @@ def test_10_an_unreachable_pulse_database_fails_before_any_aws_request(
     )
     assert "db-pw" not in failure_of(result)
     assert aws.assume_role_count(ACC1) == 0 and aws.request_count(ACC1) == 0
+
+
+def test_11_in_a_batch_a_transient_failure_is_retried_without_refetching_the_others(
+    pulse: str, dagster_instance: dg.DagsterInstance, simulate: Callable[..., SimulatedAws]
+) -> None:
+    # acc-1's first two requests are throttled, more than the client's 2 attempts allow.
+    aws = simulate(throttle_first={ACC1: 2})
+    load_rates(dagster_instance)
+    dagster_instance.add_dynamic_partitions("cloud_accounts", ["acc-1", "acc-2"])
+
+    result = dg.materialize(
+        [sync_cloud_accounts],
+        instance=dagster_instance,
+        tags={
+            "dagster/asset_partition_range_start": "acc-1",
+            "dagster/asset_partition_range_end": "acc-2",
+        },
+        resources={
+            "pulse_db": PulseDatabase(),
+            "aws": AwsCostExplorer(max_attempts=2),
+            "settings": CostSettings(),
+        },
+        run_config={
+            "ops": {"sync_cloud_accounts": {"config": {"start_date": str(D1), "end_date": str(D3)}}}
+        },
+        raise_on_error=False,
+    )
+
+    assert result.success and retries_of(result) == 0  # retried inside the batch, not the step
+    raw = {
+        m.partition: m.metadata["pages"].value
+        for m in (
+            e.step_materialization_data.materialization
+            for e in result.get_asset_materialization_events()
+        )
+        if m.asset_key == dg.AssetKey("cost_explorer_raw")
+    }
+    assert amounts_by_service(pulse, "acc-1") == expected(aws, ACC1)
+    assert amounts_by_service(pulse, "acc-2") == expected(aws, ACC2)
+    assert aws.request_count(ACC2) == raw["acc-2"] > 1  # fetched once, page by page
+    assert aws.request_count(ACC1) == 2 + raw["acc-1"]  # two throttled, then the retry
+    assert write_status(dagster_instance, [result.run_id]).success
+    assert {account_status(pulse, a)["status"] for a in ("acc-1", "acc-2")} == {"active"}

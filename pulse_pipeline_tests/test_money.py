@@ -30,6 +30,7 @@ from pulse_pipeline_tests.support import (
     expected_row,
     failure_of,
     load_rates,
+    materialization,
     rate_on,
     run_sync,
     set_account,
@@ -105,7 +106,7 @@ def test_a_deployment_can_write_only_some_record_types(
 
     assert result.success
     assert [row[9] for row in stored_rows(pulse, "acc-1")] == ["Tax", "Usage"]
-    metadata = result.asset_materializations_for_node("daily_costs_eur")[0].metadata
+    metadata = materialization(result, "daily_costs_eur").metadata
     assert metadata["record_types_skipped"].value == 2
 
 
@@ -167,7 +168,7 @@ def test_the_default_window_reaches_back_to_days_still_estimated_and_restates_th
         expected_row("org-1", old_day, EC2, "5.5"),
         expected_row("org-1", D1, EC2, "2"),
     ]
-    metadata = restated.asset_materializations_for_node("daily_costs_eur")[0].metadata
+    metadata = materialization(restated, "daily_costs_eur").metadata
     assert (
         metadata["rows_added"].value,
         metadata["rows_removed"].value,
@@ -184,7 +185,7 @@ def test_a_rerun_reports_no_change(
 
     again = run_sync(dagster_instance, "acc-1", D1, D3)
 
-    metadata = again.asset_materializations_for_node("daily_costs_eur")[0].metadata
+    metadata = materialization(again, "daily_costs_eur").metadata
     assert (
         metadata["rows_added"].value,
         metadata["rows_removed"].value,
@@ -306,6 +307,7 @@ def test_provisional_rates_are_reconverted_from_stored_pages_without_asking_aws(
     load_rates(dagster_instance)
     reconverted = dg.materialize(
         [defs.resolve_assets_def("daily_costs_eur")],
+        selection=["daily_costs_eur"],
         instance=dagster_instance,
         partition_key="acc-1",
     )

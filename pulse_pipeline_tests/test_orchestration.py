@@ -11,6 +11,7 @@ from sqlalchemy import insert, update
 from pulse_pipeline.db.schema import cloud_account
 from pulse_pipeline.db.urls import create_pulse_engine
 from pulse_pipeline.definitions import defs
+from pulse_pipeline.partitions import accounts_in_run
 from pulse_pipeline.resources import PulseDatabase
 from pulse_pipeline_tests.ce_results import ce_page, queue_results
 from pulse_pipeline_tests.support import (
@@ -58,6 +59,13 @@ def tick_new_accounts(instance: dg.DagsterInstance, cursor: str | None = None) -
     return result
 
 
+def covered(instance: dg.DagsterInstance, request: dg.RunRequest) -> list[str]:
+    """The accounts a run request syncs: its partition, or its partition range."""
+    if request.partition_key:
+        return [request.partition_key]
+    return accounts_in_run(instance, dict(request.tags))
+
+
 def execute(
     instance: dg.DagsterInstance, request: dg.RunRequest, job_name: str = "sync_aws_costs"
 ) -> dg.ExecuteInProcessResult:
@@ -102,12 +110,10 @@ def test_sensor_adds_new_accounts_once_and_skips_disconnected_ones(
 
     first = tick_new_accounts(dagster_instance, waiting.cursor)
 
-    assert sorted(r.partition_key for r in first.run_requests) == ["acc-1", "acc-2"]
-    assert sorted(r.run_key for r in first.run_requests) == [
-        "initial-sync:acc-1",
-        "initial-sync:acc-2",
-    ]
-    assert sorted(dagster_instance.get_dynamic_partitions("cloud_accounts")) == ["acc-1", "acc-2"]
+    # Both new accounts in one batch run over their partition range.
+    assert [covered(dagster_instance, r) for r in first.run_requests] == [["acc-1", "acc-2"]]
+    assert [r.run_key for r in first.run_requests] == ["initial-sync:acc-1..acc-2"]
+    assert dagster_instance.get_dynamic_partitions("cloud_accounts") == ["acc-1", "acc-2"]
 
     second = tick_new_accounts(dagster_instance, first.cursor)
     assert not second.run_requests
@@ -117,14 +123,16 @@ def test_sensor_adds_new_accounts_once_and_skips_disconnected_ones(
     change_accounts(pulse, [account_row("acc-3", "org-3", "arn:aws:iam::444444444444:role/R")])
     third = tick_new_accounts(dagster_instance, second.cursor)
     assert [r.partition_key for r in third.run_requests] == ["acc-3"]
+    assert [r.run_key for r in third.run_requests] == ["initial-sync:acc-3"]
     fourth = tick_new_accounts(dagster_instance, third.cursor)
     assert "kept as history: acc-2" in fourth.skip_message
     assert "acc-2" in dagster_instance.get_dynamic_partitions("cloud_accounts")
 
 
-def test_schedule_requests_one_run_per_syncable_account_with_a_daily_run_key(
-    pulse: str, dagster_instance: dg.DagsterInstance
+def test_schedule_batches_consecutive_syncable_accounts_with_a_daily_run_key(
+    pulse: str, dagster_instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("pulse_pipeline.partitions.ACCOUNTS_PER_RUN", 2)
     when = datetime(2026, 11, 24, 5, 0, tzinfo=UTC)
 
     def tick() -> Any:
@@ -140,14 +148,30 @@ def test_schedule_requests_one_run_per_syncable_account_with_a_daily_run_key(
     assert not nothing.run_requests
     assert "2 waiting for the new_cloud_accounts sensor" in nothing.skip_message
 
-    dagster_instance.add_dynamic_partitions("cloud_accounts", ["acc-1", "acc-2"])
+    change_accounts(
+        pulse,
+        [
+            account_row(f"acc-{n}", f"org-{n}", f"arn:aws:iam::{n}{n}{n}{n}00000000:role/R")
+            for n in (3, 4, 5)
+        ],
+    )
+    accounts = ["acc-1", "acc-2", "acc-3", "acc-4", "acc-5"]
+    dagster_instance.add_dynamic_partitions("cloud_accounts", accounts)
     change_accounts(pulse, **{"acc-2": {"status": "disconnected"}})
     result = tick()
 
-    assert [(r.partition_key, r.run_key) for r in result.run_requests] == [
-        ("acc-1", "daily:2026-11-24:acc-1")
+    # acc-2 is not due, so it splits the range; two accounts per run at most.
+    assert [covered(dagster_instance, r) for r in result.run_requests] == [
+        ["acc-1"],
+        ["acc-3", "acc-4"],
+        ["acc-5"],
     ]
-    assert not result.run_requests[0].run_config  # the default trailing window
+    assert [r.run_key for r in result.run_requests] == [
+        "daily:2026-11-24:acc-1",
+        "daily:2026-11-24:acc-3..acc-4",
+        "daily:2026-11-24:acc-5",
+    ]
+    assert all(not r.run_config for r in result.run_requests)  # the default trailing window
 
 
 def test_new_accounts_are_synced_and_their_status_written_without_anyone_launching_anything(
@@ -158,8 +182,19 @@ def test_new_accounts_are_synced_and_their_status_written_without_anyone_launchi
     change_accounts(pulse, **{"acc-2": {"roleArn": "arn:aws:iam::222222222222:user/not-a-role"}})
 
     tick = tick_new_accounts(dagster_instance)
-    runs = {r.partition_key: execute(dagster_instance, r) for r in tick.run_requests}
-    assert runs["acc-1"].success and not runs["acc-2"].success
+    (batch,) = tick.run_requests
+    assert covered(dagster_instance, batch) == ["acc-1", "acc-2"]
+    run = execute(dagster_instance, batch)
+    # acc-2's failure fails the run but not acc-1, which is synced and materialized.
+    assert not run.success
+    assert {
+        (m.asset_key.path[-1], m.partition)
+        for m in (
+            e.step_materialization_data.materialization
+            for e in run.get_asset_materialization_events()
+        )
+    } == {("cost_explorer_raw", "acc-1"), ("daily_costs_eur", "acc-1")}
+    runs = {"batch": run}
 
     status_tick = STATUS_SENSOR.evaluate_tick(
         dg.build_sensor_context(instance=dagster_instance, definitions=defs)

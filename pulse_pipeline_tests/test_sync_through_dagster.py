@@ -24,6 +24,7 @@ from pulse_pipeline_tests.support import (
     account_status,
     expected_row,
     load_rates,
+    materialization,
     run_sync,
     stored_rows,
     write_status,
@@ -40,10 +41,10 @@ def test_sync_follows_every_page_and_stores_exact_eur_rows(
 
     assert result.success
     assert stored_rows(pulse, "acc-1") == EXPECTED_ACC1
-    raw = result.asset_materializations_for_node("cost_explorer_raw")[0].metadata
+    raw = materialization(result, "cost_explorer_raw").metadata
     assert raw["pages"].value == 2 and raw["requests"].value == 2 and raw["groups"].value == 5
     assert raw["window_start"].value == D1.isoformat() and raw["window_end"].value == D3.isoformat()
-    eur_meta = result.asset_materializations_for_node("daily_costs_eur")[0].metadata
+    eur_meta = materialization(result, "daily_costs_eur").metadata
     assert eur_meta["dagster/row_count"].value == 5
     assert Decimal(eur_meta["total_eur_exact"].value) == sum(row[7] for row in EXPECTED_ACC1)
 

@@ -25,6 +25,7 @@ from sqlalchemy import insert, select
 from pulse_pipeline.db.migrate import upgrade
 from pulse_pipeline.db.schema import cloud_account, cost_explorer_page, cost_record
 from pulse_pipeline.db.urls import create_pulse_engine
+from pulse_pipeline.partitions import accounts_in_run
 from pulse_pipeline_demo.aws_simulation import SimulatedAws, SimulationSettings
 from pulse_pipeline_tests.ce_results import ecb_history_csv
 from pulse_pipeline_tests.conftest import fresh_postgres_database
@@ -204,7 +205,7 @@ query Status($id: String!) {
 }"""
 
 
-def test_the_pipeline_runs_itself_and_a_graphql_backfill_gives_one_run_per_account(
+def test_the_pipeline_runs_itself_and_a_graphql_backfill_batches_accounts_into_one_run(
     dagster_dev: str, pulse_url: str, dagster_home: Path, simulated_aws: SimulatedAws
 ) -> None:
     # 1. Nobody launches anything: ECB rates load, the accounts become partitions and sync.
@@ -233,7 +234,7 @@ def test_the_pipeline_runs_itself_and_a_graphql_backfill_gives_one_run_per_accou
                 "assetSelection": [{"path": ["cost_explorer_raw"]}, {"path": ["daily_costs_eur"]}],
                 "runConfigData": {
                     "ops": {
-                        "cost_explorer_raw": {
+                        "sync_cloud_accounts": {
                             "config": {"start_date": start.isoformat(), "end_date": end.isoformat()}
                         }
                     }
@@ -259,7 +260,8 @@ def test_the_pipeline_runs_itself_and_a_graphql_backfill_gives_one_run_per_accou
 
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
-        assert sorted(run.tags["dagster/partition"] for run in runs) == ["acc-a", "acc-b"]
+        # The sync's backfill policy puts both accounts in one run over their partition range.
+        assert [accounts_in_run(instance, dict(run.tags)) for run in runs] == [["acc-a", "acc-b"]]
         assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
         run_ids = [run.run_id for run in runs]
     engine = create_pulse_engine(pulse_url)

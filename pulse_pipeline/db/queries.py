@@ -60,7 +60,7 @@ def insert_pages(
     window: SyncWindow,
     pages: Sequence[Page],
     fetched_at: datetime,
-) -> None:
+) -> list[StoredPage]:
     """Store every page of one fetch; a re-executed run replaces its own earlier pages."""
     conn.execute(
         delete(cost_explorer_page).where(
@@ -68,8 +68,8 @@ def insert_pages(
             cost_explorer_page.c.cloud_account_id == account.id,
         )
     )
-    conn.execute(
-        insert(cost_explorer_page),
+    stored = conn.execute(
+        insert(cost_explorer_page).returning(cost_explorer_page.c.id, sort_by_parameter_order=True),
         [
             {
                 "cloud_account_id": account.id,
@@ -84,7 +84,11 @@ def insert_pages(
             }
             for page in pages
         ],
-    )
+    ).scalars()
+    return [
+        StoredPage(page_id, page.request, page.response)
+        for page_id, page in zip(stored, pages, strict=True)
+    ]
 
 
 def latest_fetch(

@@ -1,0 +1,408 @@
+"""The daily sync of N accounts end to end through Dagster, as production runs it.
+
+A fresh PULSE database and a fresh Dagster storage database on the local PostgreSQL; the
+instance configuration is the repository's production `dagster.yaml` (queued run coordinator,
+run and pool limits) with only the storage pointed at the fresh database. `dagster-daemon run`
+launches the runs; the 05:00 UTC tick of `daily_aws_cost_sync` is evaluated by Dagster's own
+scheduler code (the function the scheduler daemon calls), so the runs are created and queued
+exactly as on a normal morning. Cost Explorer is the simulated AWS with a latency per request.
+"""
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from statistics import median
+
+import dagster as dg
+import psycopg
+import yaml
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.load_target import WorkspaceFileTarget
+from sqlalchemy import func, insert, select
+
+from pulse_pipeline.db.migrate import upgrade
+from pulse_pipeline.db.schema import cloud_account, cost_record
+from pulse_pipeline.db.urls import create_pulse_engine
+from pulse_pipeline.definitions import defs
+from pulse_pipeline.partitions import CLOUD_ACCOUNTS, accounts_in_run
+from pulse_pipeline_demo.aws_simulation import SimulatedAws, SimulationSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+BACKFILL_ACCOUNT = "bench-backfill"
+BACKFILL_AWS_ACCOUNT = "999999999999"
+
+
+@dataclass(frozen=True)
+class RunFigures:
+    """One sync run: its accounts, how long it took, and the memory it reached."""
+
+    accounts: int
+    launched_to_finished: float
+    step_seconds: float
+    peak_memory_mb: float
+    memory_after_first_account_mb: float
+
+
+@dataclass(frozen=True)
+class DailySyncFigures:
+    """The daily sync of every account, through the daemon."""
+
+    accounts: int
+    days: int
+    wall_seconds: float
+    runs: list[RunFigures]
+    failed_runs: int
+    requests: int
+    peak_concurrent_requests: int
+    rows: int
+    statuses_active: int
+    status_seconds: float | None
+
+    @property
+    def overhead_per_account(self) -> float:
+        """Run process time outside the sync step (imports, launch, events), per account."""
+        outside = sum(run.launched_to_finished - run.step_seconds for run in self.runs)
+        return outside / self.accounts
+
+
+@dataclass(frozen=True)
+class BackfillFigures:
+    """A long window of one account, through the daemon."""
+
+    days: int
+    services: int
+    rows: int
+    peak_memory_mb: float
+    seconds: float
+
+
+@contextmanager
+def fresh_databases(server: str) -> Iterator[tuple[str, str]]:
+    """A PULSE database (migrated) and an empty Dagster storage database, dropped afterwards."""
+    suffix = uuid.uuid4().hex[:8]
+    names = (f"pulse_bench_{suffix}", f"dagster_bench_{suffix}")
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        for name in names:
+            admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        upgrade(f"{server}/{names[0]}")
+        yield f"{server}/{names[0]}", f"{server}/{names[1]}"
+    finally:
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+            for name in names:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _aws_account(n: int) -> str:
+    return f"{100000000000 + n}"
+
+
+def add_accounts(pulse_url: str, rows: list[tuple[str, str]]) -> None:
+    """CloudAccounts (id, 12-digit AWS account) connected through Cost Explorer."""
+    engine = create_pulse_engine(pulse_url)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(cloud_account),
+            [
+                {
+                    "id": account_id,
+                    "orgId": f"org-{account_id}",
+                    "provider": "AWS",
+                    "accountName": f"{account_id} production",
+                    "connectionType": "COST_EXPLORER",
+                    "roleArn": f"arn:aws:iam::{aws_account}:role/PulseCostRead",
+                    "externalId": f"ext-{account_id}",
+                }
+                for account_id, aws_account in rows
+            ],
+        )
+    engine.dispose()
+
+
+def _instance_yaml(dagster_url: str) -> str:
+    """The production dagster.yaml with its storage pointed at the benchmark's database."""
+    config = yaml.safe_load((ROOT / "dagster.yaml").read_text())
+    scheme = config["storage"]["postgres"]["postgres_db"]["scheme"]
+    config["storage"] = {"postgres": {"postgres_url": dagster_url.replace("postgresql", scheme, 1)}}
+    return yaml.safe_dump(config)
+
+
+@contextmanager
+def daemon(environment: dict[str, str], log: Path) -> Iterator[None]:
+    """`dagster-daemon run` in its own process group, stopped by its process group id."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dagster._daemon", "run", "-w", str(ROOT / "workspace.yaml")],
+            cwd=ROOT,
+            env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(process.pid, sig)
+                process.wait(timeout=20)
+                break
+            except ProcessLookupError:
+                break
+            except subprocess.TimeoutExpired:
+                continue
+
+
+def tick_daily_schedule(instance: dg.DagsterInstance) -> datetime:
+    """Evaluate the next 05:00 UTC tick with the scheduler daemon's own code; its runs queue."""
+    # Imported here: dagster._scheduler must be imported through dagster._daemon (import cycle).
+    from dagster._daemon.daemon import SchedulerDaemon  # noqa: F401
+    from dagster._scheduler.scheduler import launch_scheduled_runs
+
+    logger = logging.getLogger("bench.scheduler")
+    target = WorkspaceFileTarget(paths=[str(ROOT / "workspace.yaml")])
+    now = datetime.now(UTC)
+    tick = (now + timedelta(days=1)).replace(hour=5, minute=0, second=0, microsecond=0)
+    if now.hour < 5:
+        tick -= timedelta(days=1)
+    with WorkspaceProcessContext(instance, target) as context:
+        for end in (now, tick + timedelta(seconds=1)):  # the first call only records state
+            list(launch_scheduled_runs(context, logger, end, iteration_times={}))
+    return tick
+
+
+def _sync_runs(instance: dg.DagsterInstance, trigger: str) -> list[dg.RunRecord]:
+    return list(instance.get_run_records(dg.RunsFilter(tags={"pulse/trigger": trigger})))
+
+
+def wait_for_runs(instance: dg.DagsterInstance, trigger: str, timeout: float) -> list[dg.RunRecord]:
+    """Every run the tick launched, once all have finished."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        records = _sync_runs(instance, trigger)
+        if records and all(record.dagster_run.is_finished for record in records):
+            return records
+        time.sleep(1)
+    unfinished = [r for r in _sync_runs(instance, trigger) if not r.dagster_run.is_finished]
+    raise TimeoutError(f"{len(unfinished)} sync runs still unfinished after {timeout:.0f} s")
+
+
+def run_figures(instance: dg.DagsterInstance, record: dg.RunRecord) -> RunFigures:
+    """Launch-to-finish time, sync step time and peak memory of one finished run."""
+    run = record.dagster_run
+    starting = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_STARTING)
+    launched = starting[0].timestamp if starting else (record.start_time or 0.0)
+    step_seconds = sum(
+        (stat.end_time or 0) - (stat.start_time or 0)
+        for stat in instance.get_run_step_stats(run.run_id)
+    )
+    memory = [
+        float(event.asset_materialization.metadata["run_peak_memory_mb"].value)  # type: ignore[arg-type]
+        for event in instance.all_logs(
+            run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+        )
+        if event.asset_materialization is not None
+        and "run_peak_memory_mb" in event.asset_materialization.metadata
+    ]
+    return RunFigures(
+        accounts=len(accounts_in_run(instance, dict(run.tags))),
+        launched_to_finished=(record.end_time or launched) - launched,
+        step_seconds=step_seconds,
+        peak_memory_mb=max(memory, default=0.0),
+        memory_after_first_account_mb=memory[0] if memory else 0.0,
+    )
+
+
+def _cost_rows(pulse_url: str, account_id: str | None = None) -> int:
+    engine = create_pulse_engine(pulse_url)
+    with engine.connect() as conn:
+        query = select(func.count()).select_from(cost_record)
+        if account_id is not None:
+            query = query.where(cost_record.c.cloudAccountId == account_id)
+        rows = int(conn.execute(query).scalar_one())
+    engine.dispose()
+    return rows
+
+
+def _active_accounts(pulse_url: str) -> int:
+    engine = create_pulse_engine(pulse_url)
+    with engine.connect() as conn:
+        active = conn.execute(
+            select(func.count())
+            .select_from(cloud_account)
+            .where(cloud_account.c.status == "active")
+        ).scalar_one()
+    engine.dispose()
+    return int(active)
+
+
+def _wait_for_statuses(pulse_url: str, accounts: int, timeout: float) -> float | None:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if _active_accounts(pulse_url) >= accounts:
+            return time.monotonic() - started
+        time.sleep(1)
+    return None
+
+
+def measure(
+    server: str,
+    accounts: int,
+    services: int,
+    page_size: int,
+    latency: float,
+    max_concurrent: int,
+    backfill_services: int,
+    timeout: float = 3600,
+) -> tuple[DailySyncFigures, BackfillFigures]:
+    """Run the daily sync of `accounts` accounts, then one 14-month backfill, through Dagster."""
+    settings = SimulationSettings(
+        services_per_day=services,
+        page_size=page_size,
+        latency_seconds=latency,
+        max_concurrent_requests=max_concurrent,
+        services_by_account={BACKFILL_AWS_ACCOUNT: backfill_services},
+    )
+    home = Path(tempfile.mkdtemp(prefix="pulse-bench-home-"))
+    saved = dict(os.environ)
+    try:
+        with fresh_databases(server) as (pulse_url, dagster_url), SimulatedAws(settings) as aws:
+            (home / "dagster.yaml").write_text(_instance_yaml(dagster_url))
+            for key in [k for k in os.environ if k.startswith(("AWS_", "PULSE_"))]:
+                del os.environ[key]
+            os.environ.update(
+                {"DAGSTER_HOME": str(home), "DATABASE_URL": pulse_url, **aws.environment()}
+            )
+            ids = [f"bench-{n:04d}" for n in range(accounts)]
+            add_accounts(pulse_url, [(id_, _aws_account(n)) for n, id_ in enumerate(ids)])
+            with dg.DagsterInstance.get() as instance:
+                # What the new_cloud_accounts sensor did when these accounts were connected.
+                instance.add_dynamic_partitions(CLOUD_ACCOUNTS, ids)
+                assert (
+                    defs.resolve_job_def("refresh_ecb_rates")
+                    .execute_in_process(instance=instance)
+                    .success
+                )
+                with daemon(dict(os.environ), home / "daemon.log"):
+                    daily = _daily_sync(instance, aws, pulse_url, accounts, timeout)
+                    backfill = _backfill(instance, aws, pulse_url, backfill_services, timeout)
+            return daily, backfill
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _daily_sync(
+    instance: dg.DagsterInstance, aws: SimulatedAws, pulse_url: str, accounts: int, timeout: float
+) -> DailySyncFigures:
+    aws.reset_request_counts()
+    started = time.monotonic()
+    tick_daily_schedule(instance)
+    records = wait_for_runs(instance, "daily", timeout)
+    wall = time.monotonic() - started
+    status_seconds = _wait_for_statuses(pulse_url, accounts, timeout=120)
+    window_days = {
+        int(m.metadata["days"].value)  # type: ignore[arg-type]
+        for record in records
+        for event in instance.all_logs(
+            record.dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+        )
+        if (m := event.asset_materialization) is not None and "days" in m.metadata
+    }
+    return DailySyncFigures(
+        accounts=accounts,
+        days=max(window_days, default=0),
+        wall_seconds=wall,
+        runs=[run_figures(instance, record) for record in records],
+        failed_runs=sum(1 for r in records if r.dagster_run.status != dg.DagsterRunStatus.SUCCESS),
+        requests=aws.total_requests(),
+        peak_concurrent_requests=aws.peak_concurrent_requests(),
+        rows=_cost_rows(pulse_url),
+        statuses_active=_active_accounts(pulse_url),
+        status_seconds=(wall + status_seconds) if status_seconds is not None else None,
+    )
+
+
+def _backfill(
+    instance: dg.DagsterInstance,
+    aws: SimulatedAws,
+    pulse_url: str,
+    services: int,
+    timeout: float,
+) -> BackfillFigures:
+    """The whole of Cost Explorer's daily history (about 14 months) of one account."""
+    add_accounts(pulse_url, [(BACKFILL_ACCOUNT, BACKFILL_AWS_ACCOUNT)])
+    instance.add_dynamic_partitions(CLOUD_ACCOUNTS, [BACKFILL_ACCOUNT])
+    today = datetime.now(UTC).date()
+    start = today.replace(day=1)
+    for _ in range(13):
+        start = (start - timedelta(days=1)).replace(day=1)
+    end = today - timedelta(days=1)
+    config = {
+        "ops": {"sync_cloud_accounts": {"config": {"start_date": str(start), "end_date": str(end)}}}
+    }
+    started = time.monotonic()
+    subprocess.run(
+        [
+            sys.executable, "-m", "dagster", "job", "launch", "-w", str(ROOT / "workspace.yaml"),
+            "-j", "sync_aws_costs", "--config-json", json.dumps(config),
+            "--tags", json.dumps({"dagster/partition": BACKFILL_ACCOUNT, "pulse/trigger": "backfill"}),
+        ],
+        cwd=ROOT, check=True, capture_output=True,
+    )  # fmt: skip
+    (record,) = wait_for_runs(instance, "backfill", timeout)
+    figures = run_figures(instance, record)
+    if record.dagster_run.status != dg.DagsterRunStatus.SUCCESS:
+        raise RuntimeError(f"the backfill run {record.dagster_run.run_id} failed")
+    return BackfillFigures(
+        days=(end - start).days + 1,
+        services=services,
+        rows=_cost_rows(pulse_url, BACKFILL_ACCOUNT),
+        peak_memory_mb=figures.peak_memory_mb,
+        seconds=time.monotonic() - started,
+    )
+
+
+def report(daily: DailySyncFigures, backfill: BackfillFigures, latency: float, limit: int) -> str:
+    """The figures as printed by `make bench`."""
+    runs = daily.runs
+    sizes = sorted({run.accounts for run in runs})
+    lines = [
+        f"Daily sync through Dagster ({daily.accounts} accounts, {daily.days}-day default "
+        f"window, {latency * 1000:.0f} ms per Cost Explorer request, at most {limit} at once)",
+        f"{'wall time, tick to last run finished':<44}{daily.wall_seconds:>10.1f} s",
+        f"{'runs (accounts per run)':<44}{len(runs):>10} ({', '.join(map(str, sizes))})",
+        f"{'failed runs':<44}{daily.failed_runs:>10}",
+        f"{'Cost Explorer requests (per account)':<44}{daily.requests:>10} "
+        f"({daily.requests / daily.accounts:.1f})",
+        f"{'peak concurrent Cost Explorer requests':<44}{daily.peak_concurrent_requests:>10}",
+        f"{'CostRecord rows written':<44}{daily.rows:>10}",
+        f"{'Dagster overhead per account':<44}{daily.overhead_per_account:>10.2f} s",
+        f"{'run time outside the sync step (median)':<44}"
+        f"{median(r.launched_to_finished - r.step_seconds for r in runs):>10.1f} s",
+        f"{'peak memory of a run (max)':<44}{max(r.peak_memory_mb for r in runs):>10.0f} MB",
+        f"{'  after its first account (median)':<44}"
+        f"{median(r.memory_after_first_account_mb for r in runs):>10.0f} MB",
+        f"{'accounts active in PULSE (status written)':<44}{daily.statuses_active:>10}"
+        + (f" after {daily.status_seconds:.0f} s" if daily.status_seconds else ""),
+        "",
+        f"Backfill of one account through Dagster ({backfill.days} days, "
+        f"{backfill.services} services)",
+        f"{'CostRecord rows of the account':<44}{backfill.rows:>10}",
+        f"{'peak memory of the run':<44}{backfill.peak_memory_mb:>10.0f} MB",
+        f"{'wall time, launch to finish':<44}{backfill.seconds:>10.1f} s",
+    ]
+    return "\n".join(lines)
