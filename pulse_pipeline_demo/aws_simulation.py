@@ -534,21 +534,19 @@ def _metric_values(
     return values
 
 
-def _answer(
-    settings: SimulationSettings, account_id: str, body: str, request: _Request | None = None
-) -> dict[str, Any]:
-    """The ``GetCostAndUsage`` response page for ``body`` (parsed: ``request``) of ``account_id``."""
-    if request is None:
-        request = _parse_request(body)
-    currency = settings.currency_for(account_id)
-    first_estimated = request.end - timedelta(days=settings.estimated_days)
-    keys = [group["Key"] for group in request.group_by]
+# One item per (day, group), or per day when nothing is grouped; a page holds page_size items.
+_Item = tuple[date, list[str] | None, Decimal, Decimal]
 
-    # One item per (day, group), or per day when nothing is grouped; a page holds page_size items.
-    items: list[tuple[date, list[str] | None, Decimal, Decimal]] = []
-    day = request.start
-    while day < request.end:
-        lines = _day_lines(settings, account_id, day)
+
+# Every page of a window needs the window's items: build them once per window, not per page.
+@functools.lru_cache(maxsize=64)
+def _window_items(
+    seed: int, services: int, account_id: str, start: date, end: date, keys: tuple[str, ...]
+) -> tuple[_Item, ...]:
+    items: list[_Item] = []
+    day = start
+    while day < end:
+        lines = _generated_lines(seed, services, account_id, day)
         if not keys:
             items.append(
                 (
@@ -572,6 +570,23 @@ def _answer(
             items.extend((day, list(k), cost, usage) for k, (cost, usage) in groups.items())
         day += timedelta(days=1)
 
+    return tuple(items)
+
+
+def _answer(
+    settings: SimulationSettings, account_id: str, body: str, request: _Request | None = None
+) -> dict[str, Any]:
+    """The ``GetCostAndUsage`` response page for ``body`` (parsed: ``request``) of ``account_id``."""
+    if request is None:
+        request = _parse_request(body)
+    currency = settings.currency_for(account_id)
+    first_estimated = request.end - timedelta(days=settings.estimated_days)
+    keys = [group["Key"] for group in request.group_by]
+
+    services = settings.services_by_account.get(account_id, settings.services_per_day)
+    items = _window_items(
+        settings.seed, services, account_id, request.start, request.end, tuple(keys)
+    )
     if request.offset > len(items):
         raise _CostExplorerError("InvalidNextTokenException", "Invalid pagination token")
     page = items[request.offset : request.offset + settings.page_size]

@@ -163,8 +163,14 @@ def write_throughput(
                         for cost in account_costs:
                             pipe.write_row(list(_values(_account(n), cost).values()))
 
-        figures = {"pulse_pipeline": timed(pulse_path), "row-by-row upsert": timed(row_by_row)}
-        figures["COPY (the limit)"] = timed(copy)
+        # The fast paths alternate, best of three each, so neither gains from running later
+        # on a warmer database; the row-by-row path is a hundred times slower and runs once.
+        rounds = [(timed(pulse_path), timed(copy)) for _ in range(3)]
+        figures = {
+            "pulse_pipeline": max(pulse for pulse, _ in rounds),
+            "row-by-row upsert": timed(row_by_row),
+            "COPY (the limit)": max(limit for _, limit in rounds),
+        }
         engine.dispose()
         return figures
     finally:

@@ -30,6 +30,8 @@ def test_production_dagster_yaml_runs_on_postgresql(
         instance.delete_dynamic_partition("cloud_accounts", "acc-config-check")
         limits = instance.get_concurrency_config()
         assert limits.pool_config.default_pool_limit == 5
+        # Runs waiting for a pool slot are started ahead, so a freed slot is not left idle.
+        assert limits.run_queue_config.op_concurrency_slot_buffer == 5
         per_account = limits.run_queue_config.tag_concurrency_limits
         assert per_account == [
             {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
