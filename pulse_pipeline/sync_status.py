@@ -103,20 +103,19 @@ def outcomes_of(instance: dg.DagsterInstance, run_id: str) -> list[SyncOutcome]:
         if account in per_account:
             error = per_account[account]
         elif account not in synced:
-            error = _run_cause(account, run, cause)
+            error = _run_cause(account, run, cause, batch_summary=bool(per_account))
         outcomes.append(SyncOutcome(account, run_id, finished_at, error and redact(error)))
     return outcomes
 
 
-def _run_cause(account: str, run: dg.DagsterRun, cause: str | None) -> str:
-    """Why an account of a failed run was not synced, when the run gave no cause of its own."""
+def _run_cause(account: str, run: dg.DagsterRun, cause: str | None, batch_summary: bool) -> str:
+    """Why an account of a failed run was not synced, when the run gave no cause of its own.
+
+    A batch's summary already names its accounts; any other cause is prefixed with this one.
+    """
     label = f"CloudAccount {account}"
     if cause is not None:
-        return (
-            cause
-            if cause.startswith(label) or " CloudAccounts failed: " in cause
-            else f"{label}: {cause}"
-        )
+        return cause if batch_summary or cause.startswith(label) else f"{label}: {cause}"
     if run.status == dg.DagsterRunStatus.CANCELED:
         return f"{label}: the sync run was canceled before it finished"
     return f"{label}: the sync run ended without finishing (its process was killed or lost)"

@@ -31,6 +31,7 @@ from pulse_pipeline.normalise import CostLine, EurCost
 from pulse_pipeline.sync_window import SyncWindow
 from pulse_pipeline_demo import bench_dagster
 from pulse_pipeline_demo.aws_simulation import SimulatedAws, SimulationSettings
+from pulse_pipeline_demo.postgres import fresh_database
 
 PRICE_PER_REQUEST = Decimal("0.01")
 AWS_ACCOUNT = "111111111111"
@@ -120,11 +121,7 @@ def write_throughput(
 ) -> dict[str, float]:
     """Rows per second of each write path, each on an empty CostRecord in a fresh database."""
     rows = sum(len(account_costs) for account_costs in costs)
-    name = f"pulse_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"{server}/{name}"
-    try:
+    with fresh_database(server, "pulse_bench") as url:
         upgrade(url)
         engine = create_pulse_engine(url)
 
@@ -173,9 +170,6 @@ def write_throughput(
         }
         engine.dispose()
         return figures
-    finally:
-        with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _values(account: CloudAccount, cost: EurCost) -> dict[str, object]:

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,7 +25,6 @@ from pathlib import Path
 from statistics import median
 
 import dagster as dg
-import psycopg
 import yaml
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import WorkspaceFileTarget
@@ -38,6 +36,7 @@ from pulse_pipeline.db.urls import create_pulse_engine
 from pulse_pipeline.definitions import defs
 from pulse_pipeline.partitions import CLOUD_ACCOUNTS, accounts_in_run
 from pulse_pipeline_demo.aws_simulation import SimulatedAws, SimulationSettings
+from pulse_pipeline_demo.postgres import fresh_database
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKFILL_ACCOUNT = "bench-backfill"
@@ -93,18 +92,10 @@ class BackfillFigures:
 @contextmanager
 def fresh_databases(server: str) -> Iterator[tuple[str, str]]:
     """A PULSE database (migrated) and an empty Dagster storage database, dropped afterwards."""
-    suffix = uuid.uuid4().hex[:8]
-    names = (f"pulse_bench_{suffix}", f"dagster_bench_{suffix}")
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
-        for name in names:
-            admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        upgrade(f"{server}/{names[0]}")
-        yield f"{server}/{names[0]}", f"{server}/{names[1]}"
-    finally:
-        with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
-            for name in names:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(server, "pulse_bench") as pulse_url:
+        with fresh_database(server, "dagster_bench") as dagster_url:
+            upgrade(pulse_url)
+            yield pulse_url, dagster_url
 
 
 def _aws_account(n: int) -> str:

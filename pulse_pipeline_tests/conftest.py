@@ -13,6 +13,7 @@ from sqlalchemy import insert
 
 from pulse_pipeline.db.schema import cloud_account
 from pulse_pipeline.db.urls import create_pulse_engine
+from pulse_pipeline_demo.postgres import fresh_database
 from pulse_pipeline_tests.ce_results import ecb_history_csv
 from pulse_pipeline_tests.support import RATES, account_row
 
@@ -37,14 +38,8 @@ def fake_aws_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 @contextmanager
 def fresh_postgres_database(prefix: str) -> Iterator[str]:
     """A new, empty PostgreSQL database, dropped afterwards."""
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{POSTGRES_SERVER}/{name}"
-    finally:
-        with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(POSTGRES_SERVER, prefix) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
