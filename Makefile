@@ -30,12 +30,12 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.local.yaml
 	cp dagster.local.yaml $@
 
 demo: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/python -m pulse_pipeline_demo
+	$(BIN)/python -m pulse_pipeline_dev.demo
 
 lint: install
-	$(BIN)/ruff check pulse_pipeline pulse_pipeline_tests pulse_pipeline_demo
-	$(BIN)/ruff format --check pulse_pipeline pulse_pipeline_tests pulse_pipeline_demo
-	$(BIN)/mypy pulse_pipeline pulse_pipeline_demo
+	$(BIN)/ruff check pulse_pipeline pulse_pipeline_tests pulse_pipeline_dev
+	$(BIN)/ruff format --check pulse_pipeline pulse_pipeline_tests pulse_pipeline_dev
+	$(BIN)/mypy pulse_pipeline pulse_pipeline_dev
 
 validate: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster definitions validate -w workspace.yaml
@@ -44,11 +44,11 @@ test: lint validate
 	$(BIN)/pytest
 
 dev: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/python -m pulse_pipeline_demo serve --port 3000
+	$(BIN)/python -m pulse_pipeline_dev.demo serve --port 3000
 
 # Requests per design and write throughput; needs the local PostgreSQL (see README).
 bench: install
-	$(BIN)/python -m pulse_pipeline_demo.bench $(BENCH_ARGS)
+	$(BIN)/python -m pulse_pipeline_dev.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .uv .dagster_home .pytest_cache .ruff_cache .mypy_cache

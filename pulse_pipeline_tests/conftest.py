@@ -13,7 +13,7 @@ from sqlalchemy import insert
 
 from pulse_pipeline.db.schema import cloud_account
 from pulse_pipeline.db.urls import create_pulse_engine
-from pulse_pipeline_demo.postgres import fresh_database
+from pulse_pipeline_dev.postgres import fresh_database
 from pulse_pipeline_tests.ce_results import ecb_history_csv
 from pulse_pipeline_tests.support import RATES, account_row
 

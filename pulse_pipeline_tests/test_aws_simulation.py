@@ -16,7 +16,7 @@ from moto.ce.models import CostExplorerBackend
 from moto.ce.responses import CostExplorerResponse
 from moto.sts.models import STSBackend
 
-from pulse_pipeline_demo.aws_simulation import (
+from pulse_pipeline_dev.aws_simulation import (
     INJECTABLE_ERROR_CODES,
     SimulatedAws,
     SimulationSettings,

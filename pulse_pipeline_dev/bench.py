@@ -29,9 +29,9 @@ from pulse_pipeline.db.schema import cost_record
 from pulse_pipeline.db.urls import create_pulse_engine
 from pulse_pipeline.normalise import CostLine, EurCost
 from pulse_pipeline.sync_window import SyncWindow
-from pulse_pipeline_demo import bench_dagster
-from pulse_pipeline_demo.aws_simulation import SimulatedAws, SimulationSettings
-from pulse_pipeline_demo.postgres import fresh_database
+from pulse_pipeline_dev import bench_dagster
+from pulse_pipeline_dev.aws_simulation import SimulatedAws, SimulationSettings
+from pulse_pipeline_dev.postgres import fresh_database
 
 PRICE_PER_REQUEST = Decimal("0.01")
 AWS_ACCOUNT = "111111111111"
@@ -184,9 +184,7 @@ def _values(account: CloudAccount, cost: EurCost) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pulse_pipeline_demo.bench", description=__doc__
-    )
+    parser = argparse.ArgumentParser(prog="python -m pulse_pipeline_dev.bench", description=__doc__)
     parser.add_argument("--accounts", type=int, default=200)
     parser.add_argument("--days", type=int, default=45)
     parser.add_argument("--services", type=int, default=40)

@@ -1,4 +1,4 @@
-"""`python -m pulse_pipeline_demo`: sync a few demo AWS accounts into a local PULSE database.
+"""`python -m pulse_pipeline_dev.demo`: sync a few demo AWS accounts into a local PULSE database.
 
 Uses the embedded defaults (SQLite for PULSE and for Dagster under DAGSTER_HOME, default
 `./.dagster_home`) and a simulated AWS (moto's server, see aws_simulation.py) reached through
@@ -24,7 +24,7 @@ from pulse_pipeline.db.migrate import upgrade
 from pulse_pipeline.db.schema import cloud_account, cost_record
 from pulse_pipeline.db.urls import create_pulse_engine, default_database_url, redacted
 from pulse_pipeline.definitions import defs
-from pulse_pipeline_demo.aws_simulation import SimulatedAws, SimulationSettings
+from pulse_pipeline_dev.aws_simulation import SimulatedAws, SimulationSettings
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 DENIED_ROLE = "arn:aws:iam::444444444444:role/PulseCostRead"
@@ -208,7 +208,7 @@ def _environment() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pulse_pipeline_demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m pulse_pipeline_dev.demo", description=__doc__)
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("run", help="seed the demo accounts and sync them (the default)")
     serve_parser = commands.add_parser(
