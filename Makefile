@@ -22,7 +22,7 @@ $(UV):
 	.uv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 install: $(UV)
-	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --extra dev --quiet
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --quiet
 
 # The local instance (see dagster.local.yaml): Dagster's default SQLite storage.
 $(DAGSTER_HOME)/dagster.yaml: dagster.local.yaml

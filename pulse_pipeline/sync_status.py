@@ -1,4 +1,4 @@
-"""Writing each finished sync's outcome back to PULSE's CloudAccount (status, lastSyncedAt, lastSyncError)."""
+"""How each account of a finished sync run ended, read from the run's events, as a secret-free sentence."""
 
 import re
 from collections.abc import Iterable
@@ -6,14 +6,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import dagster as dg
-from pydantic import Field
 
-from pulse_pipeline.assets import DAILY_COSTS, FAILED_ACCOUNTS, RAW_PAGES
-from pulse_pipeline.db import queries
+from pulse_pipeline.keys import DAILY_COSTS, FAILED_ACCOUNTS, RAW_PAGES
 from pulse_pipeline.partitions import accounts_in_run
-from pulse_pipeline.resources import PulseDatabase
 
 MAX_ERROR_LENGTH = 500
+_PYDANTIC_DETAIL = re.compile(r" \[type=.*$")
 # Things that must never reach PULSE's UI even if an unexpected error quotes them.
 _SECRETS = [
     (re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{12,}\b"), "<aws-key>"),
@@ -66,13 +64,28 @@ def _step_failure(instance: dg.DagsterInstance, run_id: str) -> tuple[str | None
                 f"step {event.step_key} failed ({error.cls_name}: {error.message.strip()})",
                 {},
             )
-    return None, {}
+    return _run_failure(instance, run_id), {}
+
+
+def _run_failure(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """Why a run failed before any step did (a setting its resources rejected, say)."""
+    for event in reversed(instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)):
+        data = event.dagster_event.event_specific_data if event.dagster_event else None
+        error = getattr(data, "error", None)
+        if error is None:
+            continue
+        while error.cause is not None:
+            error = error.cause
+        # pydantic's messages end with "[type=..., input_value=...]" and a link: keep the reason.
+        message = _PYDANTIC_DETAIL.sub("", " ".join(error.message.split()))
+        return f"the sync run could not start ({error.cls_name}: {message})"
+    return None
 
 
 def _synced_accounts(instance: dg.DagsterInstance, run: dg.DagsterRun) -> set[str]:
     """Accounts the run finished: their last selected sync asset was materialized."""
-    only_raw = run.asset_selection and DAILY_COSTS.key not in run.asset_selection
-    last = RAW_PAGES.key if only_raw else DAILY_COSTS.key
+    only_raw = run.asset_selection and DAILY_COSTS not in run.asset_selection
+    last = RAW_PAGES if only_raw else DAILY_COSTS
     events = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
     return {
         materialization.partition
@@ -119,47 +132,3 @@ def _run_cause(account: str, run: dg.DagsterRun, cause: str | None, batch_summar
     if run.status == dg.DagsterRunStatus.CANCELED:
         return f"{label}: the sync run was canceled before it finished"
     return f"{label}: the sync run ended without finishing (its process was killed or lost)"
-
-
-class SyncStatusConfig(dg.Config):
-    """The sync runs whose outcome to write to PULSE."""
-
-    run_ids: list[str] = Field(description="Run ids of finished sync runs, any order.")
-
-
-@dg.op(
-    name="write_cloud_account_status",
-    retry_policy=dg.RetryPolicy(max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL),
-)
-def write_sync_status_op(
-    context: dg.OpExecutionContext, config: SyncStatusConfig, pulse_db: PulseDatabase
-) -> dg.Output[int]:
-    """Write `status`, `lastSyncedAt` and `lastSyncError` of each finished sync run's CloudAccount.
-
-    Success: `active`, the run's end time, no error. Failure, cancellation or a killed run:
-    `error` and one secret-free sentence naming the cause; `lastSyncedAt` keeps the last success.
-    Outcomes are written oldest first, so the newest run of an account has the last word.
-    """
-    outcomes = [o for run_id in config.run_ids for o in outcomes_of(context.instance, run_id)]
-    outcomes.sort(key=lambda outcome: outcome.finished_at)
-    written = 0
-    with pulse_db.begin() as conn:
-        for outcome in outcomes:
-            account = queries.load_account(conn, outcome.account_id)
-            if account is None:
-                context.log.warning(f"CloudAccount {outcome.account_id} is no longer in PULSE")
-                continue
-            error = redact(outcome.error, [account.external_id]) if outcome.error else None
-            if queries.record_sync_result(conn, account.id, error, outcome.finished_at):
-                written += 1
-                context.log.info(f"{account.label}: " + (f"error: {error}" if error else "active"))
-            else:
-                context.log.info(f"{account.label} is {account.status} in PULSE; left as it is")
-    return dg.Output(
-        written,
-        metadata={
-            "accounts_updated": written,
-            "errors": sum(1 for outcome in outcomes if outcome.error),
-            "runs_seen": len(config.run_ids),
-        },
-    )

@@ -292,7 +292,8 @@ def measure(
                 # What the new_cloud_accounts sensor did when these accounts were connected.
                 instance.add_dynamic_partitions(CLOUD_ACCOUNTS, ids)
                 assert (
-                    defs.resolve_job_def("refresh_ecb_rates")
+                    defs()
+                    .resolve_job_def("refresh_ecb_rates")
                     .execute_in_process(instance=instance)
                     .success
                 )

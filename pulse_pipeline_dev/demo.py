@@ -22,7 +22,7 @@ from sqlalchemy import insert, select
 
 from pulse_pipeline.db.migrate import upgrade
 from pulse_pipeline.db.schema import cloud_account, cost_record
-from pulse_pipeline.db.urls import create_pulse_engine, default_database_url, redacted
+from pulse_pipeline.db.urls import create_pulse_engine, redacted
 from pulse_pipeline.definitions import defs
 from pulse_pipeline_dev.aws_simulation import SimulatedAws, SimulationSettings
 
@@ -82,14 +82,16 @@ def seed_accounts(database_url: str) -> None:
 
 def sync_all(instance: dg.DagsterInstance) -> list[str]:
     """Refresh ECB rates, then run the sync job once per demo account; returns the run ids."""
-    rates = defs.resolve_job_def("refresh_ecb_rates").execute_in_process(
-        instance=instance, run_config=QUIET
+    rates = (
+        defs()
+        .resolve_job_def("refresh_ecb_rates")
+        .execute_in_process(instance=instance, run_config=QUIET)
     )
     if not rates.success:
         raise SystemExit("loading ECB rates failed; see the run in `dagster dev`")
     account_ids = [account_id for account_id, *_ in DEMO_ACCOUNTS]
     instance.add_dynamic_partitions("cloud_accounts", account_ids)
-    sync = defs.resolve_job_def("sync_aws_costs")
+    sync = defs().resolve_job_def("sync_aws_costs")
     run_ids = []
     for account_id in account_ids:
         result = sync.execute_in_process(
@@ -97,12 +99,16 @@ def sync_all(instance: dg.DagsterInstance) -> list[str]:
         )
         print(f"  {account_id:<20} run {result.run_id[:8]} {'ok' if result.success else 'FAILED'}")
         run_ids.append(result.run_id)
-    status = defs.resolve_job_def("write_sync_status").execute_in_process(
-        instance=instance,
-        run_config={
-            **QUIET,
-            "ops": {"write_cloud_account_status": {"config": {"run_ids": run_ids}}},
-        },
+    status = (
+        defs()
+        .resolve_job_def("write_sync_status")
+        .execute_in_process(
+            instance=instance,
+            run_config={
+                **QUIET,
+                "ops": {"write_cloud_account_status": {"config": {"run_ids": run_ids}}},
+            },
+        )
     )
     if not status.success:
         raise SystemExit("writing sync statuses failed; see the run in `dagster dev`")
@@ -202,7 +208,7 @@ def _environment() -> str:
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path.cwd() / ".dagster_home"))).resolve()
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
-    database_url = os.environ.setdefault("DATABASE_URL", default_database_url(str(home)))
+    database_url = os.environ.setdefault("DATABASE_URL", f"sqlite:///{home / 'pulse.db'}")
     upgrade(database_url)
     return database_url
 

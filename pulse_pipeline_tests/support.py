@@ -57,11 +57,15 @@ def run_sync(
     """One sync run of the account; no dates means the default window."""
     instance.add_dynamic_partitions("cloud_accounts", [account_id])
     window = {"start_date": start.isoformat(), "end_date": end.isoformat()} if start and end else {}
-    return defs.resolve_job_def("sync_aws_costs").execute_in_process(
-        instance=instance,
-        partition_key=account_id,
-        run_config={"ops": {"sync_cloud_accounts": {"config": window}}},
-        raise_on_error=False,
+    return (
+        defs()
+        .resolve_job_def("sync_aws_costs")
+        .execute_in_process(
+            instance=instance,
+            partition_key=account_id,
+            run_config={"ops": {"sync_cloud_accounts": {"config": window}}},
+            raise_on_error=False,
+        )
     )
 
 
@@ -82,7 +86,7 @@ def set_account(database_url: str, account_id: str, **values: Any) -> None:
 
 
 def load_rates(instance: dg.DagsterInstance) -> None:
-    result = dg.materialize([defs.resolve_assets_def("ecb_fx_rates")], instance=instance)
+    result = dg.materialize([defs().resolve_assets_def("ecb_fx_rates")], instance=instance)
     assert result.success
 
 
@@ -170,9 +174,13 @@ def account_status(database_url: str, account_id: str) -> dict[str, Any]:
 
 
 def write_status(instance: dg.DagsterInstance, run_ids: list[str]) -> dg.ExecuteInProcessResult:
-    return defs.resolve_job_def("write_sync_status").execute_in_process(
-        instance=instance,
-        run_config={"ops": {"write_cloud_account_status": {"config": {"run_ids": run_ids}}}},
+    return (
+        defs()
+        .resolve_job_def("write_sync_status")
+        .execute_in_process(
+            instance=instance,
+            run_config={"ops": {"write_cloud_account_status": {"config": {"run_ids": run_ids}}}},
+        )
     )
 
 

@@ -6,30 +6,30 @@ from pulse_pipeline.definitions import defs
 
 
 def test_assets_partitions_and_lineage() -> None:
-    graph = defs.resolve_asset_graph()
+    graph = defs().resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
     assert keys == {"cost_explorer_raw", "daily_costs_eur", "ecb_fx_rates"}
     for name in ("cost_explorer_raw", "daily_costs_eur"):
-        partitions = defs.resolve_assets_def(name).partitions_def
+        partitions = defs().resolve_assets_def(name).partitions_def
         assert isinstance(partitions, dg.DynamicPartitionsDefinition)
         assert partitions.name == "cloud_accounts"
-    assert defs.resolve_assets_def("ecb_fx_rates").partitions_def is None
+    assert defs().resolve_assets_def("ecb_fx_rates").partitions_def is None
     parents = graph.get(dg.AssetKey("daily_costs_eur")).parent_keys
     assert parents == {dg.AssetKey("cost_explorer_raw"), dg.AssetKey("ecb_fx_rates")}
-    groups = {defs.resolve_assets_def(key).group_names_by_key[dg.AssetKey(key)] for key in keys}
+    groups = {defs().resolve_assets_def(key).group_names_by_key[dg.AssetKey(key)] for key in keys}
     assert groups == {"aws_costs"}
 
 
 def test_every_asset_and_job_is_described_for_the_ui() -> None:
     for key in ("cost_explorer_raw", "daily_costs_eur", "ecb_fx_rates"):
-        description = defs.resolve_assets_def(key).descriptions_by_key[dg.AssetKey(key)]
+        description = defs().resolve_assets_def(key).descriptions_by_key[dg.AssetKey(key)]
         assert description and len(description) > 80
     for job_name in ("sync_aws_costs", "refresh_ecb_rates", "write_sync_status"):
-        assert defs.resolve_job_def(job_name).description
+        assert defs().resolve_job_def(job_name).description
 
 
 def test_sync_job_selects_both_partitioned_assets() -> None:
-    job = defs.resolve_job_def("sync_aws_costs")
+    job = defs().resolve_job_def("sync_aws_costs")
     assert {key.to_user_string() for key in job.asset_layer.selected_asset_keys} == {
         "cost_explorer_raw",
         "daily_costs_eur",
@@ -40,17 +40,17 @@ def test_sync_job_selects_both_partitioned_assets() -> None:
 
 
 def test_schedule_and_sensors_the_data_team_relies_on() -> None:
-    schedule = defs.resolve_schedule_def("daily_aws_cost_sync")
+    schedule = defs().resolve_schedule_def("daily_aws_cost_sync")
     assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 5 * * *", "UTC")
     assert schedule.job_name == "sync_aws_costs" and schedule.description
-    repository = defs.get_repository_def()
+    repository = defs().get_repository_def()
     sensors = {sensor.name: sensor for sensor in repository.sensor_defs}
     assert set(sensors) == {"new_cloud_accounts", "sync_status_writer"}
     assert sorted(s.name for s in repository.schedule_defs) == [
         "daily_aws_cost_sync",
         "daily_ecb_rates",
     ]
-    ecb = defs.resolve_schedule_def("daily_ecb_rates")
+    ecb = defs().resolve_schedule_def("daily_ecb_rates")
     assert (ecb.cron_schedule, ecb.execution_timezone, ecb.job_name) == (
         "30 4 * * *",
         "UTC",

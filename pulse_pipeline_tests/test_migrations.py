@@ -320,15 +320,17 @@ def test_cli_takes_the_url_from_database_url(
     assert current_revision(f"sqlite:///{tmp_path / 'env.db'}") == HEAD
 
 
-def test_cli_defaults_to_sqlite_in_dagster_home(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_cli_without_a_database_url_refuses_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
 
-    assert main(["db", "upgrade"]) == 0
+    assert main(["db", "upgrade"]) == 1
 
-    assert current_revision(f"sqlite:///{tmp_path / 'home' / 'pulse.db'}") == HEAD
+    assert "DATABASE_URL" in capsys.readouterr().err
+    assert list(tmp_path.rglob("*.db")) == []
 
 
 def test_cli_requires_a_command() -> None:

@@ -14,6 +14,7 @@ from sqlalchemy import insert, select
 from pulse_pipeline.db.schema import cloud_account, cost_explorer_page, cost_record
 from pulse_pipeline.db.urls import create_pulse_engine
 from pulse_pipeline.definitions import defs
+from pulse_pipeline.settings import SettingError
 from pulse_pipeline_tests.ce_results import ce_page, ecb_history_csv, queue_results
 from pulse_pipeline_tests.support import (
     D1,
@@ -129,19 +130,40 @@ def test_the_metric_setting_is_asked_for_and_stored_on_every_row(
     assert raw_requests(pulse, result.run_id)[0]["Metrics"] == ["AmortizedCost"]
 
 
-def test_an_unknown_metric_fails_before_any_aws_request(
+def test_an_unknown_metric_fails_the_load_in_one_sentence(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PULSE_COST_METRIC", "BlendedCost")
+
+    with pytest.raises(SettingError) as error:
+        defs()
+
+    assert str(error.value) == (
+        "PULSE_COST_METRIC is invalid: unknown cost metric 'BlendedCost'; choose one of "
+        "UnblendedCost, AmortizedCost, NetUnblendedCost, NetAmortizedCost"
+    )
+
+
+def test_an_unknown_metric_in_the_runs_environment_fails_before_any_aws_request(
     pulse: str,
     dagster_instance: dg.DagsterInstance,
     moto_aws: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("PULSE_COST_METRIC", "BlendedCost")
+    monkeypatch.setenv("PULSE_COST_METRIC", "AmortizedCost")
+    job = defs().resolve_job_def("sync_aws_costs")  # loaded with a valid metric
+    monkeypatch.setenv("PULSE_COST_METRIC", "BlendedCost")  # the run's environment differs
+    dagster_instance.add_dynamic_partitions("cloud_accounts", ["acc-1"])
 
-    result = run_sync(dagster_instance, "acc-1", D1, D1)
+    result = job.execute_in_process(
+        instance=dagster_instance, partition_key="acc-1", raise_on_error=False
+    )
 
     assert not result.success
-    assert "unknown cost metric 'BlendedCost'" in failure_of(result)
     assert raw_requests(pulse, result.run_id) == []
+    monkeypatch.delenv("PULSE_COST_METRIC")
+    write_status(dagster_instance, [result.run_id])
+    error = account_status(pulse, "acc-1")["lastSyncError"]
+    assert error.startswith("CloudAccount acc-1: the sync run could not start (")
+    assert "unknown cost metric 'BlendedCost'" in error
 
 
 def test_the_default_window_reaches_back_to_days_still_estimated_and_restates_them(
@@ -306,7 +328,7 @@ def test_provisional_rates_are_reconverted_from_stored_pages_without_asking_aws(
     monkeypatch.setenv("PULSE_ECB_HISTORY_URL", full)
     load_rates(dagster_instance)
     reconverted = dg.materialize(
-        [defs.resolve_assets_def("daily_costs_eur")],
+        [defs().resolve_assets_def("daily_costs_eur")],
         selection=["daily_costs_eur"],
         instance=dagster_instance,
         partition_key="acc-1",

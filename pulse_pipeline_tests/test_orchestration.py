@@ -25,9 +25,9 @@ from pulse_pipeline_tests.support import (
     stored_rows,
 )
 
-SENSOR = defs.resolve_sensor_def("new_cloud_accounts")
-STATUS_SENSOR = defs.resolve_sensor_def("sync_status_writer")
-SCHEDULE = defs.resolve_schedule_def("daily_aws_cost_sync")
+SENSOR = defs().resolve_sensor_def("new_cloud_accounts")
+STATUS_SENSOR = defs().resolve_sensor_def("sync_status_writer")
+SCHEDULE = defs().resolve_schedule_def("daily_aws_cost_sync")
 
 
 def change_accounts(
@@ -50,8 +50,8 @@ def tick_new_accounts(instance: dg.DagsterInstance, cursor: str | None = None) -
         instance=instance,
         instance_ref=instance.get_ref(),
         cursor=cursor,
-        resources={"pulse_db": PulseDatabase()},
-        definitions=defs,
+        resources={"pulse_db": PulseDatabase(url=dg.EnvVar("DATABASE_URL"))},
+        definitions=defs(),
     ) as context:
         result = SENSOR.evaluate_tick(context)
     for request in result.dynamic_partitions_requests or []:
@@ -70,7 +70,7 @@ def execute(
     instance: dg.DagsterInstance, request: dg.RunRequest, job_name: str = "sync_aws_costs"
 ) -> dg.ExecuteInProcessResult:
     """Run a sensor's or schedule's run request as the daemon would launch it."""
-    job = defs.resolve_job_def(request.job_name or job_name)
+    job = defs().resolve_job_def(request.job_name or job_name)
     return job.execute_in_process(
         instance=instance,
         partition_key=request.partition_key,
@@ -139,8 +139,8 @@ def test_schedule_batches_consecutive_syncable_accounts_with_a_daily_run_key(
         with dg.build_schedule_context(
             instance=dagster_instance,
             scheduled_execution_time=when,
-            resources={"pulse_db": PulseDatabase()},
-            repository_def=defs.get_repository_def(),
+            resources={"pulse_db": PulseDatabase(url=dg.EnvVar("DATABASE_URL"))},
+            repository_def=defs().get_repository_def(),
         ) as context:
             return SCHEDULE.evaluate_tick(context)
 
@@ -197,7 +197,7 @@ def test_new_accounts_are_synced_and_their_status_written_without_anyone_launchi
     runs = {"batch": run}
 
     status_tick = STATUS_SENSOR.evaluate_tick(
-        dg.build_sensor_context(instance=dagster_instance, definitions=defs)
+        dg.build_sensor_context(instance=dagster_instance, definitions=defs())
     )
     assert len(status_tick.run_requests) == 1
     status_request = status_tick.run_requests[0]
@@ -215,7 +215,7 @@ def test_new_accounts_are_synced_and_their_status_written_without_anyone_launchi
     # The status run itself, the ECB run and the earlier runs are not picked up again.
     again = STATUS_SENSOR.evaluate_tick(
         dg.build_sensor_context(
-            instance=dagster_instance, cursor=status_tick.cursor, definitions=defs
+            instance=dagster_instance, cursor=status_tick.cursor, definitions=defs()
         )
     )
     assert not again.run_requests and "no sync run finished" in again.skip_message
@@ -228,12 +228,12 @@ def test_a_canceled_sync_leaves_the_account_in_error(
     queue_results("111111111111", [ce_page({D1: {EC2: ("1", "USD")}})])
     dagster_instance.add_dynamic_partitions("cloud_accounts", ["acc-1"])
     change_accounts(pulse, **{"acc-1": {"status": "active"}})
-    job = defs.resolve_job_def("sync_aws_costs")
+    job = defs().resolve_job_def("sync_aws_costs")
     run = dagster_instance.create_run_for_job(job_def=job, tags={"dagster/partition": "acc-1"})
     dagster_instance.report_run_canceled(run)
 
     tick = STATUS_SENSOR.evaluate_tick(
-        dg.build_sensor_context(instance=dagster_instance, definitions=defs)
+        dg.build_sensor_context(instance=dagster_instance, definitions=defs())
     )
     assert execute(dagster_instance, tick.run_requests[0], "write_sync_status").success
 
@@ -252,19 +252,19 @@ def test_status_sensor_sees_sync_runs_however_they_were_launched(
     """UI asset backfills run as __ASSET_JOB; they must get a status too."""
     dagster_instance.add_dynamic_partitions("cloud_accounts", ["acc-1"])
     if launched_as == "__ASSET_JOB":
-        job = defs.resolve_implicit_global_asset_job_def()
+        job = defs().resolve_implicit_global_asset_job_def()
         selection = {dg.AssetKey("cost_explorer_raw"), dg.AssetKey("daily_costs_eur")}
         run = dagster_instance.create_run_for_job(
             job_def=job, asset_selection=frozenset(selection), tags={"dagster/partition": "acc-1"}
         )
     else:
         run = dagster_instance.create_run_for_job(
-            job_def=defs.resolve_job_def(launched_as), tags={"dagster/partition": "acc-1"}
+            job_def=defs().resolve_job_def(launched_as), tags={"dagster/partition": "acc-1"}
         )
     dagster_instance.report_run_failed(run)
 
     tick = STATUS_SENSOR.evaluate_tick(
-        dg.build_sensor_context(instance=dagster_instance, definitions=defs)
+        dg.build_sensor_context(instance=dagster_instance, definitions=defs())
     )
 
     assert [

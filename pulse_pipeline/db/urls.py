@@ -1,7 +1,6 @@
 """Turn the PULSE app's `DATABASE_URL` (Prisma form) or a SQLAlchemy URL into an engine."""
 
 import re
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -22,13 +21,6 @@ _PRISMA_ONLY_PARAMS = frozenset(
     }
 )
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-
-
-def default_database_url(dagster_home: str | None) -> str:
-    """The demo's database: a SQLite file beside Dagster's own local storage."""
-    home = Path(dagster_home) if dagster_home else Path.cwd() / ".dagster_home"
-    home.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{home / 'pulse.db'}"
 
 
 def to_sqlalchemy_url(database_url: str) -> tuple[URL, str | None]:

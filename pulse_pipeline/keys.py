@@ -1,0 +1,10 @@
+"""The names the assets, checks, sensors and the status write-back share."""
+
+import dagster as dg
+
+RAW_PAGES = dg.AssetKey("cost_explorer_raw")
+DAILY_COSTS = dg.AssetKey("daily_costs_eur")
+ECB_RATES = dg.AssetKey("ecb_fx_rates")
+SYNC_ASSETS = frozenset({RAW_PAGES, DAILY_COSTS})
+# Step failure metadata of a failed batch: account id -> the one-sentence cause.
+FAILED_ACCOUNTS = "failed_accounts"

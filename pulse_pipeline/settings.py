@@ -1,0 +1,97 @@
+"""Every deployment setting, in one place: environment variable -> resource field, validated.
+
+`resources_from_environment` runs when the code location loads (never at import). A variable
+that is set becomes an `EnvVar` field, so the UI's Resources page names the variable and each
+run reads its value when it starts; one that is unset gives the field its default, shown as
+is. An invalid value fails the load with one sentence naming the variable (never its value),
+and fails a run again if the run's environment differs. `DATABASE_URL` has no default: without
+it every run and tick refuses to start rather than writing anywhere else (the demo and the
+tests set it to their embedded SQLite or throw-away PostgreSQL explicitly).
+"""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+from pydantic import ValidationError
+
+from pulse_pipeline.db.urls import to_sqlalchemy_url
+from pulse_pipeline.resources import (
+    BUNDLED,
+    AwsCostExplorer,
+    CostSettings,
+    EcbRates,
+    PulseDatabase,
+)
+
+
+class SettingError(ValueError):
+    """A deployment setting has a value pulse_pipeline cannot use."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable and the resource field it fills."""
+
+    variable: str
+    resource: str
+    field: str
+    default: Any = None
+    required: bool = False
+
+
+SETTINGS = (
+    Setting("DATABASE_URL", "pulse_db", "url", required=True),
+    Setting("PULSE_COST_METRIC", "settings", "metric", CostSettings.model_fields["metric"].default),
+    Setting("PULSE_RECORD_TYPES", "settings", "record_types", ""),
+    Setting("PULSE_ECB_HISTORY_URL", "ecb", "history_url", BUNDLED),
+    Setting("AWS_PROFILE", "aws", "profile_name"),
+    # botocore reads AWS_DEFAULT_REGION itself, but not AWS_REGION.
+    Setting("AWS_REGION", "aws", "region_name"),
+)
+
+RESOURCES: dict[str, Callable[..., dg.ConfigurableResource]] = {
+    "pulse_db": PulseDatabase,
+    "aws": AwsCostExplorer,
+    "ecb": EcbRates,
+    "settings": CostSettings,
+}
+
+
+def _check_database_url(value: str) -> None:
+    try:
+        to_sqlalchemy_url(value)
+    except Exception:
+        raise SettingError(
+            "DATABASE_URL is not a database URL pulse_pipeline can read; expected "
+            "postgresql://user:password@host:5432/db (password URL-encoded) or sqlite:///path"
+        ) from None
+
+
+def _check_value(setting: Setting, value: str) -> None:
+    """Raise SettingError if the resource would reject `value` for its field."""
+    if setting.variable == "DATABASE_URL":
+        _check_database_url(value)
+        return
+    try:
+        RESOURCES[setting.resource](**{setting.field: value})
+    except ValidationError as error:
+        reason = error.errors()[0]["msg"].removeprefix("Value error, ")
+        raise SettingError(f"{setting.variable} is invalid: {reason}") from None
+
+
+def resources_from_environment(environ: Mapping[str, str]) -> dict[str, dg.ConfigurableResource]:
+    """The code location's resources, each field an `EnvVar` when its variable is set."""
+    fields: dict[str, dict[str, Any]] = {name: {} for name in RESOURCES}
+    for setting in SETTINGS:
+        value = environ.get(setting.variable)
+        if value:
+            _check_value(setting, value)
+            fields[setting.resource][setting.field] = dg.EnvVar(setting.variable)
+        elif setting.required:
+            # The run reads it when it starts, and refuses to run without it.
+            fields[setting.resource][setting.field] = dg.EnvVar(setting.variable)
+        else:
+            fields[setting.resource][setting.field] = setting.default
+    return {name: RESOURCES[name](**fields[name]) for name in RESOURCES}

@@ -1,0 +1,35 @@
+"""What one run syncs, and the outside systems it syncs with."""
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import Connection
+
+from pulse_pipeline.accounts import AwsConnection
+
+
+class Database(Protocol):
+    """PULSE's database: one transaction per `begin()`, committed when the block ends."""
+
+    def begin(self) -> AbstractContextManager[Connection]: ...
+
+
+@dataclass(frozen=True)
+class SyncRun:
+    """One run's sync: its accounts' window, settings, systems, and which assets it makes.
+
+    `fetch` asks Cost Explorer and stores the raw pages (cost_explorer_raw); `write` converts
+    pages to EUR CostRecords (daily_costs_eur): this run's pages, else the latest stored ones.
+    """
+
+    run_id: str
+    database: Database
+    cost_explorer: Callable[[AwsConnection], Any]
+    metric: str
+    record_types: frozenset[str] | None
+    start_date: str | None
+    end_date: str | None
+    fetch: bool
+    write: bool

@@ -1,0 +1,84 @@
+"""Settings: the environment read once when the code location loads, validated, shown in the UI."""
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from pulse_pipeline.definitions import defs
+from pulse_pipeline.settings import SettingError
+
+
+def field_values(definitions: dg.Definitions, resource: str) -> dict[str, object]:
+    """What the UI's Resources page shows for a resource: the value, or the variable's name."""
+    value = definitions.resources[resource]
+    assert isinstance(value, dg.ConfigurableResource)
+    return {
+        name: ("EnvVar", field.env_var_name) if isinstance(field, dg.EnvVar) else field
+        for name, field in value
+    }
+
+
+def test_set_variables_show_as_their_names_and_unset_ones_as_their_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PULSE_COST_METRIC", "AmortizedCost")
+    monkeypatch.setenv("AWS_PROFILE", "pulse-prod")
+
+    loaded = defs()
+
+    assert field_values(loaded, "pulse_db") == {"url": ("EnvVar", "DATABASE_URL")}
+    assert field_values(loaded, "settings") == {
+        "metric": ("EnvVar", "PULSE_COST_METRIC"),
+        "record_types": "",
+    }
+    assert field_values(loaded, "ecb")["history_url"] == "bundled"
+    aws = field_values(loaded, "aws")
+    assert aws["profile_name"] == ("EnvVar", "AWS_PROFILE")
+    assert aws["region_name"] == ("EnvVar", "AWS_REGION")  # the tests set AWS_REGION
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        (
+            "DATABASE_URL",
+            "postgresql://pulse:s3cret@db:notaport/pulse",
+            "DATABASE_URL is not a database URL pulse_pipeline can read; expected "
+            "postgresql://user:password@host:5432/db (password URL-encoded) or sqlite:///path",
+        ),
+        (
+            "PULSE_ECB_HISTORY_URL",
+            "http://mirror.example/eurofxref-hist.zip",
+            "PULSE_ECB_HISTORY_URL is invalid: must be an https:// URL, a file path, or `bundled`",
+        ),
+    ],
+)
+def test_an_invalid_setting_fails_the_load_with_one_sentence_and_no_secret(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+
+    with pytest.raises(SettingError) as error:
+        defs()
+
+    assert str(error.value) == message
+    assert "s3cret" not in str(error.value)
+
+
+def test_without_database_url_a_run_refuses_to_start_and_writes_no_local_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    job = defs().resolve_job_def("refresh_ecb_rates")
+
+    with (
+        dg.instance_for_test() as instance,
+        pytest.raises(
+            dg.DagsterInvalidConfigError,
+            match='environment variable "DATABASE_URL" which is not set',
+        ),
+    ):
+        job.execute_in_process(instance=instance)
+
+    assert list(tmp_path.rglob("*.db")) == []
