@@ -1,13 +1,10 @@
-"""ECB euro reference rates: parsing the ECB history file and finding the rate for a cost day."""
+"""ECB euro reference rates: the rate for a cost day, and the TARGET calendar the ECB publishes on."""
 
-import csv
-import io
-import zipfile
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 
 @dataclass(frozen=True)
@@ -30,36 +27,6 @@ class AppliedRate:
 
 class MissingRateError(LookupError):
     """No ECB rate exists for a currency on or before a day."""
-
-
-def parse_ecb_history(archive: bytes, since: date | None = None) -> Iterator[EcbRate]:
-    """Rates from the ECB's `eurofxref-hist.zip` (or its CSV), skipping `N/A` cells.
-
-    The file has one row per ECB business day; weekends and TARGET holidays have no row.
-    """
-    if archive[:2] == b"PK":
-        with zipfile.ZipFile(io.BytesIO(archive)) as bundle:
-            text = bundle.read(bundle.namelist()[0]).decode("utf-8")
-    else:
-        text = archive.decode("utf-8")
-    reader = csv.reader(io.StringIO(text))
-    header = [cell.strip() for cell in next(reader)]
-    for row in reader:
-        if not row or not row[0].strip():
-            continue
-        rate_date = date.fromisoformat(row[0].strip())
-        if since is not None and rate_date < since:
-            continue
-        for currency, cell in zip(header[1:], row[1:], strict=False):
-            value = cell.strip()
-            if not currency or not value or value == "N/A":
-                continue
-            try:
-                yield EcbRate(currency, rate_date, Decimal(value))
-            except InvalidOperation:
-                raise ValueError(
-                    f"ECB history has a non-numeric rate for {currency} on {rate_date}"
-                ) from None
 
 
 class RateTable:

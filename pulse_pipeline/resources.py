@@ -21,7 +21,8 @@ from sqlalchemy import Connection, Engine
 from pulse_pipeline.accounts import AwsConnection
 from pulse_pipeline.cost_explorer import DEFAULT_METRIC, METRICS, describe_aws_error
 from pulse_pipeline.db.urls import create_pulse_engine
-from pulse_pipeline.fx import EcbRate, parse_ecb_history
+from pulse_pipeline.ecb_history import parse_ecb_history
+from pulse_pipeline.fx import EcbRate
 
 # Cost Explorer has a single endpoint: every commercial region resolves to us-east-1.
 COST_EXPLORER_REGION = "us-east-1"

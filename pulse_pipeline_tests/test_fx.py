@@ -9,12 +9,12 @@ from decimal import Decimal
 import pytest
 from currency_converter import CURRENCY_FILE
 
+from pulse_pipeline.ecb_history import parse_ecb_history
 from pulse_pipeline.fx import (
     EcbRate,
     MissingRateError,
     RateTable,
     is_target_business_day,
-    parse_ecb_history,
 )
 
 # As the ECB writes it: newest first, a trailing comma on every line, N/A where no rate exists.
