@@ -20,9 +20,9 @@ import psycopg
 import pytest
 from sqlalchemy import select
 
+from pulse_pipeline.assets import sync_cloud_accounts
 from pulse_pipeline.db.schema import cost_explorer_page
 from pulse_pipeline.db.urls import create_pulse_engine, to_sqlalchemy_url
-from pulse_pipeline.definitions import defs
 from pulse_pipeline.resources import AwsCostExplorer, CostSettings, PulseDatabase
 from pulse_pipeline_dev.aws_simulation import SimulatedAws, SimulationSettings
 from pulse_pipeline_tests.support import (
@@ -274,7 +274,7 @@ def test_9_a_network_timeout_is_retried_then_fails_clearly(
     impatient = AwsCostExplorer(read_timeout_seconds=0.5, connect_timeout_seconds=1, max_attempts=2)
 
     result = dg.materialize(
-        [defs().resolve_assets_def("daily_costs_eur")],
+        [sync_cloud_accounts],
         instance=dagster_instance,
         partition_key="acc-1",
         resources={
@@ -325,7 +325,7 @@ def test_11_in_a_batch_a_transient_failure_is_retried_without_refetching_the_oth
     dagster_instance.add_dynamic_partitions("cloud_accounts", ["acc-1", "acc-2"])
 
     result = dg.materialize(
-        [defs().resolve_assets_def("daily_costs_eur")],
+        [sync_cloud_accounts],
         instance=dagster_instance,
         tags={
             "dagster/asset_partition_range_start": "acc-1",
