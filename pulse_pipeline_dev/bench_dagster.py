@@ -3,31 +3,33 @@
 A fresh PULSE database and a fresh Dagster storage database on the local PostgreSQL; the
 instance configuration is the repository's production `dagster.yaml` (queued run coordinator,
 run and pool limits) with only the storage pointed at the fresh database. `dagster-daemon run`
-launches the runs; the 05:00 UTC tick of `daily_aws_cost_sync` is evaluated by Dagster's own
-scheduler code (the function the scheduler daemon calls), so the runs are created and queued
-exactly as on a normal morning. Cost Explorer is the simulated AWS with a latency per request.
+launches the runs and `dagster-webserver` runs beside it, each in its own process group. The
+05:00 UTC tick of `daily_aws_cost_sync` is fired the way the UI's "Test schedule" does it: the
+GraphQL `scheduleDryRun` evaluates the tick and `launchMultipleRuns` submits its run requests
+(config, tags), so the runs wait in the instance's run queue for the daemon as on a normal
+morning. Cost Explorer is the simulated AWS with a latency per request.
 """
 
 import json
-import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from statistics import median
+from typing import Any
 
 import dagster as dg
+import requests
 import yaml
-from dagster._core.workspace.context import WorkspaceProcessContext
-from dagster._core.workspace.load_target import WorkspaceFileTarget
 from sqlalchemy import func, insert, select
 
 from pulse_pipeline.db.migrate import upgrade
@@ -35,10 +37,15 @@ from pulse_pipeline.db.schema import cloud_account, cost_record
 from pulse_pipeline.db.urls import create_pulse_engine
 from pulse_pipeline.definitions import defs
 from pulse_pipeline.partitions import CLOUD_ACCOUNTS, accounts_in_run
+from pulse_pipeline.schedules import daily_aws_cost_sync
 from pulse_pipeline_dev.aws_simulation import SimulatedAws, SimulationSettings
 from pulse_pipeline_dev.postgres import fresh_database
 
 ROOT = Path(__file__).resolve().parent.parent
+WORKSPACE = str(ROOT / "workspace.yaml")
+BIN = Path(sys.executable).parent  # the dagster, dagster-daemon and dagster-webserver commands
+LOCATION = "pulse_pipeline"  # the code location's name in workspace.yaml
+REPOSITORY = "__repository__"  # the repository a `Definitions` object becomes
 BACKFILL_ACCOUNT = "bench-backfill"
 BACKFILL_AWS_ACCOUNT = "999999999999"
 
@@ -70,6 +77,7 @@ class DailySyncFigures:
     rows: int
     statuses_active: int
     status_seconds: float | None
+    cores: int
 
     @property
     def overhead_per_account(self) -> float:
@@ -133,11 +141,11 @@ def _instance_yaml(dagster_url: str) -> str:
 
 
 @contextmanager
-def daemon(environment: dict[str, str], log: Path) -> Iterator[None]:
-    """`dagster-daemon run` in its own process group, stopped by its process group id."""
+def process_group(command: list[str], environment: dict[str, str], log: Path) -> Iterator[None]:
+    """A command in its own process group, stopped by its process group id (TERM, then KILL)."""
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "dagster._daemon", "run", "-w", str(ROOT / "workspace.yaml")],
+            command,
             cwd=ROOT,
             env=environment,
             stdout=out,
@@ -147,33 +155,156 @@ def daemon(environment: dict[str, str], log: Path) -> Iterator[None]:
     try:
         yield
     finally:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(process.pid, sig)
-                process.wait(timeout=20)
-                break
-            except ProcessLookupError:
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        with suppress(ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=20)
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # whatever of the group is still there
+        process.wait(timeout=20)
 
 
-def tick_daily_schedule(instance: dg.DagsterInstance) -> datetime:
-    """Evaluate the next 05:00 UTC tick with the scheduler daemon's own code; its runs queue."""
-    # Imported here: dagster._scheduler must be imported through dagster._daemon (import cycle).
-    from dagster._daemon.daemon import SchedulerDaemon  # noqa: F401
-    from dagster._scheduler.scheduler import launch_scheduled_runs
+def daemon(environment: dict[str, str], log: Path) -> AbstractContextManager[None]:
+    """`dagster-daemon run`: the run queue, the sensors and the schedules."""
+    return process_group([str(BIN / "dagster-daemon"), "run", "-w", WORKSPACE], environment, log)
 
-    logger = logging.getLogger("bench.scheduler")
-    target = WorkspaceFileTarget(paths=[str(ROOT / "workspace.yaml")])
-    now = datetime.now(UTC)
+
+@contextmanager
+def webserver(environment: dict[str, str], log: Path) -> Iterator[str]:
+    """`dagster-webserver` on a free loopback port; yields its URL once the run queue's daemon
+    reports healthy to it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    command = [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", WORKSPACE]
+    with process_group(command, environment, log):
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while not _queue_daemon_healthy(url):
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"the webserver or the daemon did not come up; webserver log:\n"
+                    f"{log.read_text()[-3000:]}"
+                )
+            time.sleep(1)
+        yield url
+
+
+def graphql(url: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The `data` of a GraphQL request to the webserver; its errors raise."""
+    response = requests.post(
+        f"{url}/graphql", json={"query": query, "variables": variables or {}}, timeout=600
+    )
+    response.raise_for_status()
+    body = response.json()
+    if body.get("errors"):
+        raise RuntimeError(f"GraphQL errors: {body['errors']}")
+    return dict(body["data"])
+
+
+QUEUE_DAEMON_HEALTH = """
+query QueueDaemonHealth {
+  instance {
+    daemonHealth { daemonStatus(daemonType: "QUEUED_RUN_COORDINATOR") { healthy } }
+  }
+}"""
+
+
+def _queue_daemon_healthy(url: str) -> bool:
+    try:
+        data = graphql(url, QUEUE_DAEMON_HEALTH)
+    except (requests.RequestException, RuntimeError):
+        return False
+    return bool(data["instance"]["daemonHealth"]["daemonStatus"]["healthy"])
+
+
+# The UI's "Test schedule": evaluate one tick, then launch the runs it requests.
+SCHEDULE_DRY_RUN = """
+mutation ScheduleDryRun($selectorData: ScheduleSelector!, $timestamp: Float) {
+  scheduleDryRun(selectorData: $selectorData, timestamp: $timestamp) {
+    __typename
+    ... on DryRunInstigationTick {
+      evaluationResult {
+        runRequests { runKey jobName runConfigYaml tags { key value } assetSelection { path } }
+        skipReason
+        error { message }
+      }
+    }
+    ... on Error { message }
+  }
+}"""
+# InvalidStepError, InvalidOutputError and RunConfigValidationInvalid do not implement Error.
+LAUNCH_MULTIPLE_RUNS = """
+mutation LaunchMultipleRuns($executionParamsList: [ExecutionParams!]!) {
+  launchMultipleRuns(executionParamsList: $executionParamsList) {
+    __typename
+    ... on LaunchMultipleRunsResult {
+      launchMultipleRunsResult {
+        __typename
+        ... on LaunchRunSuccess { run { runId } }
+        ... on Error { message }
+        ... on RunConfigValidationInvalid { errors { message } }
+        ... on InvalidStepError { invalidStepKey }
+        ... on InvalidOutputError { stepKey invalidOutputName }
+      }
+    }
+    ... on Error { message }
+  }
+}"""
+
+
+def next_daily_tick(now: datetime) -> datetime:
+    """The next 05:00 UTC tick of `daily_aws_cost_sync` (today's, before 05:00)."""
     tick = (now + timedelta(days=1)).replace(hour=5, minute=0, second=0, microsecond=0)
-    if now.hour < 5:
-        tick -= timedelta(days=1)
-    with WorkspaceProcessContext(instance, target) as context:
-        for end in (now, tick + timedelta(seconds=1)):  # the first call only records state
-            list(launch_scheduled_runs(context, logger, end, iteration_times={}))
-    return tick
+    return tick - timedelta(days=1) if now.hour < 5 else tick
+
+
+def tick_daily_schedule(url: str) -> list[str]:
+    """Fire the next 05:00 UTC tick as the UI's "Test schedule" does; the ids of its queued runs.
+
+    The runs keep the run requests' tags (`pulse/trigger`, the partition or partition range,
+    `dagster/schedule_name`) but, as from the UI, not the run key or the tick's id.
+    """
+    selector = {
+        "repositoryLocationName": LOCATION,
+        "repositoryName": REPOSITORY,
+        "scheduleName": daily_aws_cost_sync.name,
+    }
+    timestamp = next_daily_tick(datetime.now(UTC)).timestamp()
+    dry_run = graphql(url, SCHEDULE_DRY_RUN, {"selectorData": selector, "timestamp": timestamp})
+    tick = dry_run["scheduleDryRun"]
+    if tick["__typename"] != "DryRunInstigationTick":
+        raise RuntimeError(f"scheduleDryRun: {tick}")
+    evaluation = tick["evaluationResult"]
+    if evaluation["error"] or not evaluation["runRequests"]:
+        raise RuntimeError(f"the tick requested no run: {evaluation}")
+    params = [_execution_params(request, selector) for request in evaluation["runRequests"]]
+    launched = graphql(url, LAUNCH_MULTIPLE_RUNS, {"executionParamsList": params})
+    result = launched["launchMultipleRuns"]
+    if result["__typename"] != "LaunchMultipleRunsResult":
+        raise RuntimeError(f"launchMultipleRuns: {result}")
+    runs = result["launchMultipleRunsResult"]
+    failed = [run for run in runs if run["__typename"] != "LaunchRunSuccess"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(runs)} runs not launched, first: {failed[0]}")
+    return [run["run"]["runId"] for run in runs]
+
+
+def _execution_params(request: dict[str, Any], selector: dict[str, str]) -> dict[str, Any]:
+    """What the UI sends for one run request: its config as YAML, its tags, no asset subset."""
+    if request["assetSelection"]:
+        raise ValueError(f"the UI would launch the whole job for {request['runKey']}")
+    return {
+        "selector": {
+            "repositoryLocationName": selector["repositoryLocationName"],
+            "repositoryName": selector["repositoryName"],
+            "jobName": request["jobName"] or daily_aws_cost_sync.job_name,
+            "assetSelection": [],
+            "assetCheckSelection": [],
+        },
+        "runConfigData": request["runConfigYaml"],
+        "mode": "default",
+        "executionMetadata": {"tags": request["tags"]},
+    }
 
 
 def _sync_runs(instance: dg.DagsterInstance, trigger: str) -> list[dg.RunRecord]:
@@ -297,8 +428,12 @@ def measure(
                     .execute_in_process(instance=instance)
                     .success
                 )
-                with daemon(dict(os.environ), home / "daemon.log"):
-                    daily = _daily_sync(instance, aws, pulse_url, accounts, timeout)
+                environment = dict(os.environ)
+                with (
+                    daemon(environment, home / "daemon.log"),
+                    webserver(environment, home / "webserver.log") as url,
+                ):
+                    daily = _daily_sync(instance, aws, url, pulse_url, accounts, timeout)
                     backfill = _backfill(instance, aws, pulse_url, backfill_services, timeout)
             return daily, backfill
     finally:
@@ -308,13 +443,20 @@ def measure(
 
 
 def _daily_sync(
-    instance: dg.DagsterInstance, aws: SimulatedAws, pulse_url: str, accounts: int, timeout: float
+    instance: dg.DagsterInstance,
+    aws: SimulatedAws,
+    url: str,
+    pulse_url: str,
+    accounts: int,
+    timeout: float,
 ) -> DailySyncFigures:
     aws.reset_request_counts()
     started = time.monotonic()
-    tick_daily_schedule(instance)
+    launched = tick_daily_schedule(url)
     records = wait_for_runs(instance, "daily", timeout)
     wall = time.monotonic() - started
+    if sorted(record.dagster_run.run_id for record in records) != sorted(launched):
+        raise RuntimeError("the runs tagged pulse/trigger=daily are not the runs the tick launched")
     status_seconds = _wait_for_statuses(pulse_url, accounts, timeout=120)
     window_days = {
         int(m.metadata["days"].value)  # type: ignore[arg-type]
@@ -335,6 +477,7 @@ def _daily_sync(
         rows=_cost_rows(pulse_url),
         statuses_active=_active_accounts(pulse_url),
         status_seconds=(wall + status_seconds) if status_seconds is not None else None,
+        cores=os.cpu_count() or 1,
     )
 
 
@@ -359,7 +502,7 @@ def _backfill(
     started = time.monotonic()
     subprocess.run(
         [
-            sys.executable, "-m", "dagster", "job", "launch", "-w", str(ROOT / "workspace.yaml"),
+            str(BIN / "dagster"), "job", "launch", "-w", WORKSPACE,
             "-j", "sync_aws_costs", "--config-json", json.dumps(config),
             "--tags", json.dumps({"dagster/partition": BACKFILL_ACCOUNT, "pulse/trigger": "backfill"}),
         ],
@@ -384,7 +527,8 @@ def report(daily: DailySyncFigures, backfill: BackfillFigures, latency: float, l
     sizes = sorted({run.accounts for run in runs})
     lines = [
         f"Daily sync through Dagster ({daily.accounts} accounts, {daily.days}-day default "
-        f"window, {latency * 1000:.0f} ms per Cost Explorer request, at most {limit} at once)",
+        f"window, {latency * 1000:.0f} ms per Cost Explorer request, at most {limit} at once; "
+        f"the runs, dagster-daemon and dagster-webserver share {daily.cores} cores)",
         f"{'wall time, tick to last run finished':<44}{daily.wall_seconds:>10.1f} s",
         f"{'runs (accounts per run)':<44}{len(runs):>10} ({', '.join(map(str, sizes))})",
         f"{'failed runs':<44}{daily.failed_runs:>10}",

@@ -34,8 +34,9 @@ def test_the_benchmark_command_prints_every_figure(
                    "peak memory of the run"):  # fmt: skip
         assert figure in out
     assert "(24 rows, 2 accounts)" in out
-    # The daily sync through the daemon: every account synced in one batch run, one request
-    # each, and every status written back to PULSE.
+    # The daily sync through the daemon, its tick fired over the webserver's GraphQL: every
+    # account synced in one batch run, one request each, and every status written back to PULSE.
+    assert "dagster-daemon and dagster-webserver share" in out
     assert figure_of(out, "runs (accounts per run)") == "1 (3)"
     assert figure_of(out, "failed runs") == "0"
     assert figure_of(out, "Cost Explorer requests (per account)") == "3 (1.0)"

@@ -1,5 +1,6 @@
 """The two Dagster instance configurations in the repository load and work."""
 
+import re
 import shutil
 from pathlib import Path
 
@@ -23,7 +24,7 @@ def test_production_dagster_yaml_runs_on_postgresql(
 
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        assert isinstance(instance.run_coordinator, dg.QueuedRunCoordinator)
         assert instance.run_monitoring_enabled
         instance.add_dynamic_partitions("cloud_accounts", ["acc-config-check"])
         assert "acc-config-check" in instance.get_dynamic_partitions("cloud_accounts")
@@ -36,6 +37,13 @@ def test_production_dagster_yaml_runs_on_postgresql(
         assert per_account == [
             {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
         ]
+
+
+@pytest.mark.parametrize("config", ["dagster.yaml", "dagster.local.yaml"])
+def test_instance_configs_name_only_public_modules(config: str) -> None:
+    modules = re.findall(r"^\s*module:\s*(\S+)", (REPO / config).read_text(), re.MULTILINE)
+    private = [m for m in modules if any(part.startswith("_") for part in m.split("."))]
+    assert private == []
 
 
 def test_local_dagster_yaml_limits_one_sync_per_account(tmp_path: Path) -> None:
