@@ -60,10 +60,9 @@ def _invalid(message: str) -> CostExplorerError:
     return CostExplorerError("ValidationException", message)
 
 
-def _bad_token() -> CostExplorerError:
-    return CostExplorerError(
-        "InvalidNextTokenException", INJECTABLE_ERROR_CODES["InvalidNextTokenException"]
-    )
+def known_error(code: str) -> CostExplorerError:
+    """The error ``code`` of ``INJECTABLE_ERROR_CODES`` with its message."""
+    return CostExplorerError(code, INJECTABLE_ERROR_CODES[code])
 
 
 @dataclass(frozen=True)
@@ -81,7 +80,7 @@ class CostRequest:
         return self.offset // page_size + 1
 
 
-def fingerprint(payload: Mapping[str, Any]) -> str:
+def _fingerprint(payload: Mapping[str, Any]) -> str:
     """A digest of every request parameter except ``NextPageToken``."""
     rest = {key: value for key, value in payload.items() if key != "NextPageToken"}
     return hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()[:16]
@@ -93,19 +92,17 @@ def encode_token(offset: int, request_fingerprint: str) -> str:
     return base64.urlsafe_b64encode(raw).decode()
 
 
-def decode_token(token: str, request_fingerprint: str) -> int:
+def _decode_token(token: str, request_fingerprint: str) -> int:
     """The offset in ``token``, or the error Cost Explorer sends for a bad or foreign token."""
     try:
         data = json.loads(base64.urlsafe_b64decode(token.encode()))
         offset, token_fingerprint = data["o"], data["f"]
     except (binascii.Error, ValueError, KeyError, TypeError) as error:
-        raise _bad_token() from error
+        raise known_error("InvalidNextTokenException") from error
     if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-        raise _bad_token()
+        raise known_error("InvalidNextTokenException")
     if token_fingerprint != request_fingerprint:
-        raise CostExplorerError(
-            "RequestChangedException", INJECTABLE_ERROR_CODES["RequestChangedException"]
-        )
+        raise known_error("RequestChangedException")
     return offset
 
 
@@ -144,11 +141,11 @@ def parse_request(body: bytes) -> CostRequest:
     if payload.get("GroupBy") != list(GROUP_BY):
         raise _invalid(f"GroupBy {payload.get('GroupBy')!r} is not simulated: use {list(GROUP_BY)}")
 
-    request_fingerprint = fingerprint(payload)
+    request_fingerprint = _fingerprint(payload)
     token = payload.get("NextPageToken")
     if token is not None and not isinstance(token, str):
-        raise _bad_token()
-    offset = decode_token(token, request_fingerprint) if token else 0
+        raise known_error("InvalidNextTokenException")
+    offset = _decode_token(token, request_fingerprint) if token else 0
     return CostRequest(start, end, metrics[0], request_fingerprint, offset)
 
 
@@ -167,7 +164,7 @@ def answer(
     ``estimated_days`` days of the requested period are ``Estimated``.
     """
     if request.offset > len(lines):
-        raise _bad_token()
+        raise known_error("InvalidNextTokenException")
     first_estimated = request.end - timedelta(days=estimated_days)
     page = lines[request.offset : request.offset + page_size]
     results: list[dict[str, Any]] = []

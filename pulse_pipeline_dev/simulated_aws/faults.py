@@ -11,7 +11,7 @@ import threading
 import time
 from xml.sax.saxutils import escape
 
-from pulse_pipeline_dev.simulated_aws.api import INJECTABLE_ERROR_CODES, CostExplorerError
+from pulse_pipeline_dev.simulated_aws.api import CostExplorerError, known_error
 from pulse_pipeline_dev.simulated_aws.settings import SimulationSettings
 
 EXPIRED_TOKEN_MESSAGE = "The security token included in the request is expired"
@@ -110,7 +110,7 @@ class Faults:
                     raise _expired_token()
         failure = self.settings.fail_with.get(account_id)
         if failure is not None and failure[1] == page:
-            raise CostExplorerError(failure[0], INJECTABLE_ERROR_CODES[failure[0]])
+            raise known_error(failure[0])
 
     def assume_role(self, caller_account_id: str, role_arn: str, external_id: str | None) -> None:
         """Count, sleep, then fail with ``Throttling`` (400) or ``AccessDenied`` (403) if due.
