@@ -30,8 +30,8 @@ from pulse_pipeline.db.urls import create_pulse_engine
 from pulse_pipeline.normalise import CostLine, EurCost
 from pulse_pipeline.sync_window import SyncWindow
 from pulse_pipeline_dev import bench_dagster
-from pulse_pipeline_dev.aws_simulation import SimulatedAws, SimulationSettings
 from pulse_pipeline_dev.postgres import fresh_database
+from pulse_pipeline_dev.simulated_aws import SimulatedAws, SimulationSettings
 
 PRICE_PER_REQUEST = Decimal("0.01")
 AWS_ACCOUNT = "111111111111"

@@ -38,8 +38,8 @@ from pulse_pipeline.db.urls import create_pulse_engine
 from pulse_pipeline.definitions import defs
 from pulse_pipeline.partitions import CLOUD_ACCOUNTS, accounts_in_run
 from pulse_pipeline.schedules import daily_aws_cost_sync
-from pulse_pipeline_dev.aws_simulation import SimulatedAws, SimulationSettings
 from pulse_pipeline_dev.postgres import fresh_database
+from pulse_pipeline_dev.simulated_aws import SimulatedAws, SimulationSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKSPACE = str(ROOT / "workspace.yaml")

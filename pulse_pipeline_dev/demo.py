@@ -1,7 +1,7 @@
 """`python -m pulse_pipeline_dev.demo`: sync a few demo AWS accounts into a local PULSE database.
 
 Uses the embedded defaults (SQLite for PULSE and for Dagster under DAGSTER_HOME, default
-`./.dagster_home`) and a simulated AWS (moto's server, see aws_simulation.py) reached through
+`./.dagster_home`) and a simulated AWS (moto's server, see simulated_aws/) reached through
 the standard AWS_ENDPOINT_URL setting. Every sync is a real Dagster run, so `dagster dev` shows
 them afterwards.
 """
@@ -24,7 +24,7 @@ from pulse_pipeline.db.migrate import upgrade
 from pulse_pipeline.db.schema import cloud_account, cost_record
 from pulse_pipeline.db.urls import create_pulse_engine, redacted
 from pulse_pipeline.definitions import defs
-from pulse_pipeline_dev.aws_simulation import SimulatedAws, SimulationSettings
+from pulse_pipeline_dev.simulated_aws import SimulatedAws, SimulationSettings
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 DENIED_ROLE = "arn:aws:iam::444444444444:role/PulseCostRead"
@@ -208,7 +208,9 @@ def _environment() -> str:
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path.cwd() / ".dagster_home"))).resolve()
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
-    database_url = os.environ.setdefault("DATABASE_URL", f"sqlite:///{home / 'pulse.db'}")
+    # The demo opts into the embedded default explicitly; production has to set DATABASE_URL.
+    database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{home / 'pulse.db'}"
+    os.environ["DATABASE_URL"] = database_url
     upgrade(database_url)
     return database_url
 

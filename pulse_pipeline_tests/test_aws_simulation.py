@@ -1,7 +1,8 @@
-"""The demo's local AWS simulation, exercised through plain boto3 like the pipeline would."""
+"""The local AWS simulation: its pure parts, then its server through real boto3 clients."""
 
-import math
+import json
 import socket
+import threading
 import time
 from collections import Counter
 from datetime import date, timedelta
@@ -12,25 +13,165 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, ReadTimeoutError
+from moto import mock_aws
 from moto.ce.models import CostExplorerBackend
 from moto.ce.responses import CostExplorerResponse
+from moto.server import DomainDispatcherApplication
 from moto.sts.models import STSBackend
+from moto.sts.responses import TokenResponse
 
-from pulse_pipeline_dev.aws_simulation import (
+from pulse_pipeline.cost_explorer import METRICS, cost_and_usage_request
+from pulse_pipeline.sync_window import SyncWindow
+from pulse_pipeline_dev.simulated_aws import (
     INJECTABLE_ERROR_CODES,
     SimulatedAws,
     SimulationSettings,
     service_names,
 )
+from pulse_pipeline_dev.simulated_aws.api import (
+    CostExplorerError,
+    answer,
+    encode_token,
+    parse_request,
+)
+from pulse_pipeline_dev.simulated_aws.data import day_lines, format_amount, window_lines
 
-ROLE_111 = "arn:aws:iam::111111111111:role/PulseRead"
-ROLE_222 = "arn:aws:iam::222222222222:role/PulseRead"
+ACC_111, ACC_222 = "111111111111", "222222222222"
+ROLE_111 = f"arn:aws:iam::{ACC_111}:role/PulseRead"
+ROLE_222 = f"arn:aws:iam::{ACC_222}:role/PulseRead"
 DENIED_ROLE = "arn:aws:iam::333333333333:role/PulseRead"
 EXTERNAL_ID = "pulse-demo-external-id"
-START = date(2026, 10, 27)
-END = date(2026, 11, 6)  # exclusive: ten days across a month boundary
-TEN_DAYS = [START + timedelta(days=n) for n in range(10)]
-BY_SERVICE = [{"Type": "DIMENSION", "Key": "SERVICE"}]
+TEN_DAYS = [date(2026, 10, 27) + timedelta(days=n) for n in range(10)]  # across a month end
+WINDOW = SyncWindow(TEN_DAYS[0], TEN_DAYS[-1])
+
+# botocore's Config: ``max_attempts`` counts the *retries*, ``total_max_attempts`` every attempt.
+STANDARD_RETRIES = Config(retries={"mode": "standard", "max_attempts": 8})
+NO_RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 1})
+
+
+def pipeline_request(metric: str = "UnblendedCost", **extra: Any) -> dict[str, Any]:
+    """The request pulse_pipeline sends for the ten-day window."""
+    return {**cost_and_usage_request(WINDOW, metric), **extra}
+
+
+def body(**changes: Any) -> bytes:
+    """The JSON body of the pipeline's request, with some parameters changed or removed."""
+    request = {**pipeline_request(), **changes}
+    return json.dumps({k: v for k, v in request.items() if v is not None}).encode()
+
+
+# -- the pure parts ------------------------------------------------------------------------
+
+
+def test_costs_are_deterministic_per_seed_and_account() -> None:
+    lines = day_lines(0, 30, ACC_111, TEN_DAYS[0])
+    assert day_lines(0, 30, ACC_111, TEN_DAYS[0]) == lines
+    assert day_lines(1, 30, ACC_111, TEN_DAYS[0]) != lines
+    assert day_lines(0, 30, ACC_222, TEN_DAYS[0]) != lines
+    usage = [line.service for line in lines if line.record_type == "Usage"]
+    assert usage == service_names(30)  # every service, every day
+    assert usage[-1] == "Simulated Service 030"
+    assert {line.record_type for line in lines} == {"Usage", "Credit", "Tax"}
+    assert all(line.cost < 0 for line in lines if line.record_type == "Credit")
+    assert all(line.cost > 0 for line in lines if line.record_type != "Credit")
+    assert format_amount(Decimal("1.50000000004")) == "1.5"
+    assert format_amount(Decimal("-0.00000000001")) == "0"
+
+
+def test_the_pipelines_own_requests_are_accepted_for_every_metric() -> None:
+    for metric in METRICS:
+        request = parse_request(json.dumps(pipeline_request(metric)).encode())
+        assert (request.start, request.end, request.metric, request.offset) == (
+            TEN_DAYS[0],
+            date(2026, 11, 6),  # End is exclusive
+            metric,
+            0,
+        )
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"Metrics": ["BlendedCost"]},
+        {"Metrics": ["UsageQuantity"]},
+        {"Metrics": ["UnblendedCost", "AmortizedCost"]},
+        {"Granularity": "MONTHLY"},
+        {"GroupBy": [{"Type": "DIMENSION", "Key": "SERVICE"}]},
+        {"GroupBy": [{"Type": "DIMENSION", "Key": "LINKED_ACCOUNT"}]},
+        {"GroupBy": None},
+        {"Filter": {"Dimensions": {"Key": "SERVICE", "Values": ["AWS Lambda"]}}},
+        {"TimePeriod": {"Start": "2026-11-06", "End": "2026-10-27"}},
+        {"TimePeriod": {"Start": "27/10/2026", "End": "2026-11-06"}},
+    ],
+)
+def test_what_the_pipeline_never_asks_is_a_validation_exception(changes: dict[str, Any]) -> None:
+    with pytest.raises(CostExplorerError) as error:
+        parse_request(body(**changes))
+    assert error.value.code == "ValidationException"
+
+
+def test_pages_cover_the_window_once_and_tokens_belong_to_their_request() -> None:
+    lines = window_lines(0, 5, ACC_111, TEN_DAYS[0], date(2026, 11, 6))
+    request = parse_request(body())
+    pages = []
+    while True:
+        page = answer(request, lines, currency="USD", page_size=7, estimated_days=2)
+        pages.append(page)
+        if "NextPageToken" not in page:
+            break
+        request = parse_request(body(NextPageToken=page["NextPageToken"]))
+        assert request.page_number(7) == len(pages) + 1
+
+    groups = [
+        (result["TimePeriod"]["Start"], *group["Keys"])
+        for page in pages
+        for result in page["ResultsByTime"]
+        for group in result["Groups"]
+    ]
+    assert groups == [(line.day.isoformat(), line.service, line.record_type) for line in lines]
+    assert len(pages) == -(-len(lines) // 7)
+    token = encode_token(7, request.fingerprint)
+    with pytest.raises(CostExplorerError) as changed:
+        parse_request(body(Metrics=["AmortizedCost"], NextPageToken=token))
+    with pytest.raises(CostExplorerError) as garbage:
+        parse_request(body(NextPageToken="not-a-token"))
+    assert changed.value.code == "RequestChangedException"
+    assert garbage.value.code == "InvalidNextTokenException"
+
+
+def test_settings_are_validated() -> None:
+    with pytest.raises(ValueError, match="currency_by_account: '1234' is not a 12-digit"):
+        SimulationSettings(currency_by_account={"1234": "EUR"})
+    with pytest.raises(ValueError, match="is not a currency code"):
+        SimulationSettings(currency_by_account={ACC_111: "euro"})
+    with pytest.raises(ValueError, match="page_size"):
+        SimulationSettings(page_size=0)
+    with pytest.raises(ValueError, match="services_by_account: '1234'"):
+        SimulationSettings(services_by_account={"1234": 3})
+    with pytest.raises(ValueError, match="throttle_first"):
+        SimulationSettings(throttle_first={ACC_111: -1})
+    with pytest.raises(ValueError, match="expire_token_at_page"):
+        SimulationSettings(expire_token_at_page={ACC_111: 0})
+    with pytest.raises(ValueError, match="is not one of"):
+        SimulationSettings(fail_with={ACC_111: ("AccessDenied", 1)})
+    with pytest.raises(ValueError, match="page number"):
+        SimulationSettings(fail_with={ACC_111: ("ValidationException", 0)})
+    with pytest.raises(ValueError, match="sts_throttle_first"):
+        SimulationSettings(sts_throttle_first=-1)
+    with pytest.raises(ValueError, match="sts_latency_seconds"):
+        SimulationSettings(sts_latency_seconds=-0.1)
+    listed = SimulationSettings(fail_with={ACC_111: ["ValidationException", 2]})  # type: ignore[dict-item]
+    assert listed.fail_with == {ACC_111: ("ValidationException", 2)}
+
+
+# -- the server, through boto3 ---------------------------------------------------------------
+
+
+def sts_client(aws: SimulatedAws, config: Config | None = None) -> Any:
+    """A plain STS client for the simulation (the conftest's fake credentials)."""
+    return boto3.client(
+        "sts", region_name="us-east-1", endpoint_url=aws.endpoint_url, config=config
+    )
 
 
 def ce_client(
@@ -40,8 +181,7 @@ def ce_client(
     config: Config | None = None,
 ) -> Any:
     """A Cost Explorer client with credentials from AssumeRole, as the pipeline builds it."""
-    sts = boto3.client("sts", region_name="us-east-1", endpoint_url=aws.endpoint_url)
-    credentials = sts.assume_role(
+    credentials = sts_client(aws).assume_role(
         RoleArn=role_arn, RoleSessionName="pulse-test", ExternalId=external_id
     )["Credentials"]
     return boto3.client(
@@ -55,167 +195,125 @@ def ce_client(
     )
 
 
-def get_all_pages(ce: Any, **request: Any) -> list[dict[str, Any]]:
+def get_all_pages(ce: Any, request: dict[str, Any]) -> list[dict[str, Any]]:
     """Every page of one GetCostAndUsage request, following NextPageToken."""
-    pages = []
-    token = None
-    while True:
-        page = ce.get_cost_and_usage(**request, **({"NextPageToken": token} if token else {}))
-        pages.append(page)
-        token = page.get("NextPageToken")
-        if not token:
-            return pages
+    pages = [ce.get_cost_and_usage(**request)]
+    while "NextPageToken" in pages[-1]:
+        pages.append(ce.get_cost_and_usage(**request, NextPageToken=pages[-1]["NextPageToken"]))
+    return pages
 
 
-def daily_request(group_by: list[dict[str, str]] | None = None, **extra: Any) -> dict[str, Any]:
-    """A DAILY UnblendedCost request for the ten-day window."""
-    return {
-        "TimePeriod": {"Start": START.isoformat(), "End": END.isoformat()},
-        "Granularity": "DAILY",
-        "Metrics": ["UnblendedCost"],
-        "GroupBy": BY_SERVICE if group_by is None else group_by,
-        **extra,
-    }
-
-
-def test_ten_day_window_returns_exactly_the_requested_days() -> None:
-    settings = SimulationSettings(services_per_day=4, estimated_days=2)
-    with SimulatedAws(settings) as aws:
-        ce = ce_client(aws)
-        response = ce.get_cost_and_usage(**daily_request(Metrics=["UnblendedCost", "BlendedCost"]))
-        again = ce.get_cost_and_usage(**daily_request(Metrics=["UnblendedCost", "BlendedCost"]))
-
-    assert "NextPageToken" not in response
-    assert response["GroupDefinitions"] == BY_SERVICE
-    assert response["DimensionValueAttributes"] == []
-    results = response["ResultsByTime"]
-    assert [r["TimePeriod"]["Start"] for r in results] == [d.isoformat() for d in TEN_DAYS]
-    assert [r["TimePeriod"]["End"] for r in results] == [
-        (d + timedelta(days=1)).isoformat() for d in TEN_DAYS
-    ]
-    assert [r["Estimated"] for r in results] == [False] * 8 + [True] * 2
-    for result in results:
-        assert result["Total"] == {}
-        assert [g["Keys"] for g in result["Groups"]] == [[s] for s in service_names(4)]
-        for group in result["Groups"]:
-            assert set(group["Metrics"]) == {"UnblendedCost", "BlendedCost"}
-            metric = group["Metrics"]["UnblendedCost"]
-            assert metric["Unit"] == "USD"
-            amount = Decimal(metric["Amount"])
-            assert amount > 0
-            assert -amount.as_tuple().exponent <= 10  # type: ignore[operator]
-            day = date.fromisoformat(result["TimePeriod"]["Start"])
-            assert amount == aws.expected_cost("111111111111", day, group["Keys"][0])
-    assert again["ResultsByTime"] == results  # deterministic
-
-
-def test_without_group_by_each_day_has_a_total() -> None:
-    with SimulatedAws(SimulationSettings(services_per_day=3)) as aws:
-        response = ce_client(aws).get_cost_and_usage(**daily_request(group_by=[]))
-    assert "GroupDefinitions" not in response
-    for result in response["ResultsByTime"]:
-        day = date.fromisoformat(result["TimePeriod"]["Start"])
-        assert result["Groups"] == []
-        expected = sum(aws.expected_cost("111111111111", day, s) for s in service_names(3))
-        assert Decimal(result["Total"]["UnblendedCost"]["Amount"]) == expected
-
-
-def test_record_type_as_second_key_adds_up_to_the_service_amounts() -> None:
-    with SimulatedAws(SimulationSettings(services_per_day=20)) as aws:
-        ce = ce_client(aws)
-        by_service = ce.get_cost_and_usage(**daily_request())
-        by_both = get_all_pages(
-            ce, **daily_request([*BY_SERVICE, {"Type": "DIMENSION", "Key": "RECORD_TYPE"}])
-        )
-    assert len(by_both) == 2  # 20 services x 10 days plus credits and taxes: over 200 groups
-    assert by_both[0]["GroupDefinitions"][1] == {"Type": "DIMENSION", "Key": "RECORD_TYPE"}
-    sums: Counter[tuple[str, str]] = Counter()
-    record_types = set()
-    for result in (r for page in by_both for r in page["ResultsByTime"]):
-        for group in result["Groups"]:
-            service, record_type = group["Keys"]
-            record_types.add(record_type)
-            sums[result["TimePeriod"]["Start"], service] += Decimal(  # type: ignore[assignment]
-                group["Metrics"]["UnblendedCost"]["Amount"]
-            )
-    assert record_types == {"Usage", "Credit", "Tax"}
-    for result in by_service["ResultsByTime"]:
-        for group in result["Groups"]:
-            key = (result["TimePeriod"]["Start"], group["Keys"][0])
-            assert sums[key] == Decimal(group["Metrics"]["UnblendedCost"]["Amount"])
-
-
-def test_pages_split_days_and_cover_every_day_and_service_once() -> None:
-    settings = SimulationSettings(services_per_day=5, page_size=7)
-    with SimulatedAws(settings) as aws:
-        ce = ce_client(aws)
-        pages = get_all_pages(ce, **daily_request())
-        requests_made = aws.request_count("111111111111")
-
-        first = ce.get_cost_and_usage(**daily_request())
-        changed = daily_request(Metrics=["BlendedCost"], NextPageToken=first["NextPageToken"])
-        with pytest.raises(ClientError) as changed_error:
-            ce.get_cost_and_usage(**changed)
-        with pytest.raises(ClientError) as bad_token:
-            ce.get_cost_and_usage(**daily_request(NextPageToken="not-a-token"))
-
-    assert len(pages) == math.ceil(10 * 5 / 7) == requests_made
-    assert all("NextPageToken" in page for page in pages[:-1])
-    assert "NextPageToken" not in pages[-1]
-    assert all(sum(len(r["Groups"]) for r in p["ResultsByTime"]) <= 7 for p in pages)
-
-    seen = Counter(
-        (result["TimePeriod"]["Start"], group["Keys"][0])
+def groups_of(pages: list[dict[str, Any]]) -> Counter[tuple[str, str, str]]:
+    """How often each (day, service, record type) group was answered."""
+    return Counter(
+        (result["TimePeriod"]["Start"], *group["Keys"])
         for page in pages
         for result in page["ResultsByTime"]
         for group in result["Groups"]
     )
-    expected = {(d.isoformat(), s) for d in TEN_DAYS for s in service_names(5)}
-    assert set(seen) == expected
+
+
+def test_a_window_is_answered_in_pages_with_exactly_the_requested_days() -> None:
+    with SimulatedAws(SimulationSettings(services_per_day=5, page_size=7)) as aws:
+        ce = ce_client(aws)
+        pages = get_all_pages(ce, pipeline_request())
+        again = get_all_pages(ce, pipeline_request())
+        requests = aws.request_count(ACC_111)
+
+    assert len(pages) > 1
+    assert requests == 2 * len(pages)  # one request per page, the window fetched twice
+    assert pages[0]["GroupDefinitions"] == pipeline_request()["GroupBy"]
+    seen = groups_of(pages)
     assert set(seen.values()) == {1}
-    # Some day continues on the next page, as in the real service.
+    assert {day for day, _, _ in seen} == {d.isoformat() for d in TEN_DAYS}
+    assert {(day, s) for day, s, rt in seen if rt == "Usage"} == {
+        (d.isoformat(), s) for d in TEN_DAYS for s in service_names(5)
+    }
+    # A day continues on the next page, as in the real service.
     last_days = [p["ResultsByTime"][-1]["TimePeriod"]["Start"] for p in pages[:-1]]
     first_days = [p["ResultsByTime"][0]["TimePeriod"]["Start"] for p in pages[1:]]
     assert any(a == b for a, b in zip(last_days, first_days, strict=True))
+    periods = {
+        r["TimePeriod"]["Start"]: (r["TimePeriod"]["End"], r["Estimated"])
+        for p in pages
+        for r in p["ResultsByTime"]
+    }
+    assert periods == {
+        d.isoformat(): ((d + timedelta(days=1)).isoformat(), d >= TEN_DAYS[-2]) for d in TEN_DAYS
+    }
+    for page in pages:
+        for result in page["ResultsByTime"]:
+            day = date.fromisoformat(result["TimePeriod"]["Start"])
+            for group in result["Groups"]:
+                amount = group["Metrics"]["UnblendedCost"]
+                assert amount["Unit"] == "USD"
+                assert Decimal(amount["Amount"]) == aws.expected_cost(ACC_111, day, *group["Keys"])
+    assert [p["ResultsByTime"] for p in again] == [p["ResultsByTime"] for p in pages]
 
-    assert changed_error.value.response["Error"]["Code"] == "RequestChangedException"
-    assert bad_token.value.response["Error"]["Code"] == "InvalidNextTokenException"
 
-
-def test_currency_and_request_counts_are_per_account() -> None:
-    settings = SimulationSettings(services_per_day=2, currency_by_account={"222222222222": "EUR"})
+def test_every_cost_metric_reports_the_expected_cost_in_the_accounts_currency() -> None:
+    settings = SimulationSettings(services_per_day=3, currency_by_account={ACC_222: "EUR"})
     with SimulatedAws(settings) as aws:
-        usd = ce_client(aws, ROLE_111).get_cost_and_usage(**daily_request())
-        ce_eur = ce_client(aws, ROLE_222)
-        eur = ce_eur.get_cost_and_usage(**daily_request())
-        ce_eur.get_cost_and_usage(**daily_request(group_by=[]))
-        counts = (aws.request_count("111111111111"), aws.request_count("222222222222"))
-        total = aws.total_requests()
-        other = aws.request_count("999999999999")
-
-    def units(response: dict[str, Any]) -> set[str]:
-        return {
-            metric["Unit"]
-            for result in response["ResultsByTime"]
-            for group in result["Groups"]
-            for metric in group["Metrics"].values()
+        answers = {
+            (account, metric): ce.get_cost_and_usage(**pipeline_request(metric))
+            for account, ce in (
+                (ACC_111, ce_client(aws, ROLE_111)),
+                (ACC_222, ce_client(aws, ROLE_222)),
+            )
+            for metric in METRICS
         }
+        counts = aws.requests_by_account()
+        total = aws.total_requests()
 
-    assert units(usd) == {"USD"}
-    assert units(eur) == {"EUR"}
-    assert usd["ResultsByTime"] != eur["ResultsByTime"]  # amounts differ per account too
-    assert counts == (1, 2)
-    assert total == 3
-    assert other == 0
+    for (account, metric), response in answers.items():
+        for result in response["ResultsByTime"]:
+            day = date.fromisoformat(result["TimePeriod"]["Start"])
+            for group in result["Groups"]:
+                assert group["Metrics"] == {
+                    metric: {
+                        "Amount": format_amount(aws.expected_cost(account, day, *group["Keys"])),
+                        "Unit": "EUR" if account == ACC_222 else "USD",
+                    }
+                }
+    assert counts == {ACC_111: 4, ACC_222: 4} and total == 8
 
 
-def test_latency_is_applied_per_request() -> None:
-    with SimulatedAws(SimulationSettings(services_per_day=1, latency_seconds=0.3)) as aws:
-        ce = ce_client(aws)
+def test_a_changed_request_or_a_bad_token_gets_the_cost_explorer_error() -> None:
+    with SimulatedAws(SimulationSettings(services_per_day=5, page_size=7)) as aws:
+        ce = ce_client(aws, config=NO_RETRIES)
+        token = ce.get_cost_and_usage(**pipeline_request())["NextPageToken"]
+        raised = {}
+        for name, request in {
+            "changed": pipeline_request("AmortizedCost", NextPageToken=token),
+            "garbage": pipeline_request(NextPageToken="not-a-token"),
+            "unsimulated": {**pipeline_request(), "Granularity": "MONTHLY"},
+        }.items():
+            with pytest.raises(ClientError) as error:
+                ce.get_cost_and_usage(**request)
+            raised[name] = error.value.response
+        counted = aws.request_count(ACC_111)
+
+    assert {name: r["Error"]["Code"] for name, r in raised.items()} == {
+        "changed": "RequestChangedException",
+        "garbage": "InvalidNextTokenException",
+        "unsimulated": "ValidationException",
+    }
+    assert {r["ResponseMetadata"]["HTTPStatusCode"] for r in raised.values()} == {400}
+    assert "MONTHLY" in raised["unsimulated"]["Error"]["Message"]
+    assert counted == 4  # errors are requests too
+
+
+def test_latency_applies_per_request_and_per_account() -> None:
+    settings = SimulationSettings(services_per_day=1, latency_by_account={ACC_222: 0.4})
+    with SimulatedAws(settings) as aws:
+        fast, slow = ce_client(aws, ROLE_111), ce_client(aws, ROLE_222)
         began = time.monotonic()
-        ce.get_cost_and_usage(**daily_request())
-        elapsed = time.monotonic() - began
-    assert elapsed >= 0.3
+        fast.get_cost_and_usage(**pipeline_request())
+        fast_seconds = time.monotonic() - began
+        began = time.monotonic()
+        slow.get_cost_and_usage(**pipeline_request())
+        slow_seconds = time.monotonic() - began
+    assert fast_seconds < 0.4 <= slow_seconds
 
 
 def test_denied_role_and_wrong_external_id_raise_access_denied() -> None:
@@ -227,14 +325,18 @@ def test_denied_role_and_wrong_external_id_raise_access_denied() -> None:
             ce_client(aws, DENIED_ROLE)
         with pytest.raises(ClientError) as wrong_external_id:
             ce_client(aws, ROLE_222, external_id="someone-else")
+        with pytest.raises(ClientError) as missing_external_id:
+            sts_client(aws).assume_role(RoleArn=ROLE_222, RoleSessionName="pulse")
         ce_client(aws, ROLE_222)  # the right ExternalId passes
         ce_client(aws, ROLE_111, external_id="anything")  # no requirement: anything passes
+        counts = [aws.assume_role_count(a) for a in ("333333333333", ACC_222, ACC_111)]
 
-    for error in (denied.value, wrong_external_id.value):
+    for error in (denied.value, wrong_external_id.value, missing_external_id.value):
         assert error.response["Error"]["Code"] == "AccessDenied"
         assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 403
         assert error.operation_name == "AssumeRole"
     assert DENIED_ROLE in str(denied.value)
+    assert counts == [1, 3, 1]
 
 
 def test_environment_points_boto3_at_the_simulation(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -242,9 +344,10 @@ def test_environment_points_boto3_at_the_simulation(monkeypatch: pytest.MonkeyPa
         environment = aws.environment()
         for name, value in environment.items():
             monkeypatch.setenv(name, value)
+        monkeypatch.delenv("AWS_SESSION_TOKEN")
         identity = boto3.client("sts").get_caller_identity()
-        response = boto3.client("ce").get_cost_and_usage(**daily_request())
-        counted = aws.total_requests()
+        response = boto3.client("ce").get_cost_and_usage(**pipeline_request())
+        counted = aws.requests_by_account()
     assert set(environment) == {
         "AWS_ENDPOINT_URL",
         "AWS_ACCESS_KEY_ID",
@@ -254,104 +357,66 @@ def test_environment_points_boto3_at_the_simulation(monkeypatch: pytest.MonkeyPa
     }
     assert environment["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
     assert environment["AWS_REGION"] == environment["AWS_DEFAULT_REGION"] == "us-east-1"
-    assert identity["Account"] == "123456789012"
+    assert identity["Account"] == "123456789012"  # moto's default account
     assert len(response["ResultsByTime"]) == 10
-    assert counted == 1
+    assert counted == {"123456789012": 1}
 
 
-def test_exit_stops_the_server_and_restores_moto() -> None:
-    original_ce = CostExplorerBackend.get_cost_and_usage
-    original_sts = STSBackend.assume_role
-    original_handler = CostExplorerResponse.get_cost_and_usage
-    with SimulatedAws() as aws:
-        port = int(aws.endpoint_url.rsplit(":", 1)[1])
-        assert CostExplorerBackend.get_cost_and_usage is not original_ce
-        assert CostExplorerResponse.get_cost_and_usage is not original_handler
-        assert STSBackend.assume_role is not original_sts
-        with pytest.raises(RuntimeError), SimulatedAws():
-            pass  # a second simulation cannot run alongside
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-
-    assert CostExplorerBackend.get_cost_and_usage is original_ce
-    assert CostExplorerResponse.get_cost_and_usage is original_handler
-    assert STSBackend.assume_role is original_sts
-    with pytest.raises(ConnectionRefusedError):
-        socket.create_connection(("127.0.0.1", port), timeout=2)
-    with pytest.raises(RuntimeError):
-        _ = aws.endpoint_url
-
-
-def test_settings_are_validated() -> None:
-    with pytest.raises(ValueError, match="12-digit"):
-        SimulationSettings(currency_by_account={"1234": "EUR"})
-    with pytest.raises(ValueError, match="page_size"):
-        SimulationSettings(page_size=0)
-    with pytest.raises(ValueError, match="throttle_first: '1234' is not a 12-digit"):
-        SimulationSettings(throttle_first={"1234": 1})
-    with pytest.raises(ValueError, match="throttle_first"):
-        SimulationSettings(throttle_first={"111111111111": -1})
-    with pytest.raises(ValueError, match="expire_token_at_page"):
-        SimulationSettings(expire_token_at_page={"111111111111": 0})
-    with pytest.raises(ValueError, match="is not one of"):
-        SimulationSettings(fail_with={"111111111111": ("AccessDenied", 1)})
-    with pytest.raises(ValueError, match="page number"):
-        SimulationSettings(fail_with={"111111111111": ("ValidationException", 0)})
-    with pytest.raises(ValueError, match="sts_throttle_first"):
-        SimulationSettings(sts_throttle_first=-1)
-    with pytest.raises(ValueError, match="sts_latency_seconds"):
-        SimulationSettings(sts_latency_seconds=-0.1)
-    listed = SimulationSettings(fail_with={"111111111111": ["ValidationException", 2]})  # type: ignore[dict-item]
-    assert listed.fail_with == {"111111111111": ("ValidationException", 2)}
-    assert len(service_names(30)) == len(set(service_names(30))) == 30
-
-
-# -- fault injection ------------------------------------------------------------------------
-
-# botocore's Config: ``max_attempts`` counts the *retries*, ``total_max_attempts`` every attempt.
-STANDARD_RETRIES = Config(retries={"mode": "standard", "max_attempts": 8})
-NO_RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 1})
-
-
-def sts_client(aws: SimulatedAws, config: Config | None = None) -> Any:
-    """A plain STS client for the simulation."""
-    return boto3.client(
-        "sts", region_name="us-east-1", endpoint_url=aws.endpoint_url, config=config
-    )
+# -- fault injection -------------------------------------------------------------------------
 
 
 def test_throttled_requests_are_retried_by_botocore_as_throttling() -> None:
-    settings = SimulationSettings(
-        services_per_day=2, throttle_first={"111111111111": 3, "222222222222": 1}
-    )
+    settings = SimulationSettings(services_per_day=2, throttle_first={ACC_111: 3, ACC_222: 1})
     with SimulatedAws(settings) as aws:
         response = ce_client(aws, ROLE_111, config=STANDARD_RETRIES).get_cost_and_usage(
-            **daily_request()
+            **pipeline_request()
         )
-        retried = aws.request_count("111111111111")
-        again = ce_client(aws, ROLE_111, config=NO_RETRIES).get_cost_and_usage(**daily_request())
-
+        retried = aws.request_count(ACC_111)
         ce_222 = ce_client(aws, ROLE_222, config=NO_RETRIES)
         with pytest.raises(ClientError) as throttled:
-            ce_222.get_cost_and_usage(**daily_request())
-        ce_222.get_cost_and_usage(**daily_request())  # only the first one was throttled
-        counts = aws.requests_by_account()
+            ce_222.get_cost_and_usage(**pipeline_request())
+        ce_222.get_cost_and_usage(**pipeline_request())  # only the first one was throttled
 
     assert response["ResponseMetadata"]["RetryAttempts"] == 3
     assert len(response["ResultsByTime"]) == 10
     assert retried == 4  # three throttled, then the answer
-    assert again["ResponseMetadata"]["RetryAttempts"] == 0  # only the first three are throttled
     error = throttled.value.response
-    assert error["Error"]["Code"] == "LimitExceededException"
-    assert error["Error"]["Message"] == "Rate limit exceeded"
+    assert error["Error"] == {"Code": "LimitExceededException", "Message": "Rate limit exceeded"}
     assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
-    assert counts == {"111111111111": 5, "222222222222": 2}
+
+
+def test_over_the_concurrency_cap_requests_are_throttled_and_the_peak_recorded() -> None:
+    settings = SimulationSettings(
+        services_per_day=1, latency_seconds=0.5, max_concurrent_requests=1
+    )
+    with SimulatedAws(settings) as aws:
+        clients = [ce_client(aws, role, config=NO_RETRIES) for role in (ROLE_111, ROLE_222)]
+        codes: list[str] = []
+
+        def call(ce: Any) -> None:
+            try:
+                ce.get_cost_and_usage(**pipeline_request())
+                codes.append("ok")
+            except ClientError as error:
+                codes.append(error.response["Error"]["Code"])
+
+        threads = [threading.Thread(target=call, args=(ce,)) for ce in clients]
+        for thread in threads:
+            thread.start()
+            time.sleep(0.1)
+        for thread in threads:
+            thread.join()
+        peak = aws.peak_concurrent_requests()
+
+    assert sorted(codes) == ["LimitExceededException", "ok"]
+    assert peak == 2
 
 
 def test_expired_token_fails_until_new_credentials_continue_the_pagination() -> None:
     settings = SimulationSettings(
-        services_per_day=5, page_size=10, expire_token_at_page={"111111111111": 3}
+        services_per_day=5, page_size=10, expire_token_at_page={ACC_111: 3}
     )
-    request = daily_request()
+    request = pipeline_request()
     with SimulatedAws(settings) as aws:
         old = ce_client(aws, config=NO_RETRIES)
         pages = [old.get_cost_and_usage(**request)]
@@ -365,31 +430,21 @@ def test_expired_token_fails_until_new_credentials_continue_the_pagination() -> 
         with pytest.raises(ClientError) as still_expired:  # any request with the old key
             old.get_cost_and_usage(**request)
         errors.append(still_expired.value.response)
-        assert aws.request_count("111111111111") == 5
 
         new = ce_client(aws, config=NO_RETRIES)  # newly assumed credentials continue
         while token:
             pages.append(new.get_cost_and_usage(**request, NextPageToken=token))
             token = pages[-1].get("NextPageToken")
-        later = get_all_pages(ce_client(aws), **request)  # fires once: page 3 passes now
-        assumed = aws.assume_role_count("111111111111")
+        later = get_all_pages(ce_client(aws), request)  # fires once: page 3 passes now
 
     for error in errors:
         assert error["Error"]["Code"] == "ExpiredTokenException"
         assert error["Error"]["Message"] == "The security token included in the request is expired"
         assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
         assert error["ResponseMetadata"]["RetryAttempts"] == 0
-    assert len(pages) == len(later) == 5
-    seen = Counter(
-        (result["TimePeriod"]["Start"], group["Keys"][0])
-        for page in pages
-        for result in page["ResultsByTime"]
-        for group in result["Groups"]
-    )
-    assert set(seen) == {(d.isoformat(), s) for d in TEN_DAYS for s in service_names(5)}
-    assert set(seen.values()) == {1}
+    assert groups_of(pages) == groups_of(later)
+    assert set(groups_of(pages).values()) == {1}
     assert [p["ResultsByTime"] for p in later] == [p["ResultsByTime"] for p in pages]
-    assert assumed == 3
 
 
 def test_fail_with_raises_the_chosen_error_for_that_page_every_time() -> None:
@@ -403,29 +458,22 @@ def test_fail_with_raises_the_chosen_error_for_that_page_every_time() -> None:
             for n, (account, code) in enumerate(zip(accounts, codes, strict=True))
         },
     )
-    request = daily_request()
     raised: dict[str, list[Any]] = {}
     with SimulatedAws(settings) as aws:
         for n, account in enumerate(accounts):
             ce = ce_client(aws, f"arn:aws:iam::{account}:role/PulseRead", config=STANDARD_RETRIES)
-            token = ce.get_cost_and_usage(**request)["NextPageToken"] if n % 2 else None
+            token = ce.get_cost_and_usage(**pipeline_request())["NextPageToken"] if n % 2 else None
             for _ in range(2):
                 with pytest.raises(ClientError) as failed:
-                    ce.get_cost_and_usage(**request, **({"NextPageToken": token} if token else {}))
+                    ce.get_cost_and_usage(
+                        **pipeline_request(), **({"NextPageToken": token} if token else {})
+                    )
                 raised.setdefault(account, []).append(failed.value.response)
         counts = aws.requests_by_account()
 
-    assert list(settings.fail_with.values()) == [
-        ("BillExpirationException", 1),
-        ("DataUnavailableException", 2),
-        ("InvalidNextTokenException", 1),
-        ("RequestChangedException", 2),
-        ("ValidationException", 1),
-    ]
     for n, (account, code) in enumerate(zip(accounts, codes, strict=True)):
         for error in raised[account]:
-            assert error["Error"]["Code"] == code
-            assert error["Error"]["Message"] == INJECTABLE_ERROR_CODES[code]
+            assert error["Error"] == {"Code": code, "Message": INJECTABLE_ERROR_CODES[code]}
             assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
             assert error["ResponseMetadata"]["RetryAttempts"] == 0  # not retried
         assert counts[account] == (3 if n % 2 else 2)  # each failure is one request
@@ -439,16 +487,14 @@ def test_sts_throttling_is_retried_and_counted_per_account() -> None:
             RoleArn=ROLE_222, RoleSessionName="pulse"
         )
         ce_client(aws, ROLE_222)  # no more throttling
-        counts = [
-            aws.assume_role_count(a) for a in ("111111111111", "222222222222", "333333333333")
-        ]
+        counts = [aws.assume_role_count(a) for a in (ACC_111, ACC_222, "333333333333")]
 
     error = throttled.value.response
     assert error["Error"]["Code"] == "Throttling"
     assert error["Error"]["Message"] == "Rate exceeded"
     assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert retried["ResponseMetadata"]["RetryAttempts"] == 1
-    assert retried["AssumedRoleUser"]["Arn"].startswith("arn:aws:sts::222222222222:assumed-role/")
+    assert retried["AssumedRoleUser"]["Arn"].startswith(f"arn:aws:sts::{ACC_222}:assumed-role/")
     assert counts == [1, 3, 0]
 
 
@@ -461,18 +507,88 @@ def test_sts_latency_provokes_read_timeouts() -> None:
             impatient(aws, {"mode": "standard", "total_max_attempts": 2}).assume_role(
                 RoleArn=ROLE_111, RoleSessionName="pulse"
             )
-        attempts = aws.assume_role_count("111111111111")
-        with pytest.raises(ReadTimeoutError):  # max_attempts=2: two *retries*
-            impatient(aws, {"mode": "standard", "max_attempts": 2}).assume_role(
-                RoleArn=ROLE_222, RoleSessionName="pulse"
-            )
-        attempts_222 = aws.assume_role_count("222222222222")
+        attempts = aws.assume_role_count(ACC_111)
         began = time.monotonic()
-        sts_client(aws).assume_role(RoleArn=ROLE_111, RoleSessionName="pulse")
+        sts_client(aws).assume_role(RoleArn=ROLE_222, RoleSessionName="pulse")
         elapsed = time.monotonic() - began
-        assumed = aws.assume_role_count("111111111111")
 
     assert attempts == 2  # both attempts reached the server, then botocore gave up
-    assert attempts_222 == 3
     assert elapsed >= 0.3
-    assert assumed == 3
+
+
+# -- lifecycle, and moto left alone ----------------------------------------------------------
+
+
+MOTO_CLASSES = (
+    CostExplorerBackend,
+    CostExplorerResponse,
+    STSBackend,
+    TokenResponse,
+    DomainDispatcherApplication,
+)
+
+
+def moto_snapshot() -> list[dict[str, Any]]:
+    """The methods and attributes of the moto classes a simulation could be tempted to patch
+    (dunders left out: Python adds ``__annotations__`` when moto first reads them)."""
+    return [
+        {name: value for name, value in vars(cls).items() if not name.startswith("__")}
+        for cls in MOTO_CLASSES
+    ]
+
+
+def test_exit_closes_the_port() -> None:
+    with SimulatedAws() as aws:
+        port = int(aws.endpoint_url.rsplit(":", 1)[1])
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=2)
+    with pytest.raises(RuntimeError):
+        _ = aws.endpoint_url
+
+
+def test_two_simulations_run_side_by_side_with_their_own_settings() -> None:
+    with (
+        SimulatedAws(
+            SimulationSettings(services_per_day=2, currency_by_account={ACC_111: "EUR"})
+        ) as eur,
+        SimulatedAws(SimulationSettings(services_per_day=3, seed=7)) as other,
+    ):
+        first = ce_client(eur).get_cost_and_usage(**pipeline_request())
+        second = ce_client(other).get_cost_and_usage(**pipeline_request())
+        counts = (eur.requests_by_account(), other.requests_by_account())
+
+    assert {k[1] for k in groups_of([first])} == set(service_names(2))
+    assert {k[1] for k in groups_of([second])} == set(service_names(3))
+    units = {
+        metric["Unit"]
+        for result in first["ResultsByTime"]
+        for group in result["Groups"]
+        for metric in group["Metrics"].values()
+    }
+    assert units == {"EUR"}
+    assert counts == ({ACC_111: 1}, {ACC_111: 1})
+
+
+def test_moto_is_not_modified_and_mock_aws_inside_a_simulation_is_plain_moto() -> None:
+    before = moto_snapshot()
+    settings = SimulationSettings(
+        denied_role_arns=frozenset({DENIED_ROLE}), throttle_first={"123456789012": 5}
+    )
+    with SimulatedAws(settings) as aws:
+        during = moto_snapshot()
+        with mock_aws():
+            sts = boto3.client("sts", region_name="us-east-1")
+            assumed = sts.assume_role(RoleArn=DENIED_ROLE, RoleSessionName="pulse")
+            plain = boto3.client("ce", region_name="us-east-1").get_cost_and_usage(
+                **pipeline_request()
+            )
+        # The simulation still answers afterwards (with credentials assumed now: mock_aws
+        # resets moto's shared in-memory state when it starts and stops).
+        pages = get_all_pages(ce_client(aws, ROLE_222), pipeline_request())
+        counts = aws.requests_by_account()
+
+    assert during == before == moto_snapshot()
+    assert assumed["AssumedRoleUser"]["Arn"].startswith("arn:aws:sts::333333333333:")
+    assert plain["ResultsByTime"] == []  # moto's own answer: nothing queued
+    assert counts == {ACC_222: len(pages)}

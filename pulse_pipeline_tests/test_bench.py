@@ -4,8 +4,8 @@ from datetime import date
 
 import pytest
 
-from pulse_pipeline_dev.aws_simulation import SimulatedAws, SimulationSettings
 from pulse_pipeline_dev.bench import count_requests, main
+from pulse_pipeline_dev.simulated_aws import SimulatedAws, SimulationSettings
 
 
 def test_request_counts_are_one_per_result_page_against_the_other_designs() -> None:

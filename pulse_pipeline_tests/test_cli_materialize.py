@@ -16,7 +16,7 @@ from sqlalchemy import insert, select
 from pulse_pipeline.db.migrate import upgrade
 from pulse_pipeline.db.schema import cloud_account, cost_record
 from pulse_pipeline.db.urls import create_pulse_engine
-from pulse_pipeline_dev.aws_simulation import SimulatedAws, SimulationSettings
+from pulse_pipeline_dev.simulated_aws import SimulatedAws, SimulationSettings
 from pulse_pipeline_tests.support import amounts_by_service
 
 REPO = Path(__file__).resolve().parents[1]

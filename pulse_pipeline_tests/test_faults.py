@@ -24,7 +24,7 @@ from pulse_pipeline.assets import sync_cloud_accounts
 from pulse_pipeline.db.schema import cost_explorer_page
 from pulse_pipeline.db.urls import create_pulse_engine, to_sqlalchemy_url
 from pulse_pipeline.resources import AwsCostExplorer, CostSettings, PulseDatabase
-from pulse_pipeline_dev.aws_simulation import SimulatedAws, SimulationSettings
+from pulse_pipeline_dev.simulated_aws import SimulatedAws, SimulationSettings
 from pulse_pipeline_tests.support import (
     D1,
     D3,

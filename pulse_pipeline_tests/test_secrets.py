@@ -11,7 +11,7 @@ from sqlalchemy import MetaData, select
 
 from pulse_pipeline.db.schema import cloud_account
 from pulse_pipeline.db.urls import create_pulse_engine, to_sqlalchemy_url
-from pulse_pipeline_dev.aws_simulation import SimulatedAws, SimulationSettings
+from pulse_pipeline_dev.simulated_aws import SimulatedAws, SimulationSettings
 from pulse_pipeline_tests.support import D1, D3, load_rates, run_sync, write_status
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

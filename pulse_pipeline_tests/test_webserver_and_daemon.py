@@ -26,7 +26,7 @@ from pulse_pipeline.db.migrate import upgrade
 from pulse_pipeline.db.schema import cloud_account, cost_explorer_page, cost_record
 from pulse_pipeline.db.urls import create_pulse_engine
 from pulse_pipeline.partitions import accounts_in_run
-from pulse_pipeline_dev.aws_simulation import SimulatedAws, SimulationSettings
+from pulse_pipeline_dev.simulated_aws import SimulatedAws, SimulationSettings
 from pulse_pipeline_tests.ce_results import ecb_history_csv
 from pulse_pipeline_tests.conftest import fresh_postgres_database
 from pulse_pipeline_tests.support import amounts_by_service
