@@ -13,14 +13,13 @@ morning. Cost Explorer is the simulated AWS with a latency per request.
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,6 +38,7 @@ from pulse_pipeline.definitions import defs
 from pulse_pipeline.partitions import CLOUD_ACCOUNTS, accounts_in_run
 from pulse_pipeline.schedules import daily_aws_cost_sync
 from pulse_pipeline_dev.postgres import fresh_database
+from pulse_pipeline_dev.processes import stop_process_group
 from pulse_pipeline_dev.simulated_aws import SimulatedAws, SimulationSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -155,12 +155,7 @@ def process_group(command: list[str], environment: dict[str, str], log: Path) ->
     try:
         yield
     finally:
-        with suppress(ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=20)
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)  # whatever of the group is still there
-        process.wait(timeout=20)
+        stop_process_group(process)
 
 
 def daemon(environment: dict[str, str], log: Path) -> AbstractContextManager[None]:

@@ -24,6 +24,7 @@ from pulse_pipeline.db.migrate import upgrade
 from pulse_pipeline.db.schema import cloud_account, cost_record
 from pulse_pipeline.db.urls import create_pulse_engine, redacted
 from pulse_pipeline.definitions import defs
+from pulse_pipeline_dev.processes import stop_process_group
 from pulse_pipeline_dev.simulated_aws import SimulatedAws, SimulationSettings
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -192,14 +193,7 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
     """Stop dagster dev and its children (they share its process group): TERM, then KILL."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM must not cut the cleanup short
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+    stop_process_group(process, timeout=10)
 
 
 def _environment() -> str:

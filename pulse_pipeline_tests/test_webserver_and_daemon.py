@@ -26,6 +26,7 @@ from pulse_pipeline.db.migrate import upgrade
 from pulse_pipeline.db.schema import cloud_account, cost_explorer_page, cost_record
 from pulse_pipeline.db.urls import create_pulse_engine
 from pulse_pipeline.partitions import accounts_in_run
+from pulse_pipeline_dev.processes import stop_process_group
 from pulse_pipeline_dev.simulated_aws import SimulatedAws, SimulationSettings
 from pulse_pipeline_tests.ce_results import ecb_history_csv
 from pulse_pipeline_tests.conftest import fresh_postgres_database
@@ -146,12 +147,7 @@ def dagster_dev(
         wait_for(lambda: _answers(f"{base}/server_info"), "the webserver", timeout=90)
         yield base
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        stop_process_group(process, timeout=30)
         log.close()
 
 
