@@ -160,6 +160,10 @@ def test_settings_are_validated() -> None:
         SimulationSettings(sts_throttle_first=-1)
     with pytest.raises(ValueError, match="sts_latency_seconds"):
         SimulationSettings(sts_latency_seconds=-0.1)
+    with pytest.raises(ValueError, match="endless_pages: '1234'"):
+        SimulationSettings(endless_pages=frozenset({"1234"}))
+    with pytest.raises(ValueError, match=r"repeat_token_at_page\['111111111111'\] must be"):
+        SimulationSettings(repeat_token_at_page={ACC_111: 1})
     listed = SimulationSettings(fail_with={ACC_111: ["ValidationException", 2]})  # type: ignore[dict-item]
     assert listed.fail_with == {ACC_111: ("ValidationException", 2)}
 
@@ -477,6 +481,44 @@ def test_fail_with_raises_the_chosen_error_for_that_page_every_time() -> None:
             assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
             assert error["ResponseMetadata"]["RetryAttempts"] == 0  # not retried
         assert counts[account] == (3 if n % 2 else 2)  # each failure is one request
+
+
+def test_endless_pages_follow_the_last_group_with_new_tokens_forever() -> None:
+    settings = SimulationSettings(services_per_day=2, page_size=10, endless_pages={ACC_111})
+    with SimulatedAws(settings) as aws:
+        ce = ce_client(aws)
+        pages = [ce.get_cost_and_usage(**pipeline_request())]
+        for _ in range(7):
+            pages.append(
+                ce.get_cost_and_usage(
+                    **pipeline_request(), NextPageToken=pages[-1]["NextPageToken"]
+                )
+            )
+        other = get_all_pages(ce_client(aws, ROLE_222), pipeline_request())
+        requests = aws.requests_by_account()
+
+    tokens = [page["NextPageToken"] for page in pages]
+    assert len(set(tokens)) == len(tokens)  # a new token every time
+    with_groups = [page for page in pages if page["ResultsByTime"]]
+    assert set(groups_of(with_groups).values()) == {1}  # the real groups once, then empty pages
+    assert pages[-1]["ResultsByTime"] == [] and len(with_groups) < len(pages)
+    assert "NextPageToken" not in other[-1]  # other accounts end as usual
+    assert requests == {ACC_111: 8, ACC_222: len(other)}
+
+
+def test_repeat_token_at_page_hands_back_the_token_the_page_was_asked_with() -> None:
+    settings = SimulationSettings(
+        services_per_day=5, page_size=7, repeat_token_at_page={ACC_111: 2}
+    )
+    with SimulatedAws(settings) as aws:
+        ce = ce_client(aws)
+        first = ce.get_cost_and_usage(**pipeline_request())
+        token = first["NextPageToken"]
+        second = ce.get_cost_and_usage(**pipeline_request(), NextPageToken=token)
+        again = ce.get_cost_and_usage(**pipeline_request(), NextPageToken=second["NextPageToken"])
+
+    assert second["NextPageToken"] == token == again["NextPageToken"]
+    assert again["ResultsByTime"] == second["ResultsByTime"] != first["ResultsByTime"]
 
 
 def test_sts_throttling_is_retried_and_counted_per_account() -> None:

@@ -15,8 +15,9 @@ process, moto's own server with a thin WSGI layer in front (see ``wsgi.py``). It
   ``denied_role_arns`` and ``required_external_ids`` answered by ``AccessDenied`` (403).
 * **Failures to provoke through botocore's real HTTP and retry path**: throttling
   (``LimitExceededException``, STS ``Throttling``), credentials expiring mid-pagination, any
-  error of ``INJECTABLE_ERROR_CODES`` on a given page, latency per account and for STS, and a
-  cap on concurrent requests (see ``SimulationSettings``).
+  error of ``INJECTABLE_ERROR_CODES`` on a given page, latency per account and for STS, a cap
+  on concurrent requests, and pagination that never ends (new tokens forever, or a page that
+  hands back its own token; see ``SimulationSettings``).
 * **Counts** of requests per account, of ``AssumeRole`` calls and the peak of concurrent
   requests, and ``expected_cost`` to check what the pipeline stored.
 

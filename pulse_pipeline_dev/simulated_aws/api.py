@@ -156,14 +156,16 @@ def answer(
     currency: str,
     page_size: int,
     estimated_days: int,
+    endless: bool = False,
 ) -> dict[str, Any]:
     """The response page for ``request`` over the window's ``lines``.
 
     A page holds at most ``page_size`` groups, so a day may continue on the next page (its
     ``TimePeriod`` then ends one page and starts the next), as in the real service. The last
-    ``estimated_days`` days of the requested period are ``Estimated``.
+    ``estimated_days`` days of the requested period are ``Estimated``. ``endless``: after the
+    last group, empty pages follow forever, each with a new ``NextPageToken``.
     """
-    if request.offset > len(lines):
+    if request.offset > len(lines) and not endless:
         raise known_error("InvalidNextTokenException")
     first_estimated = request.end - timedelta(days=estimated_days)
     page = lines[request.offset : request.offset + page_size]
@@ -190,7 +192,8 @@ def answer(
         "ResultsByTime": results,
         "DimensionValueAttributes": [],
     }
-    next_offset = request.offset + len(page)
-    if next_offset < len(lines):
-        response["NextPageToken"] = encode_token(next_offset, request.fingerprint)
+    if endless:
+        response["NextPageToken"] = encode_token(request.offset + page_size, request.fingerprint)
+    elif request.offset + len(page) < len(lines):
+        response["NextPageToken"] = encode_token(request.offset + len(page), request.fingerprint)
     return response

@@ -50,6 +50,11 @@ class SimulationSettings:
         services_by_account: Account -> its own ``services_per_day``.
         max_concurrent_requests: When above 0, a ``GetCostAndUsage`` request arriving while
             this many are being answered fails with ``LimitExceededException``.
+        endless_pages: Accounts whose pages never end: after the last group, every page is
+            empty and carries a new ``NextPageToken``.
+        repeat_token_at_page: Account -> page N >= 2: the answer to page N carries the
+            ``NextPageToken`` it was asked with, so a client that follows it asks for page N
+            forever.
     """
 
     services_per_day: int = 12
@@ -68,9 +73,12 @@ class SimulationSettings:
     sts_latency_seconds: float = 0.0
     services_by_account: dict[str, int] = field(default_factory=dict)
     max_concurrent_requests: int = 0
+    endless_pages: frozenset[str] = frozenset()
+    repeat_token_at_page: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        """Validate; make ``denied_role_arns`` a frozenset and ``fail_with`` values tuples."""
+        """Validate; make ``denied_role_arns`` and ``endless_pages`` frozensets and ``fail_with``
+        values tuples."""
         if self.services_per_day < 1:
             raise ValueError("services_per_day must be at least 1")
         if self.page_size < 1:
@@ -88,6 +96,8 @@ class SimulationSettings:
             "throttle_first",
             "expire_token_at_page",
             "fail_with",
+            "endless_pages",
+            "repeat_token_at_page",
         ):
             for account_id in getattr(self, name):
                 if not isinstance(account_id, str) or not _ACCOUNT_ID.match(account_id):
@@ -103,7 +113,11 @@ class SimulationSettings:
                 raise ValueError(f"expire_token_at_page[{account_id!r}] must be a page number >= 1")
         if not _is_int(self.sts_throttle_first) or self.sts_throttle_first < 0:
             raise ValueError("sts_throttle_first must be an integer >= 0")
+        for account_id, page in self.repeat_token_at_page.items():
+            if not _is_int(page) or page < 2:
+                raise ValueError(f"repeat_token_at_page[{account_id!r}] must be a page number >= 2")
         object.__setattr__(self, "denied_role_arns", frozenset(self.denied_role_arns))
+        object.__setattr__(self, "endless_pages", frozenset(self.endless_pages))
         object.__setattr__(self, "fail_with", self._valid_fail_with())
 
     def _valid_fail_with(self) -> dict[str, tuple[str, int]]:

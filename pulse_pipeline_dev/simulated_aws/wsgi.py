@@ -28,7 +28,12 @@ from urllib.parse import parse_qs
 
 from moto.iam.models import get_account_id_from
 
-from pulse_pipeline_dev.simulated_aws.api import CostExplorerError, answer, parse_request
+from pulse_pipeline_dev.simulated_aws.api import (
+    CostExplorerError,
+    answer,
+    encode_token,
+    parse_request,
+)
 from pulse_pipeline_dev.simulated_aws.data import window_lines
 from pulse_pipeline_dev.simulated_aws.faults import Faults, StsError
 
@@ -91,7 +96,8 @@ class SimulationApp:
         self.faults.arrive(account_id)
         self.faults.check_credentials(account_id, access_key)
         request = parse_request(_read_body(environ))
-        self.faults.check_page(account_id, request.page_number(self.settings.page_size))
+        page = request.page_number(self.settings.page_size)
+        self.faults.check_page(account_id, page)
         lines = window_lines(
             self.settings.seed,
             self.settings.services_for(account_id),
@@ -99,13 +105,18 @@ class SimulationApp:
             request.start,
             request.end,
         )
-        return answer(
+        response = answer(
             request,
             lines,
             currency=self.settings.currency_for(account_id),
             page_size=self.settings.page_size,
             estimated_days=self.settings.estimated_days,
+            endless=account_id in self.settings.endless_pages,
         )
+        if self.settings.repeat_token_at_page.get(account_id) == page:
+            # The token this page was asked with, handed back as the next one.
+            response["NextPageToken"] = encode_token(request.offset, request.fingerprint)
+        return response
 
     def _check_assume_role(self, environ: WSGIEnvironment) -> None:
         content_type = environ.get("CONTENT_TYPE") or ""
