@@ -6,6 +6,7 @@ from typing import Any
 
 import dagster as dg
 
+from pulse_pipeline.cost_explorer import PRICE_PER_REQUEST_USD, RequestCount
 from pulse_pipeline.db import queries
 from pulse_pipeline.keys import DAILY_COSTS, ECB_RATES, FAILED_ACCOUNTS, RAW_PAGES
 from pulse_pipeline.partitions import ACCOUNTS_PER_RUN, cloud_accounts_partitions
@@ -67,8 +68,11 @@ RAW_PAGES_SPEC = dg.AssetSpec(
 
 Assumes the account's IAM role with STS, then calls GetCostAndUsage (DAILY, grouped by SERVICE
 and RECORD_TYPE, the configured metric) for the run's date window and follows NextPageToken to
-the last page: one request per result page for the whole window. The pages are validated, then
-stored together in `pipeline_cost_explorer_page` so every EUR figure can be traced back to them.
+the last page: one request per result page ($0.01 each) for the whole window, at most
+PULSE_MAX_PAGES (default 200); more pages, or a NextPageToken seen before, fail the account
+without retry. The pages are validated, then stored together in `pipeline_cost_explorer_page`
+so every EUR figure can be traced back to them. Metadata: requests, paid_requests and
+cost_explorer_usd, what this fetch cost.
 
 Config `start_date`/`end_date` (YYYY-MM-DD, inclusive) choose the window; by default the 1st of
 last month through yesterday (UTC), reaching further back to the oldest stored day still marked
@@ -163,6 +167,7 @@ def sync_cloud_accounts(
         end_date=config.end_date,
         fetch=RAW_PAGES in context.selected_asset_keys,
         write=DAILY_COSTS in context.selected_asset_keys,
+        max_pages=settings.max_pages,
     )
     try:
         for synced in sync_accounts(
@@ -170,16 +175,40 @@ def sync_cloud_accounts(
         ):
             yield from _events(synced)
     except AccountFailure as failure:
-        raise dg.Failure(description=failure.cause, allow_retries=failure.retryable) from (
-            failure.__cause__
-        )
+        raise dg.Failure(
+            description=failure.cause,
+            metadata=_requests_metadata(run.requests_total()),
+            allow_retries=failure.retryable,
+        ) from failure.__cause__
     except BatchFailure as batch:
         raise dg.Failure(
             description=batch.summary,
             metadata={
                 FAILED_ACCOUNTS: dg.MetadataValue.json(
                     {account: failure.cause for account, failure in batch.failures.items()}
-                )
+                ),
+                **_requests_metadata(run.requests_total()),
             },
             allow_retries=False,
         ) from None
+    finally:
+        if run.fetch:
+            context.log.info(_requests_summary(run.requests_total(), context.retry_number))
+
+
+def _requests_metadata(total: RequestCount) -> dict[str, Any]:
+    return {
+        "cost_explorer_requests": total.made,
+        "cost_explorer_paid_requests": total.paid,
+        "cost_explorer_usd": float(total.usd),
+    }
+
+
+def _requests_summary(total: RequestCount, retry_number: int) -> str:
+    """The Cost Explorer bill of this step attempt, failed accounts included."""
+    attempt = f" (step attempt {retry_number + 1})" if retry_number else ""
+    return (
+        f"Cost Explorer requests of this run{attempt}: {total.paid} paid "
+        f"(${total.usd} at ${PRICE_PER_REQUEST_USD} each), {total.made - total.paid} failed "
+        "or retried (free)"
+    )

@@ -1,12 +1,15 @@
 """Cost Explorer's GetCostAndUsage: the request, the pagination loop, and its errors in plain words.
 
 boto3 has no paginator for GetCostAndUsage, so `fetch_pages` follows `NextPageToken` itself,
-sending the identical request with each token (changing it raises RequestChangedException).
+sending the identical request with each token (changing it raises RequestChangedException). Every
+page is a paid request ($0.01), so one fetch asks for at most `max_pages` pages and stops at once
+when Cost Explorer repeats a token.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import (
@@ -23,6 +26,10 @@ from pulse_pipeline.sync_window import SyncWindow
 
 DEFAULT_METRIC = "UnblendedCost"
 METRICS = ("UnblendedCost", "AmortizedCost", "NetUnblendedCost", "NetAmortizedCost")
+# Well above a 14-month backfill of a large account; PULSE_MAX_PAGES changes it.
+DEFAULT_MAX_PAGES = 200
+# What AWS charges per GetCostAndUsage request it answers; failed requests are free.
+PRICE_PER_REQUEST_USD = Decimal("0.01")
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,26 @@ def cost_and_usage_request(window: SyncWindow, metric: str = DEFAULT_METRIC) -> 
     }
 
 
+@dataclass
+class RequestCount:
+    """The GetCostAndUsage requests of one fetch, counted as they are answered, so a fetch that
+    fails still shows what it cost.
+
+    `made` counts every request sent, botocore's retries and failed requests included (as
+    botocore reports them); `paid` those answered with a page, the ones AWS charges for.
+    """
+
+    made: int = 0
+    paid: int = 0
+
+    @property
+    def usd(self) -> Decimal:
+        return self.paid * PRICE_PER_REQUEST_USD
+
+    def __add__(self, other: "RequestCount") -> "RequestCount":
+        return RequestCount(self.made + other.made, self.paid + other.paid)
+
+
 @dataclass(frozen=True)
 class Fetch:
     """Every page of one window, and what it took to get them."""
@@ -59,12 +86,12 @@ class Fetch:
     pages: list[Page]
     credential_renewals: int
     restarts: int
-    discarded_requests: int = 0
+    requests: RequestCount
 
-    @property
-    def requests(self) -> int:
-        """Every GetCostAndUsage request made, retries and pages dropped by a restart included."""
-        return sum(page.attempts for page in self.pages) + self.discarded_requests
+
+class RunawayPagination(Exception):
+    """Cost Explorer kept paginating past what one fetch may ask for: never retried, since
+    asking again would pay for the same pages again."""
 
 
 EXPIRED_CREDENTIALS = frozenset({"ExpiredTokenException", "ExpiredToken", "RequestExpired"})
@@ -75,41 +102,78 @@ def _error_code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
 
+def _attempts(metadata: Mapping[str, Any]) -> int:
+    """One request plus botocore's retries of it, from a response's ResponseMetadata."""
+    return 1 + int(metadata.get("RetryAttempts", 0))
+
+
+def _paid(requests: int) -> str:
+    plural = "" if requests == 1 else "s"
+    return f"{requests} paid request{plural} (${requests * PRICE_PER_REQUEST_USD})"
+
+
 def fetch_pages(
-    new_client: Callable[[], Any], request: dict[str, Any], max_renewals: int = 3
+    new_client: Callable[[], Any],
+    request: dict[str, Any],
+    *,
+    max_pages: int = DEFAULT_MAX_PAGES,
+    requests: RequestCount | None = None,
+    max_renewals: int = 3,
 ) -> Fetch:
     """Every page of the result, in order, until Cost Explorer stops returning a NextPageToken.
 
     Credentials that expire mid-way are renewed with `new_client()` and the same page is asked
     again; if Cost Explorer rejects its own token, the fetch restarts once from the first page.
     Nothing is returned until the last page is in, so a caller never sees a partial window.
+
+    At most `max_pages` pages are asked for (a restart's discarded pages included), so one fetch
+    costs at most `max_pages` x $0.01 and holds at most that many pages in memory; a
+    NextPageToken Cost Explorer already returned in this fetch stops it at once. Either raises
+    RunawayPagination. `requests`, when given, is updated as each answer arrives.
     """
+    count = requests if requests is not None else RequestCount()
     client = new_client()
     pages: list[Page] = []
     token: str | None = None
-    renewals = restarts = discarded = 0
+    seen: dict[str, int] = {}  # NextPageToken -> the page that returned it, in this pass
+    answered = renewals = restarts = 0
     while True:
         try:
             response = client.get_cost_and_usage(
                 **request, **({"NextPageToken": token} if token else {})
             )
         except ClientError as error:
+            count.made += _attempts(error.response.get("ResponseMetadata", {}))
             if _error_code(error) in EXPIRED_CREDENTIALS and renewals < max_renewals:
                 renewals += 1
                 client = new_client()
                 continue
             if _error_code(error) in RESTARTABLE and restarts == 0:
                 restarts += 1
-                discarded += sum(page.attempts for page in pages)
-                pages, token = [], None
+                pages, token, seen = [], None, {}
                 continue
             raise
-        metadata = response.pop("ResponseMetadata", {})
-        attempts = 1 + int(metadata.get("RetryAttempts", 0))
+        attempts = _attempts(response.pop("ResponseMetadata", {}))
+        count.made += attempts
+        count.paid += 1
+        answered += 1
         pages.append(Page(len(pages) + 1, request, response, attempts))
         token = response.get("NextPageToken")
         if not token:
-            return Fetch(pages, renewals, restarts, discarded)
+            return Fetch(pages, renewals, restarts, count)
+        if token in seen:
+            raise RunawayPagination(
+                f"Cost Explorer returned the same NextPageToken twice (page {len(pages)} "
+                f"repeated the token of page {seen[token]}), which would repeat the same pages "
+                f"forever; stopped after {_paid(answered)} and wrote nothing"
+            )
+        if answered >= max_pages:
+            raise RunawayPagination(
+                f"Cost Explorer kept returning pages past the limit of {max_pages} "
+                f"(PULSE_MAX_PAGES); stopped after {_paid(answered)} and wrote nothing; raise "
+                "PULSE_MAX_PAGES if the account really has that many pages"
+            )
+        seen[token] = len(pages)
 
 
 _CE_CAUSES: dict[str, tuple[str, bool]] = {
@@ -146,6 +210,8 @@ def describe_aws_error(connection: AwsConnection, action: str, error: Exception)
     AWS's own message text is left out: it can quote request parameters.
     """
     label = connection.account.label
+    if isinstance(error, RunawayPagination):
+        return SyncError(f"{label}: {error}")
     if isinstance(error, ClientError):
         code = error.response.get("Error", {}).get("Code", "Unknown")
         if action == "AssumeRole":

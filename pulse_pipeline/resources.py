@@ -19,7 +19,12 @@ from pydantic import Field, PrivateAttr, field_validator
 from sqlalchemy import Connection, Engine
 
 from pulse_pipeline.accounts import AwsConnection
-from pulse_pipeline.cost_explorer import DEFAULT_METRIC, METRICS, describe_aws_error
+from pulse_pipeline.cost_explorer import (
+    DEFAULT_MAX_PAGES,
+    DEFAULT_METRIC,
+    METRICS,
+    describe_aws_error,
+)
 from pulse_pipeline.db.urls import create_pulse_engine
 from pulse_pipeline.ecb_history import parse_ecb_history
 from pulse_pipeline.fx import EcbRate
@@ -27,6 +32,11 @@ from pulse_pipeline.fx import EcbRate
 # Cost Explorer has a single endpoint: every commercial region resolves to us-east-1.
 COST_EXPLORER_REGION = "us-east-1"
 BUNDLED = "bundled"
+
+
+def _read_at_run_start(value: Any) -> bool:
+    """An `EnvVar` (or `EnvVar.int`) field: validated once the run has read its value."""
+    return isinstance(value, dg.EnvVar) or hasattr(value, "env_var_name")
 
 
 class PulseDatabase(dg.ConfigurableResource):
@@ -179,6 +189,10 @@ class CostSettings(dg.ConfigurableResource):
         default="",
         description="Comma-separated AWS record types to write, e.g. Usage,Tax; empty = all.",
     )
+    max_pages: int = Field(
+        default=DEFAULT_MAX_PAGES,
+        description="The most Cost Explorer pages ($0.01 each) one account's fetch may ask for.",
+    )
 
     @field_validator("metric", mode="before")
     @classmethod
@@ -188,6 +202,22 @@ class CostSettings(dg.ConfigurableResource):
         if value not in METRICS:
             raise ValueError(f"unknown cost metric {value!r}; choose one of {', '.join(METRICS)}")
         return value
+
+    @field_validator("max_pages", mode="before")
+    @classmethod
+    def _at_least_one_page(cls, value: Any) -> Any:
+        if _read_at_run_start(value):
+            return value
+        try:
+            pages = int(value.strip()) if isinstance(value, str) else value
+        except ValueError:
+            pages = None
+        if not isinstance(pages, int) or isinstance(pages, bool) or pages < 1:
+            raise ValueError(
+                "must be a whole number of at least 1 (the most Cost Explorer pages, $0.01 "
+                "each, one account's fetch may ask for)"
+            )
+        return pages
 
     def record_type_set(self) -> frozenset[str] | None:
         """The record types to write, or None for all of them."""

@@ -16,6 +16,7 @@ from typing import Any
 import dagster as dg
 from pydantic import ValidationError
 
+from pulse_pipeline.cost_explorer import DEFAULT_MAX_PAGES
 from pulse_pipeline.db.urls import to_sqlalchemy_url
 from pulse_pipeline.resources import (
     BUNDLED,
@@ -45,6 +46,7 @@ SETTINGS = (
     Setting("DATABASE_URL", "pulse_db", "url", required=True),
     Setting("PULSE_COST_METRIC", "settings", "metric", CostSettings.model_fields["metric"].default),
     Setting("PULSE_RECORD_TYPES", "settings", "record_types", ""),
+    Setting("PULSE_MAX_PAGES", "settings", "max_pages", DEFAULT_MAX_PAGES),
     Setting("PULSE_ECB_HISTORY_URL", "ecb", "history_url", BUNDLED),
     Setting("AWS_PROFILE", "aws", "profile_name"),
     # botocore reads AWS_DEFAULT_REGION itself, but not AWS_REGION.
@@ -81,6 +83,13 @@ def _check_value(setting: Setting, value: str) -> None:
         raise SettingError(f"{setting.variable} is invalid: {reason}") from None
 
 
+def _env_var(setting: Setting) -> Any:
+    """The field's EnvVar; an int field needs Dagster's int form of it."""
+    if isinstance(setting.default, int):
+        return dg.EnvVar.int(setting.variable)
+    return dg.EnvVar(setting.variable)
+
+
 def resources_from_environment(environ: Mapping[str, str]) -> dict[str, dg.ConfigurableResource]:
     """The code location's resources, each field an `EnvVar` when its variable is set."""
     fields: dict[str, dict[str, Any]] = {name: {} for name in RESOURCES}
@@ -88,10 +97,10 @@ def resources_from_environment(environ: Mapping[str, str]) -> dict[str, dg.Confi
         value = environ.get(setting.variable)
         if value:
             _check_value(setting, value)
-            fields[setting.resource][setting.field] = dg.EnvVar(setting.variable)
+            fields[setting.resource][setting.field] = _env_var(setting)
         elif setting.required:
             # The run reads it when it starts, and refuses to run without it.
-            fields[setting.resource][setting.field] = dg.EnvVar(setting.variable)
+            fields[setting.resource][setting.field] = _env_var(setting)
         else:
             fields[setting.resource][setting.field] = setting.default
     return {name: RESOURCES[name](**fields[name]) for name in RESOURCES}

@@ -1,6 +1,7 @@
 """GetCostAndUsage requests, pagination against a real (stubbed) boto3 client, and AWS errors."""
 
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 import boto3
@@ -17,6 +18,8 @@ from botocore.stub import Stubber
 from pulse_pipeline.accounts import AwsConnection, CloudAccount, SyncError, connection_for
 from pulse_pipeline.cost_explorer import (
     Page,
+    RequestCount,
+    RunawayPagination,
     cost_and_usage_request,
     describe_aws_error,
     fetch_pages,
@@ -165,8 +168,8 @@ def test_a_restart_after_a_rejected_token_returns_only_the_second_fetch() -> Non
             {**request, "NextPageToken": "tok-9"},
         )
         fetch = fetch_pages(lambda: client, request)
-    # The dropped first page was a paid request; the rejected one is not charged by AWS.
-    assert fetch.restarts == 1 and fetch.requests == 3
+    # The dropped first page was a paid request; the rejected one is made but not charged.
+    assert fetch.restarts == 1 and fetch.requests == RequestCount(made=4, paid=3)
     assert [page.number for page in fetch.pages] == [1, 2]
     assert fetch.pages[0].response["NextPageToken"] == "tok-9"
 
@@ -194,6 +197,107 @@ def test_expired_credentials_are_renewed_and_the_same_page_asked_again() -> None
         new.assert_no_pending_responses()
     assert fetch.credential_renewals == 1
     assert [page.number for page in fetch.pages] == [1, 2]
+
+
+# --- the ceiling on a fetch ---------------------------------------------------------------
+
+REQUEST = cost_and_usage_request(SyncWindow(date(2026, 10, 1), date(2026, 10, 3)))
+
+
+def _pages(stubber: Stubber, tokens: list[str | None], first_token: str | None = None) -> None:
+    """Expect one request per page: the first with `first_token`, each next one with the token
+    the page before returned; page N returns tokens[N-1]."""
+    asked = first_token
+    for token in tokens:
+        stubber.add_response(
+            "get_cost_and_usage",
+            _response("2026-10-01", "EC2", "1", token),
+            {**REQUEST, **({"NextPageToken": asked} if asked else {})},
+        )
+        asked = token
+
+
+def test_a_fetch_of_exactly_max_pages_pages_completes() -> None:
+    client = _ce_client()
+    with Stubber(client) as stubber:
+        _pages(stubber, ["tok-1", None])
+        fetch = fetch_pages(lambda: client, REQUEST, max_pages=2)
+        stubber.assert_no_pending_responses()
+    assert len(fetch.pages) == 2 and fetch.requests == RequestCount(made=2, paid=2)
+
+
+def test_a_fetch_stops_at_max_pages_without_asking_for_the_next_page() -> None:
+    client = _ce_client()
+    requests = RequestCount()
+    with Stubber(client) as stubber:
+        _pages(stubber, ["tok-1", "tok-2"])  # a third request would find no stubbed answer
+        with pytest.raises(RunawayPagination) as caught:
+            fetch_pages(lambda: client, REQUEST, max_pages=2, requests=requests)
+        stubber.assert_no_pending_responses()
+    assert str(caught.value) == (
+        "Cost Explorer kept returning pages past the limit of 2 (PULSE_MAX_PAGES); stopped "
+        "after 2 paid requests ($0.02) and wrote nothing; raise PULSE_MAX_PAGES if the account "
+        "really has that many pages"
+    )
+    assert requests == RequestCount(made=2, paid=2) and requests.usd == Decimal("0.02")
+
+
+@pytest.mark.parametrize(
+    ("tokens", "repeated"),
+    [
+        (["tok-1", "tok-1"], "page 2 repeated the token of page 1"),  # a page returns its own
+        (["tok-1", "tok-2", "tok-1"], "page 3 repeated the token of page 1"),  # a longer loop
+    ],
+)
+def test_a_repeated_token_stops_the_fetch_at_once(tokens: list[str | None], repeated: str) -> None:
+    client = _ce_client()
+    requests = RequestCount()
+    with Stubber(client) as stubber:
+        _pages(stubber, tokens)
+        with pytest.raises(RunawayPagination) as caught:
+            fetch_pages(lambda: client, REQUEST, max_pages=1000, requests=requests)
+        stubber.assert_no_pending_responses()
+    paid = len(tokens)
+    assert str(caught.value) == (
+        f"Cost Explorer returned the same NextPageToken twice ({repeated}), which would repeat "
+        f"the same pages forever; stopped after {paid} paid requests (${paid / 100:.2f}) and "
+        "wrote nothing"
+    )
+    assert requests == RequestCount(made=paid, paid=paid)
+
+
+def test_pages_discarded_by_a_restart_count_toward_the_limit_but_their_tokens_do_not_repeat() -> (
+    None
+):
+    client = _ce_client()
+    requests = RequestCount()
+    with Stubber(client) as stubber:
+        _pages(stubber, ["tok-1"])
+        stubber.add_client_error(
+            "get_cost_and_usage",
+            service_error_code="InvalidNextTokenException",
+            expected_params={**REQUEST, "NextPageToken": "tok-1"},
+        )
+        _pages(stubber, ["tok-1", "tok-2"])  # the restart: tok-1 again is no repetition
+        with pytest.raises(RunawayPagination, match="past the limit of 3 "):
+            fetch_pages(lambda: client, REQUEST, max_pages=3, requests=requests)
+        stubber.assert_no_pending_responses()
+    assert requests == RequestCount(made=4, paid=3)
+
+
+def test_a_failed_fetch_still_counts_what_it_paid_for() -> None:
+    client = _ce_client()
+    requests = RequestCount()
+    with Stubber(client) as stubber:
+        _pages(stubber, ["tok-1"])
+        stubber.add_client_error(
+            "get_cost_and_usage",
+            service_error_code="DataUnavailableException",
+            expected_params={**REQUEST, "NextPageToken": "tok-1"},
+        )
+        with pytest.raises(ClientError):
+            fetch_pages(lambda: client, REQUEST, requests=requests)
+    assert requests == RequestCount(made=2, paid=1)
 
 
 # --- describe_aws_error ------------------------------------------------------------------
@@ -319,6 +423,14 @@ def test_no_credentials_says_so(connection: AwsConnection) -> None:
     error = describe_aws_error(connection, "AssumeRole", NoCredentialsError())
     text = _assert_safe(error)
     assert "no AWS credentials" in text
+    assert error.retryable is False
+
+
+def test_runaway_pagination_names_the_account_and_is_not_retried(
+    connection: AwsConnection,
+) -> None:
+    error = describe_aws_error(connection, "GetCostAndUsage", RunawayPagination("what happened"))
+    assert str(error) == f"{LABEL}: what happened"
     assert error.retryable is False
 
 

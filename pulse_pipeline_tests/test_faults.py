@@ -23,6 +23,8 @@ from sqlalchemy import select
 from pulse_pipeline.assets import sync_cloud_accounts
 from pulse_pipeline.db.schema import cost_explorer_page
 from pulse_pipeline.db.urls import create_pulse_engine, to_sqlalchemy_url
+from pulse_pipeline.definitions import defs
+from pulse_pipeline.partitions import RANGE_END_TAG, RANGE_START_TAG
 from pulse_pipeline.resources import AwsCostExplorer, CostSettings, PulseDatabase
 from pulse_pipeline_dev.simulated_aws import SimulatedAws, SimulationSettings
 from pulse_pipeline_tests.support import (
@@ -357,3 +359,132 @@ def test_11_in_a_batch_a_transient_failure_is_retried_without_refetching_the_oth
     assert aws.request_count(ACC1) == 2 + raw["acc-1"]  # two throttled, then the retry
     assert write_status(dagster_instance, [result.run_id]).success
     assert {account_status(pulse, a)["status"] for a in ("acc-1", "acc-2")} == {"active"}
+
+
+LABEL1 = "CloudAccount acc-1 (org-1 production)"
+
+
+def run_batch(
+    instance: dg.DagsterInstance, job: dg.JobDefinition | None = None
+) -> dg.ExecuteInProcessResult:
+    """One run of acc-1 and acc-2 over D1..D3, as the schedule launches a batch, with the
+    settings of the environment (or of `job`, loaded earlier)."""
+    instance.add_dynamic_partitions("cloud_accounts", ["acc-1", "acc-2"])
+    return (job or defs().resolve_job_def("sync_aws_costs")).execute_in_process(
+        instance=instance,
+        tags={RANGE_START_TAG: "acc-1", RANGE_END_TAG: "acc-2"},
+        run_config={
+            "ops": {"sync_cloud_accounts": {"config": {"start_date": str(D1), "end_date": str(D3)}}}
+        },
+        raise_on_error=False,
+    )
+
+
+def failure_metadata(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
+    data = result.get_step_failure_events()[0].step_failure_data.user_failure_data
+    assert data is not None
+    return {key: value.value for key, value in data.metadata.items()}
+
+
+def logged(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """The messages the run's code logged (what the UI's run log shows besides events)."""
+    return [entry.user_message for entry in instance.all_logs(run_id) if not entry.is_dagster_event]
+
+
+def synced_earlier(pulse: str, instance: dg.DagsterInstance) -> dict[str, list[Any]]:
+    """Both accounts synced once; their rows, to compare with after a failure."""
+    assert run_batch(instance).success
+    return {account: stored_rows(pulse, account) for account in ("acc-1", "acc-2")}
+
+
+def assert_acc1_failed_alone(
+    pulse: str, instance: dg.DagsterInstance, aws: SimulatedAws, batch: Any, cause: str
+) -> str:
+    """acc-1 failed with `cause` and nothing else; acc-2 synced; the statuses say so."""
+    assert not batch.success and retries_of(batch) == 0
+    assert failure_of(batch) == f"1 of 2 CloudAccounts failed: {cause}"
+    assert failure_metadata(batch)["failed_accounts"] == {"acc-1": cause}
+    assert amounts_by_service(pulse, "acc-2") == expected(aws, ACC2)
+    assert write_status(instance, [batch.run_id]).success
+    acc1, acc2 = account_status(pulse, "acc-1"), account_status(pulse, "acc-2")
+    assert acc1["status"] == "error" and acc1["lastSyncError"] == cause
+    assert "ext-id-42" not in cause and "simulated" not in cause  # no external ID, no key
+    assert acc2["status"] == "active" and acc2["lastSyncError"] is None
+    return cause
+
+
+@pytest.mark.parametrize(
+    ("faults", "max_pages", "requests", "what_happened"),
+    [
+        (
+            {"endless_pages": {ACC1}},
+            None,
+            200,
+            "Cost Explorer kept returning pages past the limit of 200 (PULSE_MAX_PAGES); "
+            "stopped after 200 paid requests ($2.00) and wrote nothing; raise PULSE_MAX_PAGES "
+            "if the account really has that many pages",
+        ),
+        (
+            # acc-1: at least 36 groups, 8 pages of 5; acc-2: at most 24, 5 pages.
+            {"services_by_account": {ACC1: 12}},
+            "5",
+            5,
+            "Cost Explorer kept returning pages past the limit of 5 (PULSE_MAX_PAGES); stopped "
+            "after 5 paid requests ($0.05) and wrote nothing; raise PULSE_MAX_PAGES if the "
+            "account really has that many pages",
+        ),
+        (
+            {"repeat_token_at_page": {ACC1: 2}},
+            None,
+            2,
+            "Cost Explorer returned the same NextPageToken twice (page 2 repeated the token of "
+            "page 1), which would repeat the same pages forever; stopped after 2 paid requests "
+            "($0.02) and wrote nothing",
+        ),
+    ],
+    ids=["new-tokens-forever", "more-pages-than-PULSE_MAX_PAGES", "repeated-token"],
+)
+def test_12_pagination_past_the_ceiling_fails_the_account_at_once_and_is_never_retried(
+    pulse: str,
+    dagster_instance: dg.DagsterInstance,
+    simulate: Callable[..., SimulatedAws],
+    monkeypatch: pytest.MonkeyPatch,
+    faults: dict[str, Any],
+    max_pages: str | None,
+    requests: int,
+    what_happened: str,
+) -> None:
+    simulate()
+    load_rates(dagster_instance)
+    before = synced_earlier(pulse, dagster_instance)
+    pages_before = raw_page_count(pulse, "acc-1")
+    aws = simulate(**faults)
+    if max_pages:
+        monkeypatch.setenv("PULSE_MAX_PAGES", max_pages)
+
+    batch = run_batch(dagster_instance)
+
+    cause = f"{LABEL1}: {what_happened}"
+    assert_acc1_failed_alone(pulse, dagster_instance, aws, batch, cause)
+    # Exactly the ceiling, once: not retried by botocore, nor at the end of the batch.
+    assert aws.request_count(ACC1) == requests
+    assert stored_rows(pulse, "acc-1") == before["acc-1"]
+    assert raw_page_count(pulse, "acc-1") == pages_before
+    # The run's bill counts the failed account's paid requests too.
+    paid = requests + aws.request_count(ACC2)
+    bill = failure_metadata(batch)
+    assert (bill["cost_explorer_requests"], bill["cost_explorer_paid_requests"]) == (paid, paid)
+    assert bill["cost_explorer_usd"] == float(Decimal("0.01") * paid)
+    assert (
+        f"Cost Explorer requests of this run: {paid} paid (${Decimal('0.01') * paid} at $0.01 "
+        "each), 0 failed or retried (free)"
+    ) in logged(dagster_instance, batch.run_id)
+
+    aws.reset_request_counts()
+    alone = run_sync(dagster_instance, "acc-1", D1, D3)
+
+    assert not alone.success and retries_of(alone) == 0  # no RetryPolicy attempt either
+    assert failure_of(alone) == cause
+    assert aws.request_count(ACC1) == requests
+    assert failure_metadata(alone)["cost_explorer_paid_requests"] == requests
+    assert stored_rows(pulse, "acc-1") == before["acc-1"]

@@ -6,6 +6,7 @@ import dagster as dg
 import pytest
 
 from pulse_pipeline.definitions import defs
+from pulse_pipeline.resources import CostSettings
 from pulse_pipeline.settings import SettingError
 
 
@@ -14,7 +15,7 @@ def field_values(definitions: dg.Definitions, resource: str) -> dict[str, object
     value = definitions.resources[resource]
     assert isinstance(value, dg.ConfigurableResource)
     return {
-        name: ("EnvVar", field.env_var_name) if isinstance(field, dg.EnvVar) else field
+        name: ("EnvVar", field.env_var_name) if hasattr(field, "env_var_name") else field
         for name, field in value
     }
 
@@ -31,6 +32,7 @@ def test_set_variables_show_as_their_names_and_unset_ones_as_their_defaults(
     assert field_values(loaded, "settings") == {
         "metric": ("EnvVar", "PULSE_COST_METRIC"),
         "record_types": "",
+        "max_pages": 200,
     }
     assert field_values(loaded, "ecb")["history_url"] == "bundled"
     aws = field_values(loaded, "aws")
@@ -52,6 +54,15 @@ def test_set_variables_show_as_their_names_and_unset_ones_as_their_defaults(
             "http://mirror.example/eurofxref-hist.zip",
             "PULSE_ECB_HISTORY_URL is invalid: must be an https:// URL, a file path, or `bundled`",
         ),
+        *[
+            (
+                "PULSE_MAX_PAGES",
+                value,
+                "PULSE_MAX_PAGES is invalid: must be a whole number of at least 1 (the most Cost "
+                "Explorer pages, $0.01 each, one account's fetch may ask for)",
+            )
+            for value in ("0", "-5", "2.5", "two hundred")
+        ],
     ],
 )
 def test_an_invalid_setting_fails_the_load_with_one_sentence_and_no_secret(
@@ -64,6 +75,15 @@ def test_an_invalid_setting_fails_the_load_with_one_sentence_and_no_secret(
 
     assert str(error.value) == message
     assert "s3cret" not in str(error.value)
+
+
+def test_max_pages_is_an_int_setting_read_when_the_run_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PULSE_MAX_PAGES", " 500 ")
+
+    assert field_values(defs(), "settings")["max_pages"] == ("EnvVar", "PULSE_MAX_PAGES")
+    assert CostSettings(max_pages=" 500 ").max_pages == 500  # what the run start validates
 
 
 def test_without_database_url_a_run_refuses_to_start_and_writes_no_local_file(

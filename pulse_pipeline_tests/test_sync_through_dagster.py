@@ -43,6 +43,7 @@ def test_sync_follows_every_page_and_stores_exact_eur_rows(
     assert stored_rows(pulse, "acc-1") == EXPECTED_ACC1
     raw = materialization(result, "cost_explorer_raw").metadata
     assert raw["pages"].value == 2 and raw["requests"].value == 2 and raw["groups"].value == 5
+    assert raw["paid_requests"].value == 2 and raw["cost_explorer_usd"].value == 0.02
     assert raw["window_start"].value == D1.isoformat() and raw["window_end"].value == D3.isoformat()
     eur_meta = materialization(result, "daily_costs_eur").metadata
     assert eur_meta["dagster/row_count"].value == 5

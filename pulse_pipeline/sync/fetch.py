@@ -13,6 +13,7 @@ from pulse_pipeline.accounts import (
 )
 from pulse_pipeline.cost_explorer import (
     Fetch,
+    RequestCount,
     cost_and_usage_request,
     describe_aws_error,
     fetch_pages,
@@ -79,8 +80,15 @@ def download(run: SyncRun, account_id: str) -> Download:
     window = resolve_window(run.start_date, run.end_date, today, target.estimated_since)
     connection = connection_for(target.account)
     request = cost_and_usage_request(window, run.metric)
+    requests = RequestCount()
+    run.requests.append(requests)  # counted as the pages arrive, even if the fetch fails
     try:
-        fetch = fetch_pages(lambda: run.cost_explorer(connection), request)
+        fetch = fetch_pages(
+            lambda: run.cost_explorer(connection),
+            request,
+            max_pages=run.max_pages,
+            requests=requests,
+        )
     except SyncError:
         raise
     except Exception as error:

@@ -2,12 +2,13 @@
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy import Connection
 
 from pulse_pipeline.accounts import AwsConnection
+from pulse_pipeline.cost_explorer import DEFAULT_MAX_PAGES, RequestCount
 
 
 class Database(Protocol):
@@ -22,6 +23,8 @@ class SyncRun:
 
     `fetch` asks Cost Explorer and stores the raw pages (cost_explorer_raw); `write` converts
     pages to EUR CostRecords (daily_costs_eur): this run's pages, else the latest stored ones.
+    `max_pages` caps each account's fetch; `requests` collects every fetch's request count as it
+    goes, failed fetches included, so the run can report what it paid.
     """
 
     run_id: str
@@ -33,3 +36,9 @@ class SyncRun:
     end_date: str | None
     fetch: bool
     write: bool
+    max_pages: int = DEFAULT_MAX_PAGES
+    requests: list[RequestCount] = field(default_factory=list)
+
+    def requests_total(self) -> RequestCount:
+        """Every Cost Explorer request of the run so far, over all accounts and attempts."""
+        return sum(self.requests, RequestCount())
