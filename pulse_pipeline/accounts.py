@@ -62,6 +62,11 @@ class AwsConnection:
     aws_account_id: str
 
     @property
+    def partition(self) -> str:
+        """The AWS partition of the role: aws, aws-cn or aws-us-gov."""
+        return self.role_arn.split(":")[1]
+
+    @property
     def role_session_name(self) -> str:
         """`pulse-<CloudAccount id>`, so CloudTrail in the customer's account shows who called."""
         return _SESSION_NAME_UNSAFE.sub("-", f"pulse-{self.account.id}")[:64]

@@ -4,6 +4,7 @@ Each resource gets its values as fields (see `settings.py`, which fills them fro
 environment): none reads the environment or connects before a run uses it.
 """
 
+import functools
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,11 +15,14 @@ from typing import Any
 import boto3
 import dagster as dg
 from botocore.config import Config
+from botocore.exceptions import UnknownRegionError
+from botocore.loaders import create_loader
+from botocore.regions import EndpointResolver
 from currency_converter import CURRENCY_FILE
 from pydantic import Field, PrivateAttr, field_validator
 from sqlalchemy import Connection, Engine
 
-from pulse_pipeline.accounts import AwsConnection
+from pulse_pipeline.accounts import AwsConnection, SyncError
 from pulse_pipeline.cost_explorer import (
     DEFAULT_MAX_PAGES,
     DEFAULT_METRIC,
@@ -32,6 +36,17 @@ from pulse_pipeline.fx import EcbRate
 # Cost Explorer has a single endpoint: every commercial region resolves to us-east-1.
 COST_EXPLORER_REGION = "us-east-1"
 BUNDLED = "bundled"
+
+
+@functools.cache
+def _endpoints() -> EndpointResolver:
+    return EndpointResolver(create_loader().load_data("endpoints"))
+
+
+def aws_partition(region: str) -> str:
+    """The AWS partition of a region (aws, aws-cn, aws-us-gov, ...) from botocore's own data,
+    without an API call. Raises UnknownRegionError."""
+    return str(_endpoints().get_partition_for_region(region))
 
 
 def _read_at_run_start(value: Any) -> bool:
@@ -91,6 +106,19 @@ class AwsCostExplorer(dg.ConfigurableResource):
     connect_timeout_seconds: float = Field(default=10.0, gt=0)
     read_timeout_seconds: float = Field(default=60.0, gt=0)
 
+    @field_validator("region_name", mode="before")
+    @classmethod
+    def _known_region(cls, value: str | None) -> str | None:
+        if not value or _read_at_run_start(value):
+            return value
+        try:
+            aws_partition(value)
+        except UnknownRegionError:
+            raise ValueError(
+                f"unknown AWS region {value!r}; use one such as us-east-1 or eu-central-1"
+            ) from None
+        return value
+
     # One boto3 session per run: a new session would load botocore's endpoint and service
     # models from disk again for every account (most of a small account's CPU time).
     _session: boto3.Session | None = PrivateAttr(default=None)
@@ -112,15 +140,33 @@ class AwsCostExplorer(dg.ConfigurableResource):
             read_timeout=self.read_timeout_seconds,
         )
 
-    def cost_explorer_client(self, connection: AwsConnection) -> Any:
-        """A Cost Explorer client acting as the customer's role. Raises SyncError on failure."""
-        session = self._boto_session()
+    def _refuse_other_partition(self, connection: AwsConnection, region: str) -> None:
+        """PULSE's credentials can only assume roles in their own partition (aws, aws-cn,
+        aws-us-gov): the one of the region its STS calls go to."""
+        label = connection.account.label
         try:
-            sts = session.client(
-                "sts",
-                region_name=session.region_name or COST_EXPLORER_REGION,
-                config=self._config(),
+            own = aws_partition(region)
+        except UnknownRegionError:
+            raise SyncError(
+                f"{label}: PULSE's AWS region {region!r} is unknown to botocore; set AWS_REGION "
+                "to a region such as us-east-1"
+            ) from None
+        if connection.partition != own:
+            raise SyncError(
+                f"{label}: its IAM role {connection.role_arn} is in the AWS partition "
+                f"{connection.partition}, but PULSE's own AWS credentials are in {own} (region "
+                f"{region}) and can only assume roles there; connect a role of an AWS account "
+                f"in {own}"
             )
+
+    def cost_explorer_client(self, connection: AwsConnection) -> Any:
+        """A Cost Explorer client acting as the customer's role. Raises SyncError on failure,
+        before any AWS call when the role is in another AWS partition than PULSE's credentials."""
+        session = self._boto_session()
+        region = session.region_name or COST_EXPLORER_REGION
+        self._refuse_other_partition(connection, region)
+        try:
+            sts = session.client("sts", region_name=region, config=self._config())
             credentials = sts.assume_role(
                 RoleArn=connection.role_arn,
                 ExternalId=connection.external_id,

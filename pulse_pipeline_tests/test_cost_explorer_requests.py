@@ -24,6 +24,7 @@ from pulse_pipeline.cost_explorer import (
     describe_aws_error,
     fetch_pages,
 )
+from pulse_pipeline.resources import AwsCostExplorer
 from pulse_pipeline.sync_window import SyncWindow
 
 EXTERNAL_ID = "pulse-ext-9f8e7d6c5b4a"
@@ -298,6 +299,62 @@ def test_a_failed_fetch_still_counts_what_it_paid_for() -> None:
         with pytest.raises(ClientError):
             fetch_pages(lambda: client, REQUEST, requests=requests)
     assert requests == RequestCount(made=2, paid=1)
+
+
+# --- ARN partitions ----------------------------------------------------------------------
+
+
+def _connection(role_arn: str) -> AwsConnection:
+    return connection_for(
+        CloudAccount("clacct01", "org1", "Acme Prod", "AWS", "ROLE", role_arn, EXTERNAL_ID)
+    )
+
+
+@pytest.mark.parametrize(
+    ("region", "role_arn", "partitions"),
+    [
+        ("us-east-1", "arn:aws-cn:iam::210987654321:role/Pulse", ("aws-cn", "aws")),
+        ("eu-central-1", "arn:aws-us-gov:iam::111122223333:role/Pulse", ("aws-us-gov", "aws")),
+        ("us-gov-west-1", ROLE_ARN, ("aws", "aws-us-gov")),
+        ("cn-north-1", ROLE_ARN, ("aws", "aws-cn")),
+    ],
+)
+def test_a_role_outside_pulses_partition_is_refused_before_any_aws_call(
+    region: str, role_arn: str, partitions: tuple[str, str]
+) -> None:
+    aws = AwsCostExplorer(region_name=region)
+
+    with pytest.raises(SyncError) as caught:
+        # No endpoint or credentials would answer here: the refusal comes before any call.
+        aws.cost_explorer_client(_connection(role_arn))
+
+    theirs, ours = partitions
+    assert str(caught.value) == (
+        f"{LABEL}: its IAM role {role_arn} is in the AWS partition {theirs}, but PULSE's own "
+        f"AWS credentials are in {ours} (region {region}) and can only assume roles there; "
+        f"connect a role of an AWS account in {ours}"
+    )
+    assert caught.value.retryable is False
+
+
+def test_a_region_botocore_does_not_know_is_refused_before_any_aws_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "mars-north-1")  # from the AWS config, not a setting
+
+    with pytest.raises(SyncError) as caught:
+        AwsCostExplorer().cost_explorer_client(_connection(ROLE_ARN))
+
+    assert str(caught.value) == (
+        f"{LABEL}: PULSE's AWS region 'mars-north-1' is unknown to botocore; set AWS_REGION to "
+        "a region such as us-east-1"
+    )
+
+
+def test_a_role_in_pulses_own_partition_is_assumed(moto_aws: None) -> None:
+    aws = AwsCostExplorer(region_name="cn-north-1")
+    client = aws.cost_explorer_client(_connection("arn:aws-cn:iam::210987654321:role/Pulse"))
+    assert client.meta.service_model.service_name == "ce"
 
 
 # --- describe_aws_error ------------------------------------------------------------------

@@ -36,6 +36,7 @@ from pulse_pipeline_tests.support import (
     load_rates,
     materialization,
     run_sync,
+    set_account,
     stored_rows,
     write_status,
 )
@@ -488,3 +489,35 @@ def test_12_pagination_past_the_ceiling_fails_the_account_at_once_and_is_never_r
     assert aws.request_count(ACC1) == requests
     assert failure_metadata(alone)["cost_explorer_paid_requests"] == requests
     assert stored_rows(pulse, "acc-1") == before["acc-1"]
+
+
+@pytest.mark.parametrize("partition", ["aws-cn", "aws-us-gov"])
+def test_13_a_role_in_another_aws_partition_is_refused_before_any_aws_call(
+    pulse: str,
+    dagster_instance: dg.DagsterInstance,
+    simulate: Callable[..., SimulatedAws],
+    partition: str,
+) -> None:
+    simulate()
+    load_rates(dagster_instance)
+    before = synced_earlier(pulse, dagster_instance)
+    role = f"arn:{partition}:iam::111111111111:role/PulseRead"
+    set_account(pulse, "acc-1", roleArn=role)
+    aws = simulate()
+
+    batch = run_batch(dagster_instance)
+
+    cause = (
+        f"{LABEL1}: its IAM role {role} is in the AWS partition {partition}, but PULSE's own "
+        "AWS credentials are in aws (region us-east-1) and can only assume roles there; connect "
+        "a role of an AWS account in aws"
+    )
+    assert_acc1_failed_alone(pulse, dagster_instance, aws, batch, cause)
+    assert aws.assume_role_count(ACC1) == 0 and aws.request_count(ACC1) == 0
+    assert stored_rows(pulse, "acc-1") == before["acc-1"]
+
+    alone = run_sync(dagster_instance, "acc-1", D1, D3)
+
+    assert not alone.success and retries_of(alone) == 0
+    assert failure_of(alone) == cause
+    assert aws.assume_role_count(ACC1) == 0 and aws.request_count(ACC1) == 0

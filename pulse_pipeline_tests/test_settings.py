@@ -63,6 +63,12 @@ def test_set_variables_show_as_their_names_and_unset_ones_as_their_defaults(
             )
             for value in ("0", "-5", "2.5", "two hundred")
         ],
+        (
+            "AWS_REGION",
+            "us-east1",
+            "AWS_REGION is invalid: unknown AWS region 'us-east1'; use one such as us-east-1 or "
+            "eu-central-1",
+        ),
     ],
 )
 def test_an_invalid_setting_fails_the_load_with_one_sentence_and_no_secret(
