@@ -32,10 +32,13 @@ from pulse_pipeline.cost_explorer import (
 from pulse_pipeline.db.urls import create_pulse_engine
 from pulse_pipeline.ecb_history import parse_ecb_history
 from pulse_pipeline.fx import EcbRate
+from pulse_pipeline.normalise import FOCUS_CHARGE_CATEGORY
 
 # Cost Explorer has a single endpoint: every commercial region resolves to us-east-1.
 COST_EXPLORER_REGION = "us-east-1"
 BUNDLED = "bundled"
+# AWS's RECORD_TYPE names, exactly as Cost Explorer spells them.
+RECORD_TYPES = tuple(FOCUS_CHARGE_CATEGORY)
 
 
 @functools.cache
@@ -249,6 +252,13 @@ class CostSettings(dg.ConfigurableResource):
             raise ValueError(f"unknown cost metric {value!r}; choose one of {', '.join(METRICS)}")
         return value
 
+    @field_validator("record_types", mode="before")
+    @classmethod
+    def _known_record_types(cls, value: str) -> str:
+        if not _read_at_run_start(value):
+            parse_record_types(value)
+        return value
+
     @field_validator("max_pages", mode="before")
     @classmethod
     def _at_least_one_page(cls, value: Any) -> Any:
@@ -267,5 +277,26 @@ class CostSettings(dg.ConfigurableResource):
 
     def record_type_set(self) -> frozenset[str] | None:
         """The record types to write, or None for all of them."""
-        chosen = frozenset(part.strip() for part in self.record_types.split(",") if part.strip())
-        return chosen or None
+        return parse_record_types(self.record_types)
+
+
+def parse_record_types(value: str) -> frozenset[str] | None:
+    """The record types of a comma-separated list (None: empty, all of them).
+
+    Names must be AWS's exact RECORD_TYPE names; raises ValueError listing them otherwise.
+    """
+    chosen = list(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+    if not chosen:
+        if value.strip():
+            raise ValueError("names no record type; leave it empty to write all of them")
+        return None
+    unknown = [name for name in chosen if name not in RECORD_TYPES]
+    if unknown:
+        by_lower = {name.lower(): name for name in RECORD_TYPES}
+        meant = [by_lower[name.lower()] for name in unknown if name.lower() in by_lower]
+        hint = f" (did you mean {', '.join(meant)}?)" if meant else ""
+        raise ValueError(
+            f"unknown record type {', '.join(repr(name) for name in unknown)}{hint}; use AWS's "
+            f"exact names ({', '.join(RECORD_TYPES)}) or leave it empty for all"
+        )
+    return frozenset(chosen)

@@ -61,6 +61,14 @@ RESOURCES: dict[str, Callable[..., dg.ConfigurableResource]] = {
 }
 
 
+def variable_of(resource_class: str, field: str) -> str | None:
+    """The environment variable behind a resource field, e.g. `CostSettings.record_types`."""
+    for setting in SETTINGS:
+        if RESOURCES[setting.resource].__name__ == resource_class and setting.field == field:
+            return setting.variable
+    return None
+
+
 def _check_database_url(value: str) -> None:
     try:
         to_sqlalchemy_url(value)

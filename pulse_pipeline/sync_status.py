@@ -9,9 +9,11 @@ import dagster as dg
 
 from pulse_pipeline.keys import DAILY_COSTS, FAILED_ACCOUNTS, RAW_PAGES
 from pulse_pipeline.partitions import accounts_in_run
+from pulse_pipeline.settings import variable_of
 
 MAX_ERROR_LENGTH = 500
 _PYDANTIC_DETAIL = re.compile(r" \[type=.*$")
+_INVALID_FIELD = re.compile(r"1 validation error for (\w+) (\w+) Value error, (.*)$")
 # Things that must never reach PULSE's UI even if an unexpected error quotes them.
 _SECRETS = [
     (re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{12,}\b"), "<aws-key>"),
@@ -78,6 +80,10 @@ def _run_failure(instance: dg.DagsterInstance, run_id: str) -> str | None:
             error = error.cause
         # pydantic's messages end with "[type=..., input_value=...]" and a link: keep the reason.
         message = _PYDANTIC_DETAIL.sub("", " ".join(error.message.split()))
+        invalid = _INVALID_FIELD.search(message)
+        variable = invalid and variable_of(invalid.group(1), invalid.group(2))
+        if invalid and variable:  # the sentence a load with this value would have given
+            return f"the sync run could not start ({variable} is invalid: {invalid.group(3)})"
         return f"the sync run could not start ({error.cls_name}: {message})"
     return None
 

@@ -521,3 +521,55 @@ def test_13_a_role_in_another_aws_partition_is_refused_before_any_aws_call(
     assert not alone.success and retries_of(alone) == 0
     assert failure_of(alone) == cause
     assert aws.assume_role_count(ACC1) == 0 and aws.request_count(ACC1) == 0
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "reason"),
+    [
+        (
+            "PULSE_RECORD_TYPES",
+            "usage,tax",
+            "PULSE_RECORD_TYPES is invalid: unknown record type 'usage', 'tax' (did you mean "
+            "Usage, Tax?); use AWS's exact names (Usage, DiscountedUsage, ",
+        ),
+        (
+            "PULSE_MAX_PAGES",
+            "0",
+            "PULSE_MAX_PAGES is invalid: must be a whole number of at least 1 (the most Cost "
+            "Explorer pages, $0.01 each, one account's fetch may ask for))",
+        ),
+    ],
+)
+def test_14_an_invalid_setting_in_the_runs_environment_fails_before_any_aws_request(
+    pulse: str,
+    dagster_instance: dg.DagsterInstance,
+    simulate: Callable[..., SimulatedAws],
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+    reason: str,
+) -> None:
+    """Loaded with a valid value (an invalid one fails the load: test_settings.py), run with
+    an invalid one."""
+    simulate()
+    load_rates(dagster_instance)
+    before = synced_earlier(pulse, dagster_instance)
+    monkeypatch.setenv(variable, "1" if variable == "PULSE_MAX_PAGES" else "Usage")
+    job = defs().resolve_job_def("sync_aws_costs")
+    monkeypatch.setenv(variable, value)
+    aws = simulate()
+
+    result = run_batch(dagster_instance, job)
+
+    assert not result.success and retries_of(result) == 0
+    assert aws.total_requests() == 0
+    assert aws.assume_role_count(ACC1) == aws.assume_role_count(ACC2) == 0
+    monkeypatch.delenv(variable)
+    assert write_status(dagster_instance, [result.run_id]).success
+    for account in ("acc-1", "acc-2"):  # a deployment setting: every account of the run
+        status = account_status(pulse, account)
+        assert status["status"] == "error"
+        assert status["lastSyncError"].startswith(
+            f"CloudAccount {account}: the sync run could not start ({reason}"
+        )
+        assert stored_rows(pulse, account) == before[account]

@@ -9,6 +9,13 @@ from pulse_pipeline.definitions import defs
 from pulse_pipeline.resources import CostSettings
 from pulse_pipeline.settings import SettingError
 
+ACCEPTED = (
+    "Usage, DiscountedUsage, Reservation applied usage, Savings Plan Covered Usage, Savings Plan "
+    "Negation, Recurring reservation fee, Upfront reservation fee, Savings Plan Recurring Fee, "
+    "Savings Plan Upfront Fee, Support fee, Tax, Credit, Enterprise Discount Program Discount, "
+    "Refund, Other out-of-cycle charges"
+)
+
 
 def field_values(definitions: dg.Definitions, resource: str) -> dict[str, object]:
     """What the UI's Resources page shows for a resource: the value, or the variable's name."""
@@ -64,6 +71,24 @@ def test_set_variables_show_as_their_names_and_unset_ones_as_their_defaults(
             for value in ("0", "-5", "2.5", "two hundred")
         ],
         (
+            "PULSE_RECORD_TYPES",
+            "usage,tax",
+            "PULSE_RECORD_TYPES is invalid: unknown record type 'usage', 'tax' (did you mean "
+            f"Usage, Tax?); use AWS's exact names ({ACCEPTED}) or leave it empty for all",
+        ),
+        (
+            "PULSE_RECORD_TYPES",
+            "Usage,Savings Plans",
+            "PULSE_RECORD_TYPES is invalid: unknown record type 'Savings Plans'; use AWS's "
+            f"exact names ({ACCEPTED}) or leave it empty for all",
+        ),
+        (
+            "PULSE_RECORD_TYPES",
+            " , ",
+            "PULSE_RECORD_TYPES is invalid: names no record type; leave it empty to write all "
+            "of them",
+        ),
+        (
             "AWS_REGION",
             "us-east1",
             "AWS_REGION is invalid: unknown AWS region 'us-east1'; use one such as us-east-1 or "
@@ -90,6 +115,12 @@ def test_max_pages_is_an_int_setting_read_when_the_run_starts(
 
     assert field_values(defs(), "settings")["max_pages"] == ("EnvVar", "PULSE_MAX_PAGES")
     assert CostSettings(max_pages=" 500 ").max_pages == 500  # what the run start validates
+
+
+def test_record_types_are_awss_exact_names() -> None:
+    chosen = CostSettings(record_types="Usage, Savings Plan Covered Usage,Usage")
+    assert chosen.record_type_set() == {"Usage", "Savings Plan Covered Usage"}
+    assert CostSettings().record_type_set() is None
 
 
 def test_without_database_url_a_run_refuses_to_start_and_writes_no_local_file(
