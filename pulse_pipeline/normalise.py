@@ -118,6 +118,12 @@ def _shown(text: str, limit: int = 40) -> str:
     return repr(text[:limit]) + ("…" if len(text) > limit else "")
 
 
+def _plain(amount: Decimal) -> str:
+    """An amount without exponent or trailing zeros, e.g. 1500 for 1.5E+3 or 1500.0000000000."""
+    with localcontext(MONEY):
+        return format(amount.normalize(), "f")
+
+
 def _kind(value: Any) -> str:
     """What a JSON value is, in words, for an error that says what was expected instead."""
     if value is _MISSING:
@@ -331,8 +337,8 @@ def to_eur(lines: Sequence[CostLine], rates: RateTable) -> list[EurCost]:
         if abs(amount_eur) >= AMOUNT_LIMIT:
             where = f"{line.service} ({line.record_type})" if line.record_type else line.service
             raise MalformedPayloadError(
-                f"{where} on {line.day}: {line.amount} {line.currency} is {amount_eur} EUR, too "
-                "large to store: PULSE stores amounts below 10^18"
+                f"{where} on {line.day}: {_plain(line.reported)} {line.currency} is {amount_eur} "
+                "EUR, too large to store: PULSE stores amounts below 10^18"
             )
         converted.append(
             EurCost(line, applied.rate, applied.rate_date, applied.provisional, amount_eur)
