@@ -1,5 +1,6 @@
 """The sync as plain code, without Dagster: one account end to end, failures, and the batch loop."""
 
+import json
 import logging
 import sqlite3
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from pulse_pipeline.resources import AwsCostExplorer, PulseDatabase
 from pulse_pipeline.sync import batch
 from pulse_pipeline.sync.batch import Synced, sync_accounts
 from pulse_pipeline.sync.failures import AccountFailure, BatchFailure, failing_cleanly
+from pulse_pipeline.sync.fetch import keep_as_sent
 from pulse_pipeline.sync.run import SyncRun
 from pulse_pipeline.sync_window import InvalidWindowError
 from pulse_pipeline_tests.ce_results import ecb_history_csv, queue_results
@@ -232,3 +234,16 @@ def test_a_network_failure_while_downloading_names_the_account_and_is_transient(
         "CloudAccount acc-1 (org-1 production): could not reach AWS for GetCostAndUsage "
         "(EndpointConnectionError)"
     )
+
+
+def test_a_cost_explorer_answer_is_kept_exactly_as_sent() -> None:
+    sent = {"ResultsByTime": None, "Keys": "EC2", "ResponseMetadata": "not botocore's"}
+    response = {"status_code": 200, "body": json.dumps(sent).encode()}
+    customized: dict[str, object] = {}
+
+    keep_as_sent(response_dict=response, customized_response_dict=customized)
+
+    assert customized == {"ResultsByTime": None, "Keys": "EC2"} and response["body"] == b"{}"
+    error = {"status_code": 400, "body": b'{"__type": "LimitExceededException"}'}
+    keep_as_sent(response_dict=error, customized_response_dict=customized)
+    assert error["body"] == b'{"__type": "LimitExceededException"}'  # botocore parses errors

@@ -108,6 +108,7 @@ def keep_as_sent(
     except (KeyError, TypeError, ValueError):
         return  # botocore's own parser says what is wrong with it
     if isinstance(document, dict):
+        document.pop("ResponseMetadata", None)  # botocore's own, with its retry count
         customized_response_dict.update(document)
         response_dict["body"] = b"{}"
 
