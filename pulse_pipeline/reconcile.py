@@ -8,12 +8,15 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
 
-from pulse_pipeline.normalise import CostLine, StoredPage
+from pulse_pipeline.normalise import MONEY, CostLine, StoredPage
 
-CENT = Decimal("0.01")
+# "To the cent": two sums agree when they differ by less than half a cent. Rounding each figure
+# to 10 places moves a day's sum by at most 0.5e-10 per row, far below this, whereas comparing
+# the sums rounded to cents would fail whenever the exact sum sits next to a half cent.
+HALF_CENT = Decimal("0.005")
 
 
 @dataclass(frozen=True)
@@ -41,18 +44,22 @@ class CheckOutcome:
 
 
 CHECKS = {
-    "eur_matches_raw": "Per day, Σ amountEUR equals Σ raw amount ÷ each row's rate, to the cent.",
+    "eur_matches_raw": (
+        "Per day, Σ amountEUR equals Σ Cost Explorer's exact amount ÷ each row's rate to the cent "
+        "(less than half a cent apart)."
+    ),
     "no_duplicate_rows": "No two rows share account, day, service and record type.",
     "every_row_has_a_rate": "Every row carries its ECB rate and the date of that rate.",
     "amounts_match_cost_explorer": (
-        "Per day and currency, the written amounts equal Cost Explorer's (and its daily Total "
-        "where the response gives one)."
+        "Per day and currency, the written amounts equal Cost Explorer's rounded half-even to 10 "
+        "places, their sum equals the exact sum to the cent (less than half a cent apart), and "
+        "the exact sum equals the daily Total where the response gives one."
     ),
 }
 
 
-def _cents(value: Decimal) -> Decimal:
-    return value.quantize(CENT, rounding=ROUND_HALF_EVEN)
+def _to_the_cent(a: Decimal, b: Decimal) -> bool:
+    return abs(a - b) < HALF_CENT
 
 
 def reconcile(
@@ -63,6 +70,16 @@ def reconcile(
 ) -> list[CheckOutcome]:
     """Every check of CHECKS over the rows written for `lines` (the record types chosen to be
     written, out of `all_lines` in the raw `pages`)."""
+    with localcontext(MONEY):
+        return _reconcile(written, lines, all_lines, pages)
+
+
+def _reconcile(
+    written: Sequence[WrittenRow],
+    lines: Sequence[CostLine],
+    all_lines: Sequence[CostLine],
+    pages: Iterable[StoredPage],
+) -> list[CheckOutcome]:
     raw = {line.key: line for line in lines}
     keys = [(row.day, row.service, row.record_type) for row in written]
     duplicates = [key for key, count in Counter(keys).items() if count > 1]
@@ -76,26 +93,29 @@ def reconcile(
     for row in written:
         line = raw.get((row.day, row.service, row.record_type))
         recomputed = (
-            line.amount / row.fx_rate if line is not None and row.fx_rate else Decimal("NaN")
+            line.reported / row.fx_rate if line is not None and row.fx_rate else Decimal("NaN")
         )
         stored, expected = eur_days.get(row.day, (Decimal(0), Decimal(0)))
         eur_days[row.day] = (stored + row.amount_eur, expected + recomputed)
     eur_off = sorted(
         day
         for day, (stored, expected) in eur_days.items()
-        if expected.is_nan() or _cents(stored) != _cents(expected)
+        if expected.is_nan() or not _to_the_cent(stored, expected)
     )
 
     written_amounts: defaultdict[tuple[date, str], Decimal] = defaultdict(Decimal)
     for row in written:
         written_amounts[(row.day, row.currency)] += row.amount or Decimal(0)
-    raw_amounts: defaultdict[tuple[date, str], Decimal] = defaultdict(Decimal)
+    stored_amounts: defaultdict[tuple[date, str], Decimal] = defaultdict(Decimal)
+    reported_amounts: defaultdict[tuple[date, str], Decimal] = defaultdict(Decimal)
     for line in lines:
-        raw_amounts[(line.day, line.currency)] += line.amount
+        stored_amounts[(line.day, line.currency)] += line.amount
+        reported_amounts[(line.day, line.currency)] += line.reported
     amounts_off = sorted(
         f"{day} {currency}"
-        for day, currency in set(written_amounts) | set(raw_amounts)
-        if written_amounts[(day, currency)] != raw_amounts[(day, currency)]
+        for day, currency in set(written_amounts) | set(stored_amounts)
+        if written_amounts[(day, currency)] != stored_amounts[(day, currency)]
+        or not _to_the_cent(written_amounts[(day, currency)], reported_amounts[(day, currency)])
     )
     amounts_off += _totals_off(pages, all_lines)
 
@@ -133,7 +153,7 @@ def _totals_off(pages: Iterable[StoredPage], lines: Sequence[CostLine]) -> list[
     """Days whose response Total (given for ungrouped requests) differs from their groups' sum."""
     sums: defaultdict[tuple[date, str], Decimal] = defaultdict(Decimal)
     for line in lines:
-        sums[(line.day, line.currency)] += line.amount
+        sums[(line.day, line.currency)] += line.reported
     off = []
     for page in pages:
         for period in page.response.get("ResultsByTime", []):
@@ -141,6 +161,10 @@ def _totals_off(pages: Iterable[StoredPage], lines: Sequence[CostLine]) -> list[
             if not total or not period.get("Groups"):
                 continue
             day = date.fromisoformat(period["TimePeriod"]["Start"])
-            if Decimal(str(total["Amount"])) != sums[(day, str(total["Unit"]))]:
+            try:
+                matches = Decimal(str(total["Amount"])) == sums[(day, str(total["Unit"]))]
+            except (KeyError, TypeError, InvalidOperation):
+                matches = False
+            if not matches:
                 off.append(f"{day} Total")
     return off

@@ -60,12 +60,15 @@ def _step_failure(instance: dg.DagsterInstance, run_id: str) -> tuple[str | None
             return data.user_failure_data.description, dict(causes or {})
         if data.error:
             error = data.error
-            while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+            # Dagster's wrappers (and its retry policy's "Exceeded max_retries") hide the cause.
+            while error.cause is not None and (error.cls_name or "").startswith(
+                ("Dagster", "RetryRequested")
+            ):
                 error = error.cause
-            return (
-                f"step {event.step_key} failed ({error.cls_name}: {error.message.strip()})",
-                {},
-            )
+            message = error.message.strip()
+            if not message.startswith(f"{error.cls_name}:"):  # Dagster's own errors lack it
+                message = f"{error.cls_name}: {message}"
+            return f"step {event.step_key} failed ({message})", {}
     return _run_failure(instance, run_id), {}
 
 

@@ -16,6 +16,7 @@ from pulse_pipeline.cli import main
 from pulse_pipeline.db.migrate import current_revision, head_revision, upgrade
 from pulse_pipeline.db.schema import UNIQUE_COST_KEY, cost_record, metadata
 from pulse_pipeline.db.urls import create_pulse_engine
+from pulse_pipeline.normalise import AMOUNT_LIMIT, AMOUNT_PLACES
 
 PASSWORD = "s3cret-pw"
 HEAD = "0002"
@@ -390,3 +391,56 @@ def test_upgrade_from_the_three_column_key_keeps_rows_and_allows_charge_types(
             connection.execute(sa.insert(cost_record).values(id="t", recordType="Tax", **row))
     finally:
         engine.dispose()
+
+
+def test_the_money_columns_hold_every_amount_the_normaliser_stores(database_url: str) -> None:
+    """normalise rounds amounts to AMOUNT_PLACES and rejects those of AMOUNT_LIMIT or more: the
+    exact range of NUMERIC(28,10), so no migration widens them and nothing is rounded again."""
+    for name in ("amount", "amountEUR", "fxRate"):
+        column_type = cost_record.c[name].type
+        assert (column_type.precision, column_type.scale) == (28, 10), name
+    assert AMOUNT_PLACES == Decimal(10) ** -10 and AMOUNT_LIMIT == Decimal(10) ** (28 - 10)
+    upgrade(database_url)
+    extremes = [
+        Decimal("999999999999999999.9999999999"),
+        Decimal("-999999999999999999.9999999999"),
+        Decimal("0.0000000001"),
+        Decimal("-0.0000000001"),
+        Decimal("0E-10"),
+    ]
+    row = {"orgId": "o", "cloudAccountId": "ca", "provider": "AWS", "service": "S",
+           "currency": "USD", "recordType": "Usage"}  # fmt: skip
+    engine = create_pulse_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                sa.insert(cost_record),
+                [
+                    {
+                        **row,
+                        "id": f"r{n}",
+                        "date": dt.date(2026, 1, n + 1),
+                        "amount": value,
+                        "amountEUR": value,
+                        "fxRate": value,
+                    }
+                    for n, value in enumerate(extremes)
+                ],
+            )
+        with engine.connect() as connection:
+            stored = connection.execute(
+                sa.select(
+                    cost_record.c.amount, cost_record.c.amountEUR, cost_record.c.fxRate
+                ).order_by(cost_record.c.id)
+            ).all()
+    finally:
+        engine.dispose()
+    assert [tuple(r) for r in stored] == [(value,) * 3 for value in extremes]
+    if database_url.startswith("postgresql"):
+        columns = _rows(
+            database_url,
+            "SELECT column_name, numeric_precision, numeric_scale FROM information_schema.columns "
+            "WHERE table_name = 'CostRecord' AND table_schema = current_schema() "
+            "AND column_name IN ('amount', 'amountEUR', 'fxRate') ORDER BY column_name",
+        )
+        assert columns == [("amount", 28, 10), ("amountEUR", 28, 10), ("fxRate", 28, 10)]

@@ -12,6 +12,7 @@ from pulse_pipeline.normalise import (
     MalformedPayloadError,
     StoredPage,
     charge_category,
+    check_storable,
     cost_lines,
     to_eur,
     totals_by_currency,
@@ -90,16 +91,67 @@ def test_lines_from_several_pages_with_a_day_split_across_pages() -> None:
     ]
 
 
-def test_amounts_are_exact_decimals() -> None:
+def test_amounts_are_exact_decimals_rounded_half_even_to_ten_places() -> None:
     page = _page(
         1,
         [_period(D1, [_group("A", "1234567.123456789012345678"), _group("B", "0.0000000001")])],
     )
     lines = cost_lines([page], WINDOW)
-    assert [line.amount for line in lines] == [
-        Decimal("1234567.123456789012345678"),
-        Decimal("0.0000000001"),
+    assert [(line.amount, line.reported) for line in lines] == [
+        (Decimal("1234567.1234567890"), Decimal("1234567.123456789012345678")),
+        (Decimal("0.0000000001"), Decimal("0.0000000001")),
     ]
+    assert [line.reported_amount for line in lines] == [
+        Decimal("1234567.123456789012345678"),
+        None,  # nothing to round: the reported amount is the stored one
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        ("1e-30", "0.0000000000"),
+        ("-1E-30", "0.0000000000"),  # no negative zero
+        ("1.5E+3", "1500"),
+        ("1.5e3", "1500"),
+        ("2.5E-7", "0.00000025"),
+        ("12.34567890123", "12.3456789012"),
+        ("0.00000000005", "0.0000000000"),  # a tie: half-even goes to the even 0
+        ("0.00000000015", "0.0000000002"),  # a tie: half-even goes to the even 2
+        ("-0.00000000025", "-0.0000000002"),
+        ("999999999999999999.99999999994", "999999999999999999.9999999999"),
+        ("-999999999999999999.9999999999", "-999999999999999999.9999999999"),
+        ("+7", "7"),
+        (".5", "0.5"),
+        ("5.", "5"),
+    ],
+)
+def test_any_amount_below_ten_to_the_eighteen_is_stored_rounded_half_even(
+    text: str, stored: str
+) -> None:
+    [line] = cost_lines([_page(1, [_period(D1, [_group("A", text)])])], WINDOW)
+    assert line.amount == Decimal(stored) and line.amount.as_tuple().exponent == -10
+    assert line.amount.is_signed() is Decimal(stored).is_signed()
+    assert line.reported == Decimal(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1000000000000000000",
+        "-1000000000000000000",
+        "1e18",
+        "999999999999999999.99999999995",  # rounds up to 10^18
+        "1e999999999",
+        "123456789012345678901234567890",
+    ],
+)
+def test_an_amount_of_ten_to_the_eighteen_or_more_is_rejected_in_words(text: str) -> None:
+    page = _page(1, [_period(D1, [_group("A", "1"), _group("B", text)])])
+    with pytest.raises(MalformedPayloadError) as error:
+        cost_lines([page], WINDOW)
+    assert str(error.value).startswith(f"B on 2026-10-01 has an Amount of {text!r}, too large")
+    assert "below 10^18" in str(error.value)
 
 
 def test_many_tiny_amounts_sum_exactly() -> None:
@@ -120,7 +172,7 @@ def test_estimated_flag_is_per_day() -> None:
         [
             _period(D1, [_group("A", "1")], estimated=False),
             _period(D2, [_group("A", "1")], estimated=True),
-            {"TimePeriod": {"Start": "2026-10-03", "End": "2026-10-04"}, "Groups": []},
+            _period(D3, [], estimated=True),
         ],
     )
     assert [(line.day, line.estimated) for line in cost_lines([page], WINDOW)] == [
@@ -140,13 +192,19 @@ def test_group_without_the_requested_metric_is_rejected() -> None:
         cost_lines([page], WINDOW)
 
 
-def test_no_pages_or_no_results_give_no_lines() -> None:
+def test_no_pages_or_empty_results_give_no_lines() -> None:
     assert cost_lines([], WINDOW) == []
-    assert cost_lines([StoredPage(1, {"Metrics": ["UnblendedCost"]}, {})], WINDOW) == []
+    # An account without costs: an empty list of days, or days with an empty list of groups.
+    assert cost_lines([_page(1, [])], WINDOW) == []
+    assert cost_lines([_page(1, [_period(D1, []), _period(D2, [])])], WINDOW) == []
 
 
 @pytest.mark.parametrize(
-    "amount", ["abc", "", "1,5", "NaN", "nan", "sNaN", "Infinity", "-Infinity", "inf", None, ...]
+    "amount",
+    [
+        *["abc", "", "1,5", "NaN", "nan", "sNaN", "Infinity", "-Infinity", "inf", None, ...],
+        *[" 1.5", "1.5 ", "1_000", "\u0661", "0x10", "1e", "e5", "--1", "1.2.3"],
+    ],
 )
 def test_non_numeric_amounts_are_rejected(amount: Any) -> None:
     page = _page(1, [_period(D1, [_group("A", "1"), _group("B", amount)])])
@@ -207,6 +265,214 @@ def test_missing_or_invalid_time_period_is_rejected(period: dict) -> None:
 def test_group_without_service_key_is_rejected(group: dict) -> None:
     with pytest.raises(MalformedPayloadError, match="service"):
         cost_lines([_page(1, [_period(D1, [group])])], WINDOW)
+
+
+# --- structure: what Cost Explorer documents, or a rejection in words -------------------
+
+
+def _rejection(pages: list[StoredPage]) -> str:
+    with pytest.raises(MalformedPayloadError) as error:
+        cost_lines(pages, WINDOW)
+    return str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("response", "kind"),
+    [
+        ({"ResultsByTime": None}, "null"),
+        ({}, "missing"),
+        ({"ResultsByTime": "[]"}, "the string '[]'"),
+        ({"ResultsByTime": {"TimePeriod": {}}}, "an object"),
+    ],
+)
+def test_results_by_time_that_is_not_a_list_is_rejected(response: dict, kind: str) -> None:
+    page = StoredPage(1, _page(1, []).request, response)
+    assert _rejection([_page(1, [_period(D1, [_group("A", "1")])]), page]) == (
+        f"ResultsByTime on page 2 is {kind}, expected a list"
+    )
+
+
+@pytest.mark.parametrize(
+    ("result", "kind"),
+    [(None, "null"), ("2026-10-01", "the string '2026-10-01'"), ([], "a list of 0 items")],
+)
+def test_a_result_that_is_not_an_object_is_rejected(result: Any, kind: str) -> None:
+    assert _rejection([_page(1, [_period(D1, []), result])]) == (
+        f"result 2 of ResultsByTime on page 1 is {kind}, expected an object"
+    )
+
+
+@pytest.mark.parametrize(
+    ("groups", "kind"), [(None, "null"), (..., "missing"), ({}, "an object"), ("", "the string ''")]
+)
+def test_groups_that_are_not_a_list_are_rejected(groups: Any, kind: str) -> None:
+    period = _period(D2, [])
+    if groups is ...:
+        del period["Groups"]
+    else:
+        period["Groups"] = groups
+    assert _rejection([_page(1, [_period(D1, [_group("A", "1")]), period])]) == (
+        f"Groups on 2026-10-02 is {kind}, expected a list"
+    )
+
+
+@pytest.mark.parametrize(
+    ("estimated", "kind"),
+    [
+        ("false", "the string 'false'"),
+        ("true", "the string 'true'"),
+        (0, "the number 0"),
+        (1, "the number 1"),
+        (None, "null"),
+        (..., "missing"),
+    ],
+)
+@pytest.mark.parametrize("groups", [[_group("A", "1")], []], ids=["with-costs", "without"])
+def test_estimated_that_is_not_a_boolean_is_rejected(
+    estimated: Any, kind: str, groups: list[dict]
+) -> None:
+    period = _period(D1, groups)
+    if estimated is ...:
+        del period["Estimated"]
+    else:
+        period["Estimated"] = estimated
+    assert _rejection([_page(1, [period])]) == (
+        f"Estimated on 2026-10-01 is {kind}, expected true or false"
+    )
+
+
+@pytest.mark.parametrize(
+    ("group", "kind"), [(None, "null"), ("EC2", "the string 'EC2'"), ([], "a list of 0 items")]
+)
+def test_a_group_that_is_not_an_object_is_rejected(group: Any, kind: str) -> None:
+    page = _typed_page([_typed_group("S3", "Usage", "1"), group])
+    assert _rejection([page]) == f"group 2 on 2026-10-01 is {kind}, expected an object"
+
+
+@pytest.mark.parametrize(
+    ("keys", "kind"),
+    [
+        ("EC2", "the string 'EC2'"),  # once stored as service 'E', record type 'C'
+        (["EC2"], "a list of 1 item"),
+        (["EC2", "Usage", "Tax"], "a list of 3 items"),
+        (["EC2", 5], "a list whose item 2 is the number 5"),
+        ([None, "Usage"], "a list whose item 1 is null"),
+        ([["EC2"], "Usage"], "a list whose item 1 is a list of 1 item"),
+        ({"0": "EC2", "1": "Usage"}, "an object"),
+        (None, "null"),
+        (..., "missing"),
+    ],
+)
+def test_keys_that_are_not_two_strings_are_rejected(keys: Any, kind: str) -> None:
+    group = _typed_group("EC2", "Usage", "1")
+    if keys is ...:
+        del group["Keys"]
+    else:
+        group["Keys"] = keys
+    assert _rejection([_typed_page([_typed_group("S3", "Usage", "1"), group])]) == (
+        f"Keys of group 2 on 2026-10-01 is {kind}, expected a list of 2 strings "
+        "(service, record type)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("metrics", "message"),
+    [
+        (None, "Metrics of EC2 (Usage) on 2026-10-01 is null, expected an object"),
+        ([], "Metrics of EC2 (Usage) on 2026-10-01 is a list of 0 items, expected an object"),
+        ({"AmortizedCost": "1"}, "EC2 (Usage) on 2026-10-01 has no AmortizedCost"),
+        (
+            {"AmortizedCost": {"Amount": 12.5, "Unit": "USD"}},
+            "Amount of EC2 (Usage) on 2026-10-01 is the number 12.5, expected a decimal string",
+        ),
+        (
+            {"AmortizedCost": {"Amount": 12, "Unit": "USD"}},
+            "Amount of EC2 (Usage) on 2026-10-01 is the number 12, expected a decimal string",
+        ),
+        (
+            {"AmortizedCost": {"Amount": True, "Unit": "USD"}},
+            "Amount of EC2 (Usage) on 2026-10-01 is the boolean true, expected a decimal string",
+        ),
+    ],
+)
+def test_metrics_and_amounts_of_the_wrong_type_are_rejected(metrics: Any, message: str) -> None:
+    group = {"Keys": ["EC2", "Usage"], "Metrics": metrics}
+    assert _rejection([_typed_page([group])]) == message
+
+
+@pytest.mark.parametrize(
+    ("service", "record_type", "message"),
+    [
+        (
+            "Amazon\x00EC2",
+            "Usage",
+            "the service name 'Amazon\\x00EC2' on 2026-10-01 contains a NUL character, which "
+            "PULSE's database cannot store",
+        ),
+        (
+            "EC2",
+            "Us\x00age",
+            "the record type 'Us\\x00age' on 2026-10-01 contains a NUL character, which PULSE's "
+            "database cannot store",
+        ),
+        (
+            "EC2\ud800",
+            "Usage",
+            "the service name 'EC2\\ud800' on 2026-10-01 contains an unpaired surrogate (not "
+            "valid Unicode), which PULSE's database cannot store",
+        ),
+        (
+            "S" * 3000,
+            "Usage",
+            f"the service name '{'S' * 40}'… on 2026-10-01 is 3,000 bytes long (UTF-8); PULSE "
+            "stores at most 1,024",
+        ),
+        (
+            "é" * 513,
+            "Usage",
+            f"the service name '{'é' * 40}'… on 2026-10-01 is 1,026 bytes long (UTF-8); PULSE "
+            "stores at most 1,024",
+        ),
+        (
+            "EC2",
+            "U" * 257,
+            f"the record type '{'U' * 40}'… on 2026-10-01 is 257 bytes long (UTF-8); PULSE "
+            "stores at most 256",
+        ),
+    ],
+    ids=["nul-service", "nul-record-type", "surrogate", "3000-chars", "multibyte", "record-type"],
+)
+def test_text_the_database_cannot_hold_is_rejected_naming_day_and_field(
+    service: str, record_type: str, message: str
+) -> None:
+    assert _rejection([_typed_page([_typed_group(service, record_type, "1")])]) == message
+
+
+def test_names_up_to_the_limits_are_accepted() -> None:
+    page = _typed_page(
+        [_typed_group("S" * 1024, "U" * 256, "1"), _typed_group("é" * 512, "Ü", "2")]
+    )
+    assert [len(line.service) for line in cost_lines([page], WINDOW)] == [1024, 512]
+
+
+@pytest.mark.parametrize(
+    ("response", "where"),
+    [
+        ({"DimensionValueAttributes": [{"Value": "a\x00b"}]}, "DimensionValueAttributes[0].Value"),
+        ({"GroupDefinitions": [{"Key\x00": "SERVICE"}]}, "GroupDefinitions[0]"),
+        ({"NextPageToken": "\udc80"}, "NextPageToken"),
+    ],
+)
+def test_text_the_database_cannot_hold_anywhere_in_a_page_is_rejected(
+    response: dict, where: str
+) -> None:
+    clean = _page(1, [_period(D1, [_group("A", "1")])])
+    dirty = StoredPage(2, clean.request, {**clean.response, **response})
+    check_storable([clean])
+    with pytest.raises(MalformedPayloadError) as error:
+        check_storable([clean, dirty])
+    assert str(error.value).startswith("page 2 has ")
+    assert str(error.value).endswith(f" in {where}, which PULSE's database cannot store")
 
 
 # --- to_eur ------------------------------------------------------------------------------
@@ -283,6 +549,23 @@ def test_missing_rate_is_a_malformed_payload(line: CostLine) -> None:
         to_eur([_line(D1, "OK", "1"), line], RATES)
 
 
+def test_to_eur_of_the_largest_amount_is_exact() -> None:
+    # 999999999999999999.9999999999 / 2 = 499999999999999999.99999999995: a tie, half-even
+    # goes up to the even ...0 (28 significant digits; the default context has 28)
+    [converted] = to_eur([_line(D2, "A", "999999999999999999.9999999999")], RATES)
+    assert converted.amount_eur == Decimal("500000000000000000.0000000000")
+
+
+def test_to_eur_beyond_what_is_stored_is_rejected_in_words() -> None:
+    # 900000000000000000 GBP / 0.855 = 1.05e18 EUR
+    with pytest.raises(MalformedPayloadError) as error:
+        to_eur([_line(D1, "A", "900000000000000000", "GBP")], RATES)
+    assert str(error.value).startswith(
+        "A on 2026-10-01: 900000000000000000 GBP is 1052631578947368421.0526315789 EUR, too "
+        "large to store"
+    )
+
+
 def test_to_eur_of_nothing_is_nothing() -> None:
     assert to_eur([], RATES) == []
 
@@ -349,8 +632,12 @@ def test_a_grouped_page_without_the_record_type_key_is_rejected() -> None:
     page = _typed_page(
         [{"Keys": ["Amazon EC2"], "Metrics": {"AmortizedCost": {"Amount": "1", "Unit": "USD"}}}]
     )
-    with pytest.raises(MalformedPayloadError, match="no record type key"):
+    with pytest.raises(MalformedPayloadError) as error:
         cost_lines([page], WINDOW)
+    assert str(error.value) == (
+        "Keys of group 1 on 2026-10-01 is a list of 1 item, expected a list of 2 strings "
+        "(service, record type)"
+    )
 
 
 def test_the_same_service_and_record_type_twice_is_rejected() -> None:

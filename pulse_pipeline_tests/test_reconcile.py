@@ -56,3 +56,35 @@ def test_a_daily_total_that_differs_from_the_groups_is_caught() -> None:
     }
     page = StoredPage(1, {"Metrics": ["UnblendedCost"]}, {"ResultsByTime": [period]})
     assert verdicts(GOOD, [page])["amounts_match_cost_explorer"] is False
+
+
+def _rounded_day(reported: list[str], rate: Decimal = Decimal(1)) -> dict[str, bool]:
+    """A day of amounts with more than 10 places, written rounded half-even to 10 places."""
+    lines, written = [], []
+    for n, text in enumerate(reported):
+        amount = Decimal(text).quantize(Decimal("1e-10"))
+        lines.append(
+            CostLine(DAY, f"S{n}", "Usage", amount, "USD", False, "UnblendedCost", 1, Decimal(text))
+        )
+        eur = (amount / rate).quantize(Decimal("1e-10"))
+        written.append(WrittenRow(DAY, f"S{n}", "Usage", amount, "USD", rate, DAY, eur))
+    return {o.name: o.passed for o in reconcile(written, lines, lines, [PAGE])}
+
+
+def test_amounts_rounded_to_ten_places_reconcile_with_the_exact_ones() -> None:
+    assert set(_rounded_day(["1e-30", "12.34567890123", "1.5E+3"], Decimal("1.1")).values()) == {
+        True
+    }
+
+
+def test_a_day_whose_exact_sum_sits_next_to_a_half_cent_still_reconciles() -> None:
+    # Exact sum 0.02500000000004 rounds to 0.03 at the cent; the stored sum 0.0250000000 rounds
+    # (half-even) to 0.02. Comparing cents would fail this day on every sync, forever.
+    assert set(_rounded_day(["0.01250000000002", "0.01250000000002"]).values()) == {True}
+
+
+def test_a_written_amount_one_place_off_the_rounded_one_is_caught() -> None:
+    line = CostLine(DAY, "EC2", "Usage", Decimal("10.0000000000"), "USD", False, "UnblendedCost", 1)
+    row = WrittenRow(DAY, "EC2", "Usage", Decimal("10.0000000001"), "USD", RATE, DAY, Decimal("8"))
+    outcomes = {o.name: o.passed for o in reconcile([row], [line], [line], [PAGE])}
+    assert outcomes["amounts_match_cost_explorer"] is False

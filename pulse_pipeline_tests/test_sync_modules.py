@@ -1,11 +1,16 @@
 """The sync as plain code, without Dagster: one account end to end, failures, and the batch loop."""
 
+import json
 import logging
+import sqlite3
 from collections.abc import Iterator
 from decimal import Decimal
 
+import psycopg
 import pytest
 from botocore.exceptions import EndpointConnectionError
+from psycopg import errors as pg
+from sqlalchemy import exc
 from sqlalchemy.exc import OperationalError
 
 from pulse_pipeline.accounts import SyncError
@@ -16,6 +21,7 @@ from pulse_pipeline.resources import AwsCostExplorer, PulseDatabase
 from pulse_pipeline.sync import batch
 from pulse_pipeline.sync.batch import Synced, sync_accounts
 from pulse_pipeline.sync.failures import AccountFailure, BatchFailure, failing_cleanly
+from pulse_pipeline.sync.fetch import keep_as_sent
 from pulse_pipeline.sync.run import SyncRun
 from pulse_pipeline.sync_window import InvalidWindowError
 from pulse_pipeline_tests.ce_results import ecb_history_csv, queue_results
@@ -86,7 +92,7 @@ def test_writing_alone_reconverts_the_latest_stored_fetch_without_aws(
         (InvalidWindowError("start_date 2 is after end_date 1"), "CloudAccount a: start_date 2 is after end_date 1", False),
         (MalformedPayloadError("EC2 on 2026-01-01 has a non-numeric Amount"), "CloudAccount a: Cost Explorer's response was rejected, nothing was written: EC2 on 2026-01-01 has a non-numeric Amount", False),
         (OperationalError("INSERT", {}, ConnectionError("gone")), "CloudAccount a: PULSE's database failed during the sync (ConnectionError); nothing was written", True),
-        (KeyError("surprise"), "CloudAccount a: the sync failed unexpectedly (KeyError: 'surprise')", True),
+        (KeyError("surprise"), "CloudAccount a: the sync failed unexpectedly (KeyError: 'surprise')", False),
     ],
 )  # fmt: skip
 def test_every_failure_becomes_one_sentence_naming_the_account(
@@ -97,6 +103,63 @@ def test_every_failure_becomes_one_sentence_naming_the_account(
 
     assert (failure.value.account_id, failure.value.cause) == ("a", cause)
     assert failure.value.retryable is retryable
+
+
+REFUSED = "CloudAccount a: PULSE's database refused the sync's data ({}); nothing was written"
+FAILED = "CloudAccount a: PULSE's database failed during the sync ({}); nothing was written"
+
+
+def wrapped(kind: type[exc.DBAPIError], orig: Exception, **flags: bool) -> exc.DBAPIError:
+    return kind("COPY", {}, orig, **flags)
+
+
+@pytest.mark.parametrize(
+    ("error", "cause"),
+    [
+        (wrapped(exc.DataError, pg.NumericValueOutOfRange("numeric field overflow")), REFUSED.format("numeric field overflow")),
+        (pg.NumericValueOutOfRange("numeric field overflow\nDETAIL: A field with precision 28"), REFUSED.format("numeric field overflow")),
+        (pg.StringDataRightTruncation("value too long for type character varying(3)"), REFUSED.format("value too long for type character varying(3)")),
+        (wrapped(exc.DataError, pg.UntranslatableCharacter("unsupported Unicode escape sequence")), REFUSED.format("unsupported Unicode escape sequence")),
+        (wrapped(exc.IntegrityError, pg.CheckViolation('violates check constraint "c"')), REFUSED.format('violates check constraint "c"')),
+        (wrapped(exc.IntegrityError, sqlite3.IntegrityError("UNIQUE constraint failed")), REFUSED.format("UNIQUE constraint failed")),
+        # psycopg files "program limit exceeded" (an index row too large) under OperationalError.
+        (pg.ProgramLimitExceeded("index row requires 9032 bytes, maximum size is 8191"), REFUSED.format("index row requires 9032 bytes, maximum size is 8191")),
+        (wrapped(exc.OperationalError, pg.ProgramLimitExceeded("index row too big")), REFUSED.format("index row too big")),
+        (wrapped(exc.ProgrammingError, pg.UndefinedColumn('column "metric" does not exist')), REFUSED.format('column "metric" does not exist')),
+        (exc.StatementError("money must be a Decimal", "INSERT", {}, TypeError("x")), REFUSED.format("TypeError")),
+        (exc.ArgumentError("Could not parse URL postgresql://u:pw@h/db"), REFUSED.format("ArgumentError")),
+    ],
+)  # fmt: skip
+def test_data_the_database_refuses_is_permanent_and_said_in_its_words(
+    error: Exception, cause: str
+) -> None:
+    with pytest.raises(AccountFailure) as failure, failing_cleanly("a"):
+        raise error
+
+    assert failure.value.cause == cause and not failure.value.retryable
+
+
+@pytest.mark.parametrize(
+    ("error", "name"),
+    [
+        (wrapped(exc.OperationalError, psycopg.OperationalError("connection failed")), "OperationalError"),
+        (wrapped(exc.OperationalError, pg.AdminShutdown("terminating connection")), "AdminShutdown"),
+        (wrapped(exc.OperationalError, pg.QueryCanceled("canceling statement due to statement timeout")), "QueryCanceled"),
+        (wrapped(exc.OperationalError, pg.LockNotAvailable("could not obtain lock")), "LockNotAvailable"),
+        (wrapped(exc.OperationalError, pg.DeadlockDetected("deadlock detected")), "DeadlockDetected"),
+        (wrapped(exc.OperationalError, pg.TooManyConnections("too many clients")), "TooManyConnections"),
+        (wrapped(exc.InterfaceError, psycopg.InterfaceError("the connection is closed")), "InterfaceError"),
+        (wrapped(exc.DBAPIError, psycopg.Error("server closed the connection"), connection_invalidated=True), "Error"),
+        (psycopg.OperationalError("consuming input failed: server closed the connection"), "OperationalError"),
+        (wrapped(exc.OperationalError, sqlite3.OperationalError("database is locked")), "OperationalError"),
+        (exc.TimeoutError("QueuePool limit of size 5 overflow 10 reached"), "TimeoutError"),
+    ],
+)  # fmt: skip
+def test_only_connection_type_database_faults_are_transient(error: Exception, name: str) -> None:
+    with pytest.raises(AccountFailure) as failure, failing_cleanly("a"):
+        raise error
+
+    assert failure.value.cause == FAILED.format(name) and failure.value.retryable
 
 
 def scripted(outcomes: dict[str, list[str]], calls: list[str]) -> object:
@@ -171,3 +234,16 @@ def test_a_network_failure_while_downloading_names_the_account_and_is_transient(
         "CloudAccount acc-1 (org-1 production): could not reach AWS for GetCostAndUsage "
         "(EndpointConnectionError)"
     )
+
+
+def test_a_cost_explorer_answer_is_kept_exactly_as_sent() -> None:
+    sent = {"ResultsByTime": None, "Keys": "EC2", "ResponseMetadata": "not botocore's"}
+    response = {"status_code": 200, "body": json.dumps(sent).encode()}
+    customized: dict[str, object] = {}
+
+    keep_as_sent(response_dict=response, customized_response_dict=customized)
+
+    assert customized == {"ResultsByTime": None, "Keys": "EC2"} and response["body"] == b"{}"
+    error = {"status_code": 400, "body": b'{"__type": "LimitExceededException"}'}
+    keep_as_sent(response_dict=error, customized_response_dict=customized)
+    assert error["body"] == b'{"__type": "LimitExceededException"}'  # botocore parses errors

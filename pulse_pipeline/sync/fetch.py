@@ -1,7 +1,9 @@
 """Read an account, then download its window from Cost Explorer, page by page."""
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any
 
 from pulse_pipeline.accounts import (
     AwsConnection,
@@ -84,7 +86,7 @@ def download(run: SyncRun, account_id: str) -> Download:
     run.requests.append(requests)  # counted as the pages arrive, even if the fetch fails
     try:
         fetch = fetch_pages(
-            lambda: run.cost_explorer(connection),
+            lambda: as_sent(run.cost_explorer(connection)),
             request,
             max_pages=run.max_pages,
             requests=requests,
@@ -94,3 +96,34 @@ def download(run: SyncRun, account_id: str) -> Download:
     except Exception as error:
         raise describe_aws_error(connection, "GetCostAndUsage", error) from None
     return Download(target.account, window, connection, run.metric, fetch)
+
+
+def keep_as_sent(
+    response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
+) -> None:
+    """botocore's `before-parse` hook: the answer becomes Cost Explorer's JSON exactly as sent.
+
+    botocore reshapes a response to its model without checking it: a null member vanishes, a
+    string where a list belongs becomes the list of its characters (Keys "EC2" would be a
+    service "E" of record type "C"), and some wrong types crash its parser. The raw page is
+    stored and checked (`normalise.cost_lines`) as sent instead; botocore parses an empty
+    object and adds only its ResponseMetadata.
+    """
+    if response_dict.get("status_code") != 200:
+        return
+    try:
+        document = json.loads(response_dict["body"])
+    except (KeyError, TypeError, ValueError):
+        return  # botocore's own parser says what is wrong with it
+    if isinstance(document, dict):
+        document.pop("ResponseMetadata", None)  # botocore's own, with its retry count
+        customized_response_dict.update(document)
+        response_dict["body"] = b"{}"
+
+
+def as_sent(client: Any) -> Any:
+    """A Cost Explorer client whose GetCostAndUsage answers are kept as sent (see keep_as_sent)."""
+    events = getattr(getattr(client, "meta", None), "events", None)
+    if events is not None:
+        events.register("before-parse.cost-explorer.GetCostAndUsage", keep_as_sent)
+    return client

@@ -1,7 +1,7 @@
 """cost_explorer_raw for one account: validate the downloaded pages and store them as received."""
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +10,7 @@ from pulse_pipeline.normalise import (
     CostLine,
     MalformedPayloadError,
     StoredPage,
+    check_storable,
     cost_lines,
     totals_by_currency,
 )
@@ -28,15 +29,26 @@ class Fetched:
 
 
 def store(run: SyncRun, download: Download, log: logging.Logger) -> tuple[dict[str, Any], Fetched]:
-    """Store the pages in one transaction (a rejected payload stores nothing); return the
-    materialization's metadata and what was stored."""
+    """Check the pages, then store them in one transaction (a rejected payload stores nothing);
+    return the materialization's metadata and what was stored."""
     account, window, fetch = download.account, download.window, download.fetch
     if fetch.credential_renewals or fetch.restarts:
         log.warning(
             f"{account.label}: credentials renewed {fetch.credential_renewals} times, "
             f"fetch restarted {fetch.restarts} times"
         )
+    # Checked before any write: a page PostgreSQL cannot hold must not reach it, since its
+    # refusal would look like a database fault.
+    received = [StoredPage(page.number, page.request, page.response) for page in fetch.pages]
+    lines = cost_lines(received, window)
+    check_storable(received)
     with run.database.begin() as conn:
+        known = queries.stored_currencies(conn)
+        unknown = sorted({line.currency for line in lines} - known)
+        if unknown and known != {"EUR"}:
+            raise MalformedPayloadError(
+                f"no ECB euro reference rate exists for {', '.join(unknown)}"
+            )
         stored = queries.insert_pages(
             conn,
             account,
@@ -46,13 +58,8 @@ def store(run: SyncRun, download: Download, log: logging.Logger) -> tuple[dict[s
             fetch.pages,
             fetched_at=datetime.now(UTC),
         )
-        lines = cost_lines(stored, window)
-        known = queries.stored_currencies(conn)
-        unknown = sorted({line.currency for line in lines} - known)
-        if unknown and known != {"EUR"}:
-            raise MalformedPayloadError(
-                f"no ECB euro reference rate exists for {', '.join(unknown)}"
-            )
+    page_ids = {page.number: row.id for page, row in zip(fetch.pages, stored, strict=True)}
+    lines = [replace(line, page_id=page_ids[line.page_id]) for line in lines]
     totals = totals_by_currency(lines)
     metadata = {
         "window_start": window.start.isoformat(),
@@ -66,6 +73,7 @@ def store(run: SyncRun, download: Download, log: logging.Logger) -> tuple[dict[s
         "groups": len(lines),
         "metric": download.metric,
         "estimated_days": len({line.day for line in lines if line.estimated}),
+        "amounts_rounded": sum(1 for line in lines if line.reported_amount is not None),
         "total_original_currency": ", ".join(
             f"{amount} {currency}" for currency, amount in sorted(totals.items())
         )
