@@ -16,7 +16,7 @@ from typing import Any
 import dagster as dg
 from pydantic import ValidationError
 
-from pulse_pipeline.db.urls import to_sqlalchemy_url
+from pulse_pipeline.db.urls import DatabaseUrlError, to_sqlalchemy_url
 from pulse_pipeline.resources import (
     BUNDLED,
     AwsCostExplorer,
@@ -62,11 +62,8 @@ RESOURCES: dict[str, Callable[..., dg.ConfigurableResource]] = {
 def _check_database_url(value: str) -> None:
     try:
         to_sqlalchemy_url(value)
-    except Exception:
-        raise SettingError(
-            "DATABASE_URL is not a database URL pulse_pipeline can read; expected "
-            "postgresql://user:password@host:5432/db (password URL-encoded) or sqlite:///path"
-        ) from None
+    except DatabaseUrlError as error:  # its message never quotes the URL
+        raise SettingError(str(error)) from None
 
 
 def _check_value(setting: Setting, value: str) -> None:

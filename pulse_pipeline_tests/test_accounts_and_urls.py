@@ -5,7 +5,7 @@ import re
 import pytest
 
 from pulse_pipeline.accounts import AwsConnection, CloudAccount, SyncError, connection_for
-from pulse_pipeline.db.urls import redacted, to_sqlalchemy_url
+from pulse_pipeline.db.urls import DatabaseUrlError, redacted, to_sqlalchemy_url
 from pulse_pipeline.sync_status import redact
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/PulseCostReader"
@@ -238,6 +238,46 @@ def test_schema_with_trailing_newline_is_rejected() -> None:
 
 def test_longest_plain_schema_name_is_accepted() -> None:
     assert to_sqlalchemy_url(f"postgresql://u:p@h/db?schema={'a' * 63}")[1] == "a" * 63
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://pulse:HEAD@TAIL@db.example.com:5432/pulse?schema=public",
+        "postgresql://pulse:HEAD/TAIL@db.example.com:5432/pulse",
+        "postgresql://pulse:HEAD?TAIL@db.example.com:5432/pulse",
+        "postgresql://pulse:HEAD#TAIL@db.example.com:5432/pulse",
+        "postgresql://pulse:HEAD%TAIL@db.example.com:5432/pulse",
+        "postgresql://pulse@HEAD:TAIL@db.example.com:5432/pulse",
+        "postgres://pulse:1234/TAIL@db.example.com/pulse",  # reads as host "pulse", port 1234
+    ],
+)
+def test_a_password_that_needs_percent_encoding_is_refused_without_quoting_it(url: str) -> None:
+    with pytest.raises(DatabaseUrlError) as caught:
+        to_sqlalchemy_url(url)
+
+    message = str(caught.value)
+    assert message.startswith("DATABASE_URL cannot be read unambiguously")
+    assert "percent-encode" in message and "@ as %40" in message
+    assert "HEAD" not in message and "TAIL" not in message and "db.example" not in message
+    assert "TAIL" not in redacted(url) and "HEAD" not in redacted(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "password"),
+    [
+        ("postgresql://pulse:p%40ss%2Fw%3F%23%25@h/db", "p@ss/w?#%"),
+        ("postgresql://pulse:pa:ss@h/db?schema=public", "pa:ss"),
+        ("postgresql://pulse:pw@h/db?options=a@b", "pw"),
+        ("postgresql://pulse:pw@[::1]:5432/db", "pw"),
+    ],
+)
+def test_unambiguous_urls_are_read_as_written(url: str, password: str) -> None:
+    assert to_sqlalchemy_url(url)[0].password == password
+
+
+def test_a_sqlite_path_has_no_password_to_be_ambiguous_about() -> None:
+    assert to_sqlalchemy_url("sqlite:////data/p@ss#1.db")[0].database == "/data/p@ss#1.db"
 
 
 def test_redacted_hides_the_password() -> None:

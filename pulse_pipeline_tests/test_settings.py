@@ -48,6 +48,14 @@ def test_set_variables_show_as_their_names_and_unset_ones_as_their_defaults(
             "postgresql://user:password@host:5432/db (password URL-encoded) or sqlite:///path",
         ),
         (
+            "DATABASE_URL",
+            "postgresql://pulse:s3cret@pw@db:5432/pulse?schema=public",
+            "DATABASE_URL cannot be read unambiguously: its user name or password holds an "
+            "unencoded @, /, ?, # or %; percent-encode each of them (@ as %40, / as %2F, ? as "
+            '%3F, # as %23, % as %25), e.g. with python3 -c "import urllib.parse; '
+            "print(urllib.parse.quote(input(), safe=''))\"",
+        ),
+        (
             "PULSE_ECB_HISTORY_URL",
             "http://mirror.example/eurofxref-hist.zip",
             "PULSE_ECB_HISTORY_URL is invalid: must be an https:// URL, a file path, or `bundled`",
@@ -63,7 +71,7 @@ def test_an_invalid_setting_fails_the_load_with_one_sentence_and_no_secret(
         defs()
 
     assert str(error.value) == message
-    assert "s3cret" not in str(error.value)
+    assert "s3cret" not in str(error.value) and "pw@db" not in str(error.value)
 
 
 def test_without_database_url_a_run_refuses_to_start_and_writes_no_local_file(

@@ -1,7 +1,13 @@
-"""Turn the PULSE app's `DATABASE_URL` (Prisma form) or a SQLAlchemy URL into an engine."""
+"""Turn the PULSE app's `DATABASE_URL` (Prisma form) or a SQLAlchemy URL into an engine, and
+say in words when a URL cannot be read.
+
+No message here ever quotes the URL: a password holding an unencoded `@` would otherwise
+show its tail as the "host" of every connection error.
+"""
 
 import re
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
@@ -21,15 +27,62 @@ _PRISMA_ONLY_PARAMS = frozenset(
     }
 )
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
-def to_sqlalchemy_url(database_url: str) -> tuple[URL, str | None]:
+class DatabaseUrlError(ValueError):
+    """A database URL pulse_pipeline cannot read; the message never quotes any part of it."""
+
+
+def _ambiguous(name: str) -> DatabaseUrlError:
+    return DatabaseUrlError(
+        f"{name} cannot be read unambiguously: its user name or password holds an unencoded "
+        "@, /, ?, # or %; percent-encode each of them (@ as %40, / as %2F, ? as %3F, # as "
+        '%23, % as %25), e.g. with python3 -c "import urllib.parse; '
+        "print(urllib.parse.quote(input(), safe=''))\""
+    )
+
+
+def parse_database_url(database_url: str, name: str = "DATABASE_URL") -> URL:
+    """The URL as SQLAlchemy reads it, or DatabaseUrlError if it is not one or is ambiguous.
+
+    Ambiguous means another reader (the PULSE app's Prisma, libpq, any RFC 3986 parser) would
+    split it into user, password and host differently: an unencoded `@`, `/`, `?` or `#` in the
+    user name or password, or a `%` that starts no %XX escape.
+    """
+    try:
+        url = make_url(database_url)
+    except Exception:
+        raise DatabaseUrlError(
+            f"{name} is not a database URL pulse_pipeline can read; expected "
+            "postgresql://user:password@host:5432/db (password URL-encoded) or sqlite:///path"
+        ) from None
+    if url.drivername.startswith("sqlite"):
+        return url  # a file path, no credentials
+    try:
+        rfc = urlsplit(database_url)
+        rfc_port = rfc.port
+    except ValueError:
+        raise _ambiguous(name) from None
+    userinfo = rfc.netloc.rpartition("@")[0]
+    same_reading = (
+        unquote(rfc.username or "") == (url.username or "")
+        and unquote(rfc.password or "") == (url.password or "")
+        and (rfc.hostname or "") == (url.host or "").lower()
+        and rfc_port == url.port
+    )
+    if rfc.netloc.count("@") > 1 or _BAD_ESCAPE.search(userinfo) or not same_reading:
+        raise _ambiguous(name)
+    return url
+
+
+def to_sqlalchemy_url(database_url: str, name: str = "DATABASE_URL") -> tuple[URL, str | None]:
     """Return the SQLAlchemy URL and the PostgreSQL schema to use (None for the default).
 
     `postgresql://user:pass@host:5432/db?schema=public` is the PULSE app's own form; it is
     read with psycopg 3, and `schema` becomes the connection's search_path.
     """
-    url = make_url(database_url)
+    url = parse_database_url(database_url, name)
     if url.drivername in ("postgres", "postgresql"):
         url = url.set(drivername="postgresql+psycopg")
     if not url.drivername.startswith("postgresql"):
@@ -38,7 +91,7 @@ def to_sqlalchemy_url(database_url: str) -> tuple[URL, str | None]:
     if isinstance(schema, tuple):
         schema = schema[-1]
     if schema is not None and not _SCHEMA_NAME.fullmatch(schema):
-        raise ValueError("DATABASE_URL names a schema that is not a plain PostgreSQL identifier")
+        raise DatabaseUrlError(f"{name} names a schema that is not a plain PostgreSQL identifier")
     url = url.difference_update_query(_PRISMA_ONLY_PARAMS)
     return url, schema
 
@@ -66,6 +119,6 @@ def create_pulse_engine(database_url: str, **engine_kwargs: Any) -> Engine:
 def redacted(database_url: str) -> str:
     """The URL without its password, fit for logs and error messages."""
     try:
-        return make_url(database_url).render_as_string(hide_password=True)
+        return parse_database_url(database_url).render_as_string(hide_password=True)
     except Exception:
         return "<unparseable DATABASE_URL>"

@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from sqlalchemy.exc import SQLAlchemyError
 
 from pulse_pipeline.accounts import SyncError
+from pulse_pipeline.db.urls import DatabaseUrlError
 from pulse_pipeline.normalise import MalformedPayloadError
 from pulse_pipeline.sync_window import InvalidWindowError
 
@@ -50,6 +51,8 @@ def failing_cleanly(account_id: str) -> Iterator[None]:
             f"{label}: Cost Explorer's response was rejected, nothing was written: {error}",
             retryable=False,
         ) from None
+    except DatabaseUrlError as error:
+        raise AccountFailure(account_id, f"{label}: {error}", retryable=False) from None
     except SQLAlchemyError as error:
         cause = type(getattr(error, "orig", None) or error).__name__
         raise AccountFailure(
