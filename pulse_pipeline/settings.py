@@ -9,7 +9,7 @@ it every run and tick refuses to start rather than writing anywhere else (the de
 tests set it to their embedded SQLite or throw-away PostgreSQL explicitly).
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,18 @@ class Setting:
 
 SETTINGS = (
     Setting("DATABASE_URL", "pulse_db", "url", required=True),
+    Setting(
+        "PULSE_DB_CONNECT_TIMEOUT_SECONDS",
+        "pulse_db",
+        "connect_timeout_seconds",
+        PulseDatabase.model_fields["connect_timeout_seconds"].default,
+    ),
+    Setting(
+        "PULSE_DB_STATEMENT_TIMEOUT_SECONDS",
+        "pulse_db",
+        "statement_timeout_seconds",
+        PulseDatabase.model_fields["statement_timeout_seconds"].default,
+    ),
     Setting("PULSE_COST_METRIC", "settings", "metric", CostSettings.model_fields["metric"].default),
     Setting("PULSE_RECORD_TYPES", "settings", "record_types", ""),
     Setting("PULSE_ECB_HISTORY_URL", "ecb", "history_url", BUNDLED),
@@ -51,7 +63,7 @@ SETTINGS = (
     Setting("AWS_REGION", "aws", "region_name"),
 )
 
-RESOURCES: dict[str, Callable[..., dg.ConfigurableResource]] = {
+RESOURCES: dict[str, type[dg.ConfigurableResource]] = {
     "pulse_db": PulseDatabase,
     "aws": AwsCostExplorer,
     "ecb": EcbRates,
@@ -74,8 +86,17 @@ def _check_value(setting: Setting, value: str) -> None:
     try:
         RESOURCES[setting.resource](**{setting.field: value})
     except ValidationError as error:
-        reason = error.errors()[0]["msg"].removeprefix("Value error, ")
-        raise SettingError(f"{setting.variable} is invalid: {reason}") from None
+        # Only this field's errors: a resource with a required field (pulse_db.url) misses it here.
+        reasons = [e["msg"] for e in error.errors() if e["loc"] == (setting.field,)]
+        if reasons:
+            reason = reasons[0].removeprefix("Value error, ")
+            raise SettingError(f"{setting.variable} is invalid: {reason}") from None
+
+
+def _env_var(setting: Setting) -> Any:
+    """The field's EnvVar: Dagster reads whole-number fields with `EnvVar.int`."""
+    annotation = RESOURCES[setting.resource].model_fields[setting.field].annotation
+    return dg.EnvVar.int(setting.variable) if annotation is int else dg.EnvVar(setting.variable)
 
 
 def resources_from_environment(environ: Mapping[str, str]) -> dict[str, dg.ConfigurableResource]:
@@ -85,7 +106,7 @@ def resources_from_environment(environ: Mapping[str, str]) -> dict[str, dg.Confi
         value = environ.get(setting.variable)
         if value:
             _check_value(setting, value)
-            fields[setting.resource][setting.field] = dg.EnvVar(setting.variable)
+            fields[setting.resource][setting.field] = _env_var(setting)
         elif setting.required:
             # The run reads it when it starts, and refuses to run without it.
             fields[setting.resource][setting.field] = dg.EnvVar(setting.variable)

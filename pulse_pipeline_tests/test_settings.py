@@ -14,7 +14,8 @@ def field_values(definitions: dg.Definitions, resource: str) -> dict[str, object
     value = definitions.resources[resource]
     assert isinstance(value, dg.ConfigurableResource)
     return {
-        name: ("EnvVar", field.env_var_name) if isinstance(field, dg.EnvVar) else field
+        # EnvVar, or the IntEnvVar of `EnvVar.int` (an int carrying the variable's name)
+        name: ("EnvVar", field.env_var_name) if hasattr(field, "env_var_name") else field
         for name, field in value
     }
 
@@ -24,10 +25,15 @@ def test_set_variables_show_as_their_names_and_unset_ones_as_their_defaults(
 ) -> None:
     monkeypatch.setenv("PULSE_COST_METRIC", "AmortizedCost")
     monkeypatch.setenv("AWS_PROFILE", "pulse-prod")
+    monkeypatch.setenv("PULSE_DB_CONNECT_TIMEOUT_SECONDS", "5")
 
     loaded = defs()
 
-    assert field_values(loaded, "pulse_db") == {"url": ("EnvVar", "DATABASE_URL")}
+    assert field_values(loaded, "pulse_db") == {
+        "url": ("EnvVar", "DATABASE_URL"),
+        "connect_timeout_seconds": ("EnvVar", "PULSE_DB_CONNECT_TIMEOUT_SECONDS"),
+        "statement_timeout_seconds": 300,
+    }
     assert field_values(loaded, "settings") == {
         "metric": ("EnvVar", "PULSE_COST_METRIC"),
         "record_types": "",
@@ -59,6 +65,18 @@ def test_set_variables_show_as_their_names_and_unset_ones_as_their_defaults(
             "PULSE_ECB_HISTORY_URL",
             "http://mirror.example/eurofxref-hist.zip",
             "PULSE_ECB_HISTORY_URL is invalid: must be an https:// URL, a file path, or `bundled`",
+        ),
+        (
+            "PULSE_DB_CONNECT_TIMEOUT_SECONDS",
+            "1",
+            "PULSE_DB_CONNECT_TIMEOUT_SECONDS is invalid: must be a whole number of seconds, "
+            "at least 2",
+        ),
+        (
+            "PULSE_DB_STATEMENT_TIMEOUT_SECONDS",
+            "5m",
+            "PULSE_DB_STATEMENT_TIMEOUT_SECONDS is invalid: Input should be a valid integer, "
+            "unable to parse string as an integer",
         ),
     ],
 )

@@ -1,14 +1,16 @@
-"""Turn the PULSE app's `DATABASE_URL` (Prisma form) or a SQLAlchemy URL into an engine, and
-say in words when a URL cannot be read.
+"""Turn the PULSE app's `DATABASE_URL` (Prisma form) or a SQLAlchemy URL into an engine with
+bounded waits, and say in words when a URL cannot be read or the database does not answer.
 
 No message here ever quotes the URL: a password holding an unencoded `@` would otherwise
 show its tail as the "host" of every connection error.
 """
 
 import re
-from typing import Any
+import sqlite3
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
+import psycopg
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 
@@ -28,10 +30,28 @@ _PRISMA_ONLY_PARAMS = frozenset(
 )
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# libpq's own minimum: a connect_timeout of 1 is treated as 2.
+MIN_CONNECT_TIMEOUT_SECONDS = 2
+DEFAULT_CONNECT_TIMEOUT_SECONDS = 10
 
 
 class DatabaseUrlError(ValueError):
     """A database URL pulse_pipeline cannot read; the message never quotes any part of it."""
+
+
+class DatabaseTimeout(Exception):
+    """PULSE's database did not answer within its connect or statement timeout."""
+
+    def __init__(self, seconds: int, waited_for: Literal["connect", "statement"]) -> None:
+        what = (
+            "to a connection attempt; PULSE_DB_CONNECT_TIMEOUT_SECONDS"
+            if waited_for == "connect"
+            else "a statement, which waited for a lock or ran too long; "
+            "PULSE_DB_STATEMENT_TIMEOUT_SECONDS"
+        )
+        super().__init__(f"PULSE's database did not answer within {seconds} s ({what})")
+        self.seconds = seconds
+        self.waited_for = waited_for
 
 
 def _ambiguous(name: str) -> DatabaseUrlError:
@@ -96,24 +116,52 @@ def to_sqlalchemy_url(database_url: str, name: str = "DATABASE_URL") -> tuple[UR
     return url, schema
 
 
-def create_pulse_engine(database_url: str, **engine_kwargs: Any) -> Engine:
-    """An engine on PULSE's database with the Prisma `schema` honoured."""
+def create_pulse_engine(
+    database_url: str,
+    *,
+    connect_timeout: int = DEFAULT_CONNECT_TIMEOUT_SECONDS,
+    statement_timeout: int | None = None,
+) -> Engine:
+    """An engine on PULSE's database with the Prisma `schema` honoured and bounded waits.
+
+    PostgreSQL: `connect_timeout` seconds per connection attempt (libpq's minimum is 2) and,
+    when given, `statement_timeout` seconds per statement, lock waits included. SQLite: the
+    statement timeout is its busy timeout (30 s when not given).
+    """
     url, schema = to_sqlalchemy_url(database_url)
     if url.drivername.startswith("sqlite"):
-        engine = create_engine(url, **engine_kwargs)
+        engine = create_engine(url)
+        busy_ms = 1000 * (statement_timeout or 30)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA busy_timeout = 30000")
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.close()
 
         return engine
-    connect_args: dict[str, Any] = dict(engine_kwargs.pop("connect_args", {}))
+    options = []
     if schema:
-        connect_args["options"] = f'-c search_path="{schema}"'
-    return create_engine(url, connect_args=connect_args, pool_pre_ping=True, **engine_kwargs)
+        options.append(f'-c search_path="{schema}"')
+    if statement_timeout:
+        options.append(f"-c statement_timeout={int(statement_timeout) * 1000}")
+    connect_args: dict[str, Any] = {"connect_timeout": int(connect_timeout)}
+    if options:
+        connect_args["options"] = " ".join(options)
+    return create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+
+
+def timed_out(error: BaseException) -> Literal["connect", "statement"] | None:
+    """Which timeout of `create_pulse_engine` a database error is, if it is one."""
+    original = getattr(error, "orig", None) or error
+    if isinstance(original, psycopg.errors.ConnectionTimeout):
+        return "connect"
+    if isinstance(original, psycopg.errors.QueryCanceled) and "statement timeout" in str(original):
+        return "statement"
+    if isinstance(original, sqlite3.OperationalError) and "database is locked" in str(original):
+        return "statement"
+    return None
 
 
 def redacted(database_url: str) -> str:

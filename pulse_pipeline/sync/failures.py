@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from sqlalchemy.exc import SQLAlchemyError
 
 from pulse_pipeline.accounts import SyncError
-from pulse_pipeline.db.urls import DatabaseUrlError
+from pulse_pipeline.db.urls import DatabaseTimeout, DatabaseUrlError
 from pulse_pipeline.normalise import MalformedPayloadError
 from pulse_pipeline.sync_window import InvalidWindowError
 
@@ -53,6 +53,11 @@ def failing_cleanly(account_id: str) -> Iterator[None]:
         ) from None
     except DatabaseUrlError as error:
         raise AccountFailure(account_id, f"{label}: {error}", retryable=False) from None
+    except DatabaseTimeout as error:
+        # Not retried: each attempt would wait as long again; the next scheduled sync retries.
+        raise AccountFailure(
+            account_id, f"{label}: {error}; nothing was written", retryable=False
+        ) from None
     except SQLAlchemyError as error:
         cause = type(getattr(error, "orig", None) or error).__name__
         raise AccountFailure(
