@@ -1,10 +1,19 @@
 """Account connection checks, DATABASE_URL handling, and redaction of error text."""
 
 import re
+from dataclasses import replace
+from datetime import datetime
 
 import pytest
 
-from pulse_pipeline.accounts import AwsConnection, CloudAccount, SyncError, connection_for
+from pulse_pipeline.accounts import (
+    AwsConnection,
+    CloudAccount,
+    SyncError,
+    connection_for,
+    covering_account,
+    shares_external_id,
+)
 from pulse_pipeline.db.urls import DatabaseUrlError, redacted, to_sqlalchemy_url
 from pulse_pipeline.sync_status import redact
 
@@ -323,3 +332,64 @@ def test_redact_masks_before_truncating() -> None:
     result = redact("y" * 495 + " AKIAIOSFODNN7EXAMPLE")
     assert "AKIA" not in result
     assert len(result) == 500
+
+
+# --- connections that must not sync --------------------------------------------------------
+
+DAY = datetime(2026, 11, 1)
+
+
+def _connection(
+    account_id: str, org: str = "org1", created: int = 1, synced: int | None = None
+) -> CloudAccount:
+    return replace(
+        _account(account_id=account_id),
+        org_id=org,
+        created_at=DAY.replace(day=created),
+        last_synced_at=None if synced is None else DAY.replace(day=synced),
+    )
+
+
+def test_of_two_connections_never_synced_the_newest_syncs() -> None:
+    old, new = _connection("old", created=1), _connection("new", created=2)
+
+    assert covering_account(old, [old, new]) == new
+    assert covering_account(new, [old, new]) is None
+
+
+def test_a_connection_that_synced_wins_over_a_newer_one() -> None:
+    old, new = _connection("old", created=1, synced=5), _connection("new", created=9)
+
+    assert covering_account(new, [old, new]) == old
+    assert covering_account(old, [old, new]) is None
+
+
+def test_of_two_connections_that_synced_the_most_recent_sync_wins() -> None:
+    a, b = _connection("a", created=1, synced=7), _connection("b", created=2, synced=6)
+
+    assert covering_account(b, [a, b]) == a
+    assert covering_account(a, [a, b]) is None
+
+
+def test_connections_of_other_organisations_or_aws_accounts_do_not_cover() -> None:
+    mine = _connection("mine", created=1)
+    theirs = _connection("theirs", org="org2", created=2)
+    elsewhere = replace(
+        _connection("elsewhere", created=3), role_arn="arn:aws:iam::999999999999:role/R"
+    )
+
+    assert covering_account(mine, [mine, theirs, elsewhere]) is None
+
+
+def test_the_newer_connection_of_a_role_and_external_id_in_another_organisation_is_refused() -> (
+    None
+):
+    first = _connection("first", org="org1", created=1)
+    second = _connection("second", org="org2", created=2)
+    shouting = replace(second, role_arn=ROLE_ARN.upper().replace("ARN:AWS:IAM", "arn:aws:iam"))
+
+    assert shares_external_id(second, [first, second])
+    assert shares_external_id(shouting, [first, shouting])
+    assert not shares_external_id(first, [first, second])
+    assert not shares_external_id(replace(second, org_id="org1"), [first, second])
+    assert not shares_external_id(replace(second, external_id="another-id"), [first, second])
