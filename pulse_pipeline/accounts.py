@@ -36,6 +36,7 @@ class CloudAccount:
     status: str | None = None
     created_at: datetime | None = None
     last_synced_at: datetime | None = None
+    last_sync_error: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> "CloudAccount":
@@ -50,6 +51,7 @@ class CloudAccount:
             status=row.get("status"),
             created_at=row.get("createdAt"),
             last_synced_at=row.get("lastSyncedAt"),
+            last_sync_error=row.get("lastSyncError"),
         )
 
     @property

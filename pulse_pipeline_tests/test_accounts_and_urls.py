@@ -4,6 +4,7 @@ import re
 from dataclasses import replace
 from datetime import datetime
 
+import dagster as dg
 import pytest
 
 from pulse_pipeline.accounts import (
@@ -15,6 +16,11 @@ from pulse_pipeline.accounts import (
     shares_external_id,
 )
 from pulse_pipeline.db.urls import DatabaseUrlError, redacted, to_sqlalchemy_url
+from pulse_pipeline.partitions import (
+    MAX_PARTITION_KEY_BYTES,
+    REFUSED_SUBSTRINGS,
+    partition_key_problem,
+)
 from pulse_pipeline.sync_status import redact
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/PulseCostReader"
@@ -393,3 +399,25 @@ def test_the_newer_connection_of_a_role_and_external_id_in_another_organisation_
     assert not shares_external_id(first, [first, second])
     assert not shares_external_id(replace(second, org_id="org1"), [first, second])
     assert not shares_external_id(replace(second, external_id="another-id"), [first, second])
+
+
+# --- partition keys ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("part", REFUSED_SUBSTRINGS)
+def test_what_the_sensor_refuses_in_a_key_dagster_refuses_too(part: str) -> None:
+    with pytest.raises(dg.DagsterInvalidDefinitionError):
+        dg.StaticPartitionsDefinition([f"acc{part}1"])
+    assert partition_key_problem(f"acc{part}1") == (
+        f"contains {part!r}, which Dagster does not allow in a partition key"
+    )
+
+
+def test_partition_keys_are_limited_in_utf8_bytes() -> None:
+    assert partition_key_problem("é" * (MAX_PARTITION_KEY_BYTES // 2)) is None
+    assert partition_key_problem("é" * (MAX_PARTITION_KEY_BYTES // 2) + "x") == (
+        "is 1,025 bytes long, more than the 1,024 bytes a partition key can have in Dagster's "
+        "storage"
+    )
+    assert partition_key_problem("") == "is empty"
+    assert partition_key_problem("clx1b2c3d0000qz8r5t6y7u8i") is None
