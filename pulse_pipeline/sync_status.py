@@ -11,6 +11,7 @@ from pulse_pipeline.keys import DAILY_COSTS, FAILED_ACCOUNTS, RAW_PAGES
 from pulse_pipeline.partitions import accounts_in_run
 
 MAX_ERROR_LENGTH = 500
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _PYDANTIC_DETAIL = re.compile(r" \[type=.*$")
 # Things that must never reach PULSE's UI even if an unexpected error quotes them.
 _SECRETS = [
@@ -35,8 +36,9 @@ class SyncOutcome:
 
 def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
     """One line, at most MAX_ERROR_LENGTH characters, with the given secret values and anything
-    credential-shaped (AWS keys, URL passwords, `password=...`) masked."""
-    line = " ".join(text.split())
+    credential-shaped (AWS keys, URL passwords, `password=...`) masked, and control characters
+    (a NUL would fail the whole status write on PostgreSQL) shown as `?`."""
+    line = _CONTROL.sub("?", " ".join(text.split()))
     for secret in secrets:
         if secret and len(secret) >= 2:
             line = line.replace(secret, "***")

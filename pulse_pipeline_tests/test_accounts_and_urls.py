@@ -329,6 +329,10 @@ def test_redact_collapses_to_one_line() -> None:
     assert redact("Traceback:\n  line 1\r\n\tline 2  \n") == "Traceback: line 1 line 2"
 
 
+def test_redact_shows_control_characters_postgresql_cannot_store_as_question_marks() -> None:
+    assert redact("service A\x00B\x1b") == "service A?B?"
+
+
 def test_redact_caps_length_at_500() -> None:
     assert redact("x" * 1000) == "x" * 500
 
