@@ -3,6 +3,7 @@
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 ROLE_ARN = re.compile(r"arn:aws(?:-cn|-us-gov)?:iam::(\d{12}):role/[\w+=,.@/-]{1,512}", re.ASCII)
@@ -33,6 +34,9 @@ class CloudAccount:
     role_arn: str | None
     external_id: str | None = field(repr=False)
     status: str | None = None
+    created_at: datetime | None = None
+    last_synced_at: datetime | None = None
+    last_sync_error: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> "CloudAccount":
@@ -45,6 +49,9 @@ class CloudAccount:
             role_arn=row["roleArn"],
             external_id=row["externalId"],
             status=row.get("status"),
+            created_at=row.get("createdAt"),
+            last_synced_at=row.get("lastSyncedAt"),
+            last_sync_error=row.get("lastSyncError"),
         )
 
     @property
@@ -99,18 +106,56 @@ def aws_account_id(role_arn: str | None) -> str | None:
 
 
 def covering_account(
-    account: CloudAccount, org_accounts: Iterable[CloudAccount]
+    account: CloudAccount, connected: Iterable[CloudAccount]
 ) -> CloudAccount | None:
-    """The account of the same organisation that already syncs the same AWS account, if any.
+    """The connection of the same organisation that syncs the same AWS account instead, if any.
 
-    Of several connections to one AWS account (the 12-digit id in the role ARN), the oldest one
-    (the order given) is synced; the others are duplicates.
+    Of several connected CloudAccounts of one organisation with the same AWS account (the
+    12-digit id in the role ARN), the one that syncs is the one that can: the one that synced
+    successfully most recently (`lastSyncedAt`), else, when none ever did, the newest (a
+    customer reconnecting after fixing their role). The others are refused before any AWS call.
     """
     target = aws_account_id(account.role_arn)
     if target is None:
         return None  # an invalid ARN is reported as such, not as a duplicate
-    for other in org_accounts:
-        if other.org_id != account.org_id or aws_account_id(other.role_arn) != target:
-            continue
-        return None if other.id == account.id else other
-    return None
+    rivals = {
+        other.id: other
+        for other in connected
+        if other.org_id == account.org_id and aws_account_id(other.role_arn) == target
+    }
+    rivals[account.id] = account
+    winner = max(rivals.values(), key=_precedence)
+    return None if winner.id == account.id else winner
+
+
+def _precedence(account: CloudAccount) -> tuple[bool, datetime, datetime, str]:
+    synced = account.last_synced_at
+    return (
+        synced is not None,
+        synced or datetime.min,
+        account.created_at or datetime.min,
+        account.id,
+    )
+
+
+def shares_external_id(account: CloudAccount, accounts: Iterable[CloudAccount]) -> bool:
+    """True if an older connection of another organisation has the same role and external ID.
+
+    Whoever knows a role ARN and its external ID could read that AWS account's costs through
+    PULSE (the confused deputy the external ID exists to prevent), so only the oldest such
+    connection, whatever its status, may use them.
+    """
+    if not account.role_arn or not account.external_id:
+        return False
+    role = account.role_arn.casefold()
+    return any(
+        other.org_id != account.org_id
+        and (other.role_arn or "").casefold() == role
+        and other.external_id == account.external_id
+        and _age(other) < _age(account)
+        for other in accounts
+    )
+
+
+def _age(account: CloudAccount) -> tuple[datetime, str]:
+    return (account.created_at or datetime.min, account.id)

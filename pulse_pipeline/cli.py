@@ -4,18 +4,16 @@ import argparse
 import os
 import sys
 
-from sqlalchemy.engine import make_url
-
 from pulse_pipeline.db.migrate import current_revision, upgrade
-from pulse_pipeline.db.urls import redacted
+from pulse_pipeline.db.urls import DatabaseUrlError, parse_database_url, redacted
 
 
 def _scrub(message: str, database_url: str) -> str:
     """`message` with the URL and its password replaced by the password-free rendering."""
     message = message.replace(database_url, redacted(database_url))
     try:
-        password = make_url(database_url).password
-    except Exception:
+        password = parse_database_url(database_url).password
+    except DatabaseUrlError:
         password = None
     if password:
         message = message.replace(str(password), "***")
@@ -26,6 +24,11 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     database_url = args.database_url or os.environ.get("DATABASE_URL")
     if not database_url:
         print("pulse-pipeline: set DATABASE_URL or pass --database-url", file=sys.stderr)
+        return 1
+    try:
+        parse_database_url(database_url, "--database-url" if args.database_url else "DATABASE_URL")
+    except DatabaseUrlError as unreadable:  # its message never quotes the URL
+        print(f"pulse-pipeline: {unreadable}", file=sys.stderr)
         return 1
     shown = redacted(database_url)
     try:

@@ -4,6 +4,7 @@ import dagster as dg
 from pydantic import Field
 
 from pulse_pipeline.db import queries
+from pulse_pipeline.db.urls import DatabaseUrlError
 from pulse_pipeline.keys import DAILY_COSTS, ECB_RATES, RAW_PAGES
 from pulse_pipeline.partitions import cloud_accounts_partitions
 from pulse_pipeline.resources import PulseDatabase
@@ -48,6 +49,10 @@ def write_sync_status_op(
     """
     outcomes = [o for run_id in config.run_ids for o in outcomes_of(context.instance, run_id)]
     outcomes.sort(key=lambda outcome: outcome.finished_at)
+    try:
+        pulse_db.engine()
+    except DatabaseUrlError as unreadable:  # no attempt can read it: fail without retries
+        raise dg.Failure(description=str(unreadable), allow_retries=False) from None
     written = 0
     with pulse_db.begin() as conn:
         for outcome in outcomes:

@@ -1,8 +1,13 @@
 """One partition per PULSE CloudAccount (the key is `CloudAccount.id`), and batches of them per run."""
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterable, Sequence
 
 import dagster as dg
+from sqlalchemy import Connection
+
+from pulse_pipeline.accounts import CloudAccount
+from pulse_pipeline.db import queries
 
 CLOUD_ACCOUNTS = "cloud_accounts"
 # Dagster's run tags for the partition of a run, or the partition range of a batch run.
@@ -13,7 +18,61 @@ RANGE_END_TAG = "dagster/asset_partition_range_end"
 # costs seconds of CPU to start (it imports the code location), an account far less to sync.
 ACCOUNTS_PER_RUN = 25
 
+# Dagster keeps partition keys in PostgreSQL btree indexes (dynamic_partitions, run_tags,
+# event_logs, asset_check_executions), and a batch run's key, a run tag, holds two of them. A
+# btree entry holds at most 2,704 bytes: beside a tag name, 2,676 bytes of incompressible text
+# (an id 2,680 characters long fails every insert with ProgramLimitExceeded). 1,024 bytes per
+# key leaves room for the two keys of a run key and the names beside them in every index.
+MAX_PARTITION_KEY_BYTES = 1024
+# What Dagster refuses in a partition key (its INVALID_PARTITION_SUBSTRINGS); PostgreSQL cannot
+# store a NUL either.
+REFUSED_SUBSTRINGS = ("...", "\a", "\b", "\f", "\n", "\r", "\t", "\v", "\0")
+
 cloud_accounts_partitions = dg.DynamicPartitionsDefinition(name=CLOUD_ACCOUNTS)
+
+
+def partition_key_problem(key: str) -> str | None:
+    """Why `key` cannot be a cloud_accounts partition key, or None if it can."""
+    if not key:
+        return "is empty"
+    try:
+        size = len(key.encode())
+    except UnicodeEncodeError:
+        return "is not valid Unicode"
+    if size > MAX_PARTITION_KEY_BYTES:
+        return (
+            f"is {size:,} bytes long, more than the {MAX_PARTITION_KEY_BYTES:,} bytes a "
+            "partition key can have in Dagster's storage"
+        )
+    found = [part for part in REFUSED_SUBSTRINGS if part in key]
+    if found:
+        shown = ", ".join(repr(part) for part in found)
+        return f"contains {shown}, which Dagster does not allow in a partition key"
+    return None
+
+
+def refuse_unpartitionable(
+    conn: Connection, accounts: Iterable[CloudAccount], log: logging.Logger
+) -> dict[str, str]:
+    """Mark each account whose id cannot be a partition key `error`, saying why (written and
+    logged only when it changes); return those accounts' ids and sentences. Nothing can sync
+    such an account, but it never stops the others."""
+    refused = {}
+    for account in accounts:
+        problem = partition_key_problem(account.id)
+        if problem is None:
+            continue
+        shown_id = account.id if len(account.id) <= 64 else f"{account.id[:32]}…"
+        name = " ".join(account.name.split())[:100]
+        sentence = (
+            f"CloudAccount {shown_id!r} ({name}) cannot be synced: its id {problem}; reconnect "
+            "the account in PULSE so that it gets a new id"
+        )
+        refused[account.id] = sentence
+        if account.status != "error" or account.last_sync_error != sentence:
+            queries.record_sync_result(conn, account.id, sentence)
+            log.warning(sentence)
+    return refused
 
 
 def contiguous_batches(ordered: Sequence[str], due: set[str]) -> list[list[str]]:

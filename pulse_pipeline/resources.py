@@ -19,8 +19,15 @@ from botocore.exceptions import UnknownRegionError
 from botocore.loaders import create_loader
 from botocore.regions import EndpointResolver
 from currency_converter import CURRENCY_FILE
-from pydantic import Field, PrivateAttr, field_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from pulse_pipeline.accounts import AwsConnection, SyncError
 from pulse_pipeline.cost_explorer import (
@@ -29,7 +36,13 @@ from pulse_pipeline.cost_explorer import (
     METRICS,
     describe_aws_error,
 )
-from pulse_pipeline.db.urls import create_pulse_engine
+from pulse_pipeline.db.urls import (
+    DEFAULT_CONNECT_TIMEOUT_SECONDS,
+    MIN_CONNECT_TIMEOUT_SECONDS,
+    DatabaseTimeout,
+    create_pulse_engine,
+    timed_out,
+)
 from pulse_pipeline.ecb_history import parse_ecb_history
 from pulse_pipeline.fx import EcbRate
 from pulse_pipeline.normalise import FOCUS_CHARGE_CATEGORY
@@ -61,22 +74,60 @@ class PulseDatabase(dg.ConfigurableResource):
     """PULSE's PostgreSQL (or the demo's SQLite): CloudAccounts in, CostRecords and statuses out.
 
     The PULSE app's Prisma URL form `postgresql://user:pass@host:5432/db?schema=public` is
-    accepted as is. The engine is created when a run first uses it.
+    accepted as is. The engine is created when a run first uses it. Every wait is bounded: a
+    database that does not answer a connection attempt or a statement (a lock held elsewhere
+    included) within its timeout raises DatabaseTimeout, which names the timeout.
     """
 
     url: str = Field(description="SQLAlchemy or Prisma URL of PULSE's database.")
+    connect_timeout_seconds: int = Field(
+        default=DEFAULT_CONNECT_TIMEOUT_SECONDS,
+        description=f"Seconds to wait for a connection (at least {MIN_CONNECT_TIMEOUT_SECONDS}).",
+    )
+    statement_timeout_seconds: int = Field(
+        default=300,
+        description="Seconds a statement may run or wait for a lock (SQLite: its busy timeout).",
+    )
     _engine: Engine | None = PrivateAttr(default=None)
+
+    @field_validator("connect_timeout_seconds", "statement_timeout_seconds", mode="wrap")
+    @classmethod
+    def _bounded(
+        cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> Any:
+        if hasattr(value, "env_var_name"):  # EnvVar.int: checked once the run has read it
+            return value
+        seconds: int = handler(value)
+        minimum = 1
+        if info.field_name == "connect_timeout_seconds":
+            minimum = MIN_CONNECT_TIMEOUT_SECONDS
+        if seconds < minimum:
+            raise ValueError(f"must be a whole number of seconds, at least {minimum}")
+        return seconds
 
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = create_pulse_engine(self.url)
+            self._engine = create_pulse_engine(
+                self.url,
+                connect_timeout=self.connect_timeout_seconds,
+                statement_timeout=self.statement_timeout_seconds,
+            )
         return self._engine
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
         """One transaction: committed when the block ends, rolled back if it raises."""
-        with self.engine().begin() as conn:
-            yield conn
+        try:
+            with self.engine().begin() as conn:
+                yield conn
+        except DBAPIError as error:
+            waited_for = timed_out(error)
+            if waited_for is None:
+                raise
+            seconds = self.connect_timeout_seconds
+            if waited_for == "statement":
+                seconds = self.statement_timeout_seconds
+            raise DatabaseTimeout(seconds, waited_for) from None
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._engine is not None:

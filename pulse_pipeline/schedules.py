@@ -4,7 +4,12 @@ import dagster as dg
 
 from pulse_pipeline.db import queries
 from pulse_pipeline.jobs import refresh_ecb_rates, sync_aws_costs
-from pulse_pipeline.partitions import CLOUD_ACCOUNTS, batch_run_request, contiguous_batches
+from pulse_pipeline.partitions import (
+    CLOUD_ACCOUNTS,
+    batch_run_request,
+    contiguous_batches,
+    refuse_unpartitionable,
+)
 from pulse_pipeline.resources import PulseDatabase
 
 
@@ -17,7 +22,8 @@ from pulse_pipeline.resources import PulseDatabase
         "Every day at 05:00 UTC, syncs every AWS account whose PULSE status is pending, active "
         "or error, over the default window (1st of last month through yesterday), in runs of up "
         "to 25 consecutive account partitions (each account still succeeds or fails on its "
-        "own). The run key names the day and the accounts, so a tick evaluated twice launches "
+        "own). An account whose id cannot be a partition key is skipped and marked error with "
+        "the reason. The run key names the day and the accounts, so a tick evaluated twice launches "
         "nothing twice."
     ),
 )
@@ -26,13 +32,16 @@ def daily_aws_cost_sync(
 ) -> list[dg.RunRequest] | dg.SkipReason:
     with pulse_db.begin() as conn:
         accounts = queries.aws_cost_explorer_accounts(conn)
+        syncable = [a for a in accounts if a.status in queries.SYNCABLE_STATUSES]
+        refused = refuse_unpartitionable(conn, syncable, context.log)
     partitions = context.instance.get_dynamic_partitions(CLOUD_ACCOUNTS)
-    due = {a.id for a in accounts if a.status in queries.SYNCABLE_STATUSES} & set(partitions)
+    due = {a.id for a in syncable if a.id not in refused} & set(partitions)
     if not due:
-        waiting = sum(1 for a in accounts if a.status in queries.SYNCABLE_STATUSES) - len(due)
+        waiting = len(syncable) - len(refused) - len(due)
         return dg.SkipReason(
             f"no connected AWS account to sync ({len(accounts)} AWS accounts in PULSE, "
-            f"{waiting} waiting for the new_cloud_accounts sensor to add them)"
+            f"{waiting} waiting for the new_cloud_accounts sensor to add them, "
+            f"{len(refused)} whose id cannot be a partition key)"
         )
     day = context.scheduled_execution_time.date().isoformat()
     return [

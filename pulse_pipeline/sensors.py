@@ -16,6 +16,7 @@ from pulse_pipeline.partitions import (
     batch_run_request,
     cloud_accounts_partitions,
     contiguous_batches,
+    refuse_unpartitionable,
 )
 from pulse_pipeline.resources import PulseDatabase
 
@@ -32,9 +33,11 @@ FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.Dagster
         "Adds a cloud_accounts partition for each newly connected AWS Cost Explorer account in "
         "PULSE and requests its first sync (default window) in the same tick. Accounts that are "
         "disconnected (a status other than pending/active/error) or deleted in PULSE are no "
-        "longer synced; their partitions and CostRecords stay as history. The cursor lists the "
-        "accounts already handled, so a partition deleted by hand is not added back. On a "
-        "fresh deployment it first loads the ECB rates (refresh_ecb_rates) and waits for them."
+        "longer synced; their partitions and CostRecords stay as history. An account whose id "
+        "cannot be a partition key (too long, or characters Dagster refuses) is skipped and "
+        "marked error with the reason; the others carry on. The cursor lists the accounts "
+        "already handled, so a partition deleted by hand is not added back. On a fresh "
+        "deployment it first loads the ECB rates (refresh_ecb_rates) and waits for them."
     ),
 )
 def new_cloud_accounts(
@@ -42,12 +45,23 @@ def new_cloud_accounts(
 ) -> dg.SensorResult | dg.SkipReason:
     with pulse_db.begin() as conn:
         accounts = queries.aws_cost_explorer_accounts(conn)
+        syncable = [a for a in accounts if a.status in queries.SYNCABLE_STATUSES]
+        refused = refuse_unpartitionable(conn, syncable, context.log)
     ordered = context.instance.get_dynamic_partitions(CLOUD_ACCOUNTS)
     partitions = set(ordered)
     handled = set(json.loads(context.cursor)) if context.cursor else set()
-    syncable = [account.id for account in accounts if account.status in queries.SYNCABLE_STATUSES]
-    new = [id_ for id_ in syncable if id_ not in partitions and id_ not in handled]
-    gone = sorted(partitions - set(syncable))
+    syncable_ids = [account.id for account in syncable]
+    new = [
+        id_
+        for id_ in syncable_ids
+        if id_ not in partitions and id_ not in handled and id_ not in refused
+    ]
+    gone = sorted(partitions - set(syncable_ids))
+    refused_note = (
+        f"; {len(refused)} accounts cannot be partitions (their lastSyncError says why)"
+        if refused
+        else ""
+    )
     if not new:
         kept = (
             f"; {len(gone)} partitions no longer connected in PULSE, kept as history: "
@@ -56,7 +70,7 @@ def new_cloud_accounts(
         )
         return dg.SkipReason(
             f"no new account: {len(syncable)} connected AWS Cost Explorer accounts in PULSE, "
-            f"{len(partitions)} partitions{kept}{', '.join(gone[:20])}"
+            f"{len(partitions)} partitions{refused_note}{kept}{', '.join(gone[:20])}"
         )
     if context.instance.get_latest_materialization_event(ECB_RATES) is None:
         day = datetime.now(UTC).date().isoformat()
@@ -69,7 +83,7 @@ def new_cloud_accounts(
             ],
             cursor=context.cursor,
         )
-    context.log.info(f"new AWS accounts: {', '.join(new)}")
+    context.log.info(f"new AWS accounts: {', '.join(new)}{refused_note}")
     job = sync_aws_costs.name
     return dg.SensorResult(
         dynamic_partitions_requests=[cloud_accounts_partitions.build_add_request(new)],

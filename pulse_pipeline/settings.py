@@ -9,7 +9,7 @@ it every run and tick refuses to start rather than writing anywhere else (the de
 tests set it to their embedded SQLite or throw-away PostgreSQL explicitly).
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,7 @@ import dagster as dg
 from pydantic import ValidationError
 
 from pulse_pipeline.cost_explorer import DEFAULT_MAX_PAGES
-from pulse_pipeline.db.urls import to_sqlalchemy_url
+from pulse_pipeline.db.urls import DatabaseUrlError, to_sqlalchemy_url
 from pulse_pipeline.resources import (
     BUNDLED,
     AwsCostExplorer,
@@ -44,6 +44,18 @@ class Setting:
 
 SETTINGS = (
     Setting("DATABASE_URL", "pulse_db", "url", required=True),
+    Setting(
+        "PULSE_DB_CONNECT_TIMEOUT_SECONDS",
+        "pulse_db",
+        "connect_timeout_seconds",
+        PulseDatabase.model_fields["connect_timeout_seconds"].default,
+    ),
+    Setting(
+        "PULSE_DB_STATEMENT_TIMEOUT_SECONDS",
+        "pulse_db",
+        "statement_timeout_seconds",
+        PulseDatabase.model_fields["statement_timeout_seconds"].default,
+    ),
     Setting("PULSE_COST_METRIC", "settings", "metric", CostSettings.model_fields["metric"].default),
     Setting("PULSE_RECORD_TYPES", "settings", "record_types", ""),
     Setting("PULSE_MAX_PAGES", "settings", "max_pages", DEFAULT_MAX_PAGES),
@@ -53,7 +65,7 @@ SETTINGS = (
     Setting("AWS_REGION", "aws", "region_name"),
 )
 
-RESOURCES: dict[str, Callable[..., dg.ConfigurableResource]] = {
+RESOURCES: dict[str, type[dg.ConfigurableResource]] = {
     "pulse_db": PulseDatabase,
     "aws": AwsCostExplorer,
     "ecb": EcbRates,
@@ -72,11 +84,8 @@ def variable_of(resource_class: str, field: str) -> str | None:
 def _check_database_url(value: str) -> None:
     try:
         to_sqlalchemy_url(value)
-    except Exception:
-        raise SettingError(
-            "DATABASE_URL is not a database URL pulse_pipeline can read; expected "
-            "postgresql://user:password@host:5432/db (password URL-encoded) or sqlite:///path"
-        ) from None
+    except DatabaseUrlError as error:  # its message never quotes the URL
+        raise SettingError(str(error)) from None
 
 
 def _check_value(setting: Setting, value: str) -> None:
@@ -87,15 +96,17 @@ def _check_value(setting: Setting, value: str) -> None:
     try:
         RESOURCES[setting.resource](**{setting.field: value})
     except ValidationError as error:
-        reason = error.errors()[0]["msg"].removeprefix("Value error, ")
-        raise SettingError(f"{setting.variable} is invalid: {reason}") from None
+        # Only this field's errors: a resource with a required field (pulse_db.url) misses it here.
+        reasons = [e["msg"] for e in error.errors() if e["loc"] == (setting.field,)]
+        if reasons:
+            reason = reasons[0].removeprefix("Value error, ")
+            raise SettingError(f"{setting.variable} is invalid: {reason}") from None
 
 
 def _env_var(setting: Setting) -> Any:
-    """The field's EnvVar; an int field needs Dagster's int form of it."""
-    if isinstance(setting.default, int):
-        return dg.EnvVar.int(setting.variable)
-    return dg.EnvVar(setting.variable)
+    """The field's EnvVar: Dagster reads whole-number fields with `EnvVar.int`."""
+    annotation = RESOURCES[setting.resource].model_fields[setting.field].annotation
+    return dg.EnvVar.int(setting.variable) if annotation is int else dg.EnvVar(setting.variable)
 
 
 def resources_from_environment(environ: Mapping[str, str]) -> dict[str, dg.ConfigurableResource]:

@@ -12,6 +12,7 @@ from pulse_pipeline.partitions import accounts_in_run
 from pulse_pipeline.settings import variable_of
 
 MAX_ERROR_LENGTH = 500
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _PYDANTIC_DETAIL = re.compile(r" \[type=.*$")
 _INVALID_FIELD = re.compile(r"1 validation error for (\w+) (\w+) Value error, (.*)$")
 # Things that must never reach PULSE's UI even if an unexpected error quotes them.
@@ -37,8 +38,9 @@ class SyncOutcome:
 
 def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
     """One line, at most MAX_ERROR_LENGTH characters, with the given secret values and anything
-    credential-shaped (AWS keys, URL passwords, `password=...`) masked."""
-    line = " ".join(text.split())
+    credential-shaped (AWS keys, URL passwords, `password=...`) masked, and control characters
+    (a NUL would fail the whole status write on PostgreSQL) shown as `?`."""
+    line = _CONTROL.sub("?", " ".join(text.split()))
     for secret in secrets:
         if secret and len(secret) >= 2:
             line = line.replace(secret, "***")

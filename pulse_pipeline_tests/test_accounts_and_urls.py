@@ -1,11 +1,26 @@
 """Account connection checks, DATABASE_URL handling, and redaction of error text."""
 
 import re
+from dataclasses import replace
+from datetime import datetime
 
+import dagster as dg
 import pytest
 
-from pulse_pipeline.accounts import AwsConnection, CloudAccount, SyncError, connection_for
-from pulse_pipeline.db.urls import redacted, to_sqlalchemy_url
+from pulse_pipeline.accounts import (
+    AwsConnection,
+    CloudAccount,
+    SyncError,
+    connection_for,
+    covering_account,
+    shares_external_id,
+)
+from pulse_pipeline.db.urls import DatabaseUrlError, redacted, to_sqlalchemy_url
+from pulse_pipeline.partitions import (
+    MAX_PARTITION_KEY_BYTES,
+    REFUSED_SUBSTRINGS,
+    partition_key_problem,
+)
 from pulse_pipeline.sync_status import redact
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/PulseCostReader"
@@ -240,6 +255,46 @@ def test_longest_plain_schema_name_is_accepted() -> None:
     assert to_sqlalchemy_url(f"postgresql://u:p@h/db?schema={'a' * 63}")[1] == "a" * 63
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://pulse:HEAD@TAIL@db.example.com:5432/pulse?schema=public",
+        "postgresql://pulse:HEAD/TAIL@db.example.com:5432/pulse",
+        "postgresql://pulse:HEAD?TAIL@db.example.com:5432/pulse",
+        "postgresql://pulse:HEAD#TAIL@db.example.com:5432/pulse",
+        "postgresql://pulse:HEAD%TAIL@db.example.com:5432/pulse",
+        "postgresql://pulse@HEAD:TAIL@db.example.com:5432/pulse",
+        "postgres://pulse:1234/TAIL@db.example.com/pulse",  # reads as host "pulse", port 1234
+    ],
+)
+def test_a_password_that_needs_percent_encoding_is_refused_without_quoting_it(url: str) -> None:
+    with pytest.raises(DatabaseUrlError) as caught:
+        to_sqlalchemy_url(url)
+
+    message = str(caught.value)
+    assert message.startswith("DATABASE_URL cannot be read unambiguously")
+    assert "percent-encode" in message and "@ as %40" in message
+    assert "HEAD" not in message and "TAIL" not in message and "db.example" not in message
+    assert "TAIL" not in redacted(url) and "HEAD" not in redacted(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "password"),
+    [
+        ("postgresql://pulse:p%40ss%2Fw%3F%23%25@h/db", "p@ss/w?#%"),
+        ("postgresql://pulse:pa:ss@h/db?schema=public", "pa:ss"),
+        ("postgresql://pulse:pw@h/db?options=a@b", "pw"),
+        ("postgresql://pulse:pw@[::1]:5432/db", "pw"),
+    ],
+)
+def test_unambiguous_urls_are_read_as_written(url: str, password: str) -> None:
+    assert to_sqlalchemy_url(url)[0].password == password
+
+
+def test_a_sqlite_path_has_no_password_to_be_ambiguous_about() -> None:
+    assert to_sqlalchemy_url("sqlite:////data/p@ss#1.db")[0].database == "/data/p@ss#1.db"
+
+
 def test_redacted_hides_the_password() -> None:
     text = redacted("postgresql://pulse:s3cr3t-pw@db.example.com:5432/pulse?schema=public")
     assert "s3cr3t-pw" not in text
@@ -274,6 +329,10 @@ def test_redact_collapses_to_one_line() -> None:
     assert redact("Traceback:\n  line 1\r\n\tline 2  \n") == "Traceback: line 1 line 2"
 
 
+def test_redact_shows_control_characters_postgresql_cannot_store_as_question_marks() -> None:
+    assert redact("service A\x00B\x1b") == "service A?B?"
+
+
 def test_redact_caps_length_at_500() -> None:
     assert redact("x" * 1000) == "x" * 500
 
@@ -283,3 +342,86 @@ def test_redact_masks_before_truncating() -> None:
     result = redact("y" * 495 + " AKIAIOSFODNN7EXAMPLE")
     assert "AKIA" not in result
     assert len(result) == 500
+
+
+# --- connections that must not sync --------------------------------------------------------
+
+DAY = datetime(2026, 11, 1)
+
+
+def _connection(
+    account_id: str, org: str = "org1", created: int = 1, synced: int | None = None
+) -> CloudAccount:
+    return replace(
+        _account(account_id=account_id),
+        org_id=org,
+        created_at=DAY.replace(day=created),
+        last_synced_at=None if synced is None else DAY.replace(day=synced),
+    )
+
+
+def test_of_two_connections_never_synced_the_newest_syncs() -> None:
+    old, new = _connection("old", created=1), _connection("new", created=2)
+
+    assert covering_account(old, [old, new]) == new
+    assert covering_account(new, [old, new]) is None
+
+
+def test_a_connection_that_synced_wins_over_a_newer_one() -> None:
+    old, new = _connection("old", created=1, synced=5), _connection("new", created=9)
+
+    assert covering_account(new, [old, new]) == old
+    assert covering_account(old, [old, new]) is None
+
+
+def test_of_two_connections_that_synced_the_most_recent_sync_wins() -> None:
+    a, b = _connection("a", created=1, synced=7), _connection("b", created=2, synced=6)
+
+    assert covering_account(b, [a, b]) == a
+    assert covering_account(a, [a, b]) is None
+
+
+def test_connections_of_other_organisations_or_aws_accounts_do_not_cover() -> None:
+    mine = _connection("mine", created=1)
+    theirs = _connection("theirs", org="org2", created=2)
+    elsewhere = replace(
+        _connection("elsewhere", created=3), role_arn="arn:aws:iam::999999999999:role/R"
+    )
+
+    assert covering_account(mine, [mine, theirs, elsewhere]) is None
+
+
+def test_the_newer_connection_of_a_role_and_external_id_in_another_organisation_is_refused() -> (
+    None
+):
+    first = _connection("first", org="org1", created=1)
+    second = _connection("second", org="org2", created=2)
+    shouting = replace(second, role_arn=ROLE_ARN.upper().replace("ARN:AWS:IAM", "arn:aws:iam"))
+
+    assert shares_external_id(second, [first, second])
+    assert shares_external_id(shouting, [first, shouting])
+    assert not shares_external_id(first, [first, second])
+    assert not shares_external_id(replace(second, org_id="org1"), [first, second])
+    assert not shares_external_id(replace(second, external_id="another-id"), [first, second])
+
+
+# --- partition keys ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("part", REFUSED_SUBSTRINGS)
+def test_what_the_sensor_refuses_in_a_key_dagster_refuses_too(part: str) -> None:
+    with pytest.raises(dg.DagsterInvalidDefinitionError):
+        dg.StaticPartitionsDefinition([f"acc{part}1"])
+    assert partition_key_problem(f"acc{part}1") == (
+        f"contains {part!r}, which Dagster does not allow in a partition key"
+    )
+
+
+def test_partition_keys_are_limited_in_utf8_bytes() -> None:
+    assert partition_key_problem("é" * (MAX_PARTITION_KEY_BYTES // 2)) is None
+    assert partition_key_problem("é" * (MAX_PARTITION_KEY_BYTES // 2) + "x") == (
+        "is 1,025 bytes long, more than the 1,024 bytes a partition key can have in Dagster's "
+        "storage"
+    )
+    assert partition_key_problem("") == "is empty"
+    assert partition_key_problem("clx1b2c3d0000qz8r5t6y7u8i") is None

@@ -2,7 +2,7 @@
 charge types, the metric setting, restatements, duplicate connections and the reconciliation checks."""
 
 import os
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -227,6 +227,7 @@ def test_one_aws_account_connected_twice_in_an_org_is_synced_once(
                 {
                     **account_row("acc-dup", "org-1", "arn:aws:iam::111111111111:role/Other"),
                     "accountName": "Again",
+                    "createdAt": datetime(2026, 1, 1),  # older than acc-1: neither synced yet
                 }
             ],
         )
@@ -238,11 +239,12 @@ def test_one_aws_account_connected_twice_in_an_org_is_synced_once(
     assert original.success and not duplicate.success
     assert failure_of(duplicate) == (
         "CloudAccount acc-dup (Again) connects AWS account 111111111111, which CloudAccount acc-1 "
-        "(org-1 production) of the same organisation already syncs; remove this duplicate connection"
+        "(org-1 production) of the same organisation syncs (the newest connection; none has "
+        "synced successfully yet); disconnect or delete the connection you no longer use"
     )
     assert write_status(dagster_instance, [original.run_id, duplicate.run_id]).success
     assert account_status(pulse, "acc-dup")["status"] == "error"
-    assert "already syncs" in account_status(pulse, "acc-dup")["lastSyncError"]
+    assert "CloudAccount acc-1" in account_status(pulse, "acc-dup")["lastSyncError"]
     assert stored_rows(pulse, "acc-dup") == [] and stored_rows(pulse, "acc-1") == EXPECTED_ACC1
 
 

@@ -1,7 +1,9 @@
 """The pipeline running itself: the new-account sensor, the 05:00 UTC schedule and the status sensor,
 each evaluated against a real Dagster instance (SQLite, and PostgreSQL for both databases)."""
 
-from datetime import UTC, datetime
+import random
+import string
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -11,7 +13,7 @@ from sqlalchemy import insert, update
 from pulse_pipeline.db.schema import cloud_account
 from pulse_pipeline.db.urls import create_pulse_engine
 from pulse_pipeline.definitions import defs
-from pulse_pipeline.partitions import accounts_in_run
+from pulse_pipeline.partitions import MAX_PARTITION_KEY_BYTES, accounts_in_run
 from pulse_pipeline.resources import PulseDatabase
 from pulse_pipeline_tests.ce_results import ce_page, queue_results
 from pulse_pipeline_tests.support import (
@@ -67,17 +69,32 @@ def covered(instance: dg.DagsterInstance, request: dg.RunRequest) -> list[str]:
 
 
 def execute(
-    instance: dg.DagsterInstance, request: dg.RunRequest, job_name: str = "sync_aws_costs"
+    instance: dg.DagsterInstance,
+    request: dg.RunRequest,
+    job_name: str = "sync_aws_costs",
+    run_key: str | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """Run a sensor's or schedule's run request as the daemon would launch it."""
+    """Run a sensor's or schedule's run request as the daemon would launch it (the daemon also
+    stores its run key as a run tag)."""
     job = defs().resolve_job_def(request.job_name or job_name)
     return job.execute_in_process(
         instance=instance,
         partition_key=request.partition_key,
         run_config=request.run_config or None,
-        tags=request.tags,
+        tags={**request.tags, **({"dagster/run_key": run_key} if run_key else {})},
         raise_on_error=False,
     )
+
+
+def tick_schedule(instance: dg.DagsterInstance, when: datetime) -> Any:
+    """One tick of the daily sync schedule at `when`."""
+    with dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=when,
+        resources={"pulse_db": PulseDatabase(url=dg.EnvVar("DATABASE_URL"))},
+        repository_def=defs().get_repository_def(),
+    ) as context:
+        return SCHEDULE.evaluate_tick(context)
 
 
 def test_schedule_is_daily_at_five_utc() -> None:
@@ -271,3 +288,75 @@ def test_status_sensor_sees_sync_runs_however_they_were_launched(
         r.run_config["ops"]["write_cloud_account_status"]["config"]["run_ids"]
         for r in tick.run_requests
     ] == [[run.run_id]]
+
+
+def test_accounts_whose_id_cannot_be_a_partition_key_are_marked_error_and_never_block_others(
+    pulse: str, dagster_instance: dg.DagsterInstance, moto_aws: None
+) -> None:
+    """On PostgreSQL storage a 2,680-character id failed every tick (ProgramLimitExceeded)."""
+    load_rates(dagster_instance)
+    first = tick_new_accounts(dagster_instance)
+    assert dagster_instance.get_dynamic_partitions("cloud_accounts") == ["acc-1", "acc-2"]
+    rng = random.Random(11)  # incompressible ids, as PostgreSQL indexes them
+    too_long, longest, longer = (
+        "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(size))
+        for size in (2680, MAX_PARTITION_KEY_BYTES, MAX_PARTITION_KEY_BYTES)
+    )
+    new_ids = [too_long, "acc\nline", "acc...dots", longest, longer]
+    created = datetime.now(UTC).replace(tzinfo=None)
+    change_accounts(
+        pulse,
+        [
+            {
+                **account_row(id_, f"org-{n}", f"arn:aws:iam::{n}{n}{n}000000000:role/R"),
+                "createdAt": created + timedelta(minutes=n),
+            }
+            for n, id_ in enumerate(new_ids, 3)
+        ],
+    )
+
+    second = tick_new_accounts(dagster_instance, first.cursor)
+
+    assert dagster_instance.get_dynamic_partitions("cloud_accounts") == [
+        "acc-1",
+        "acc-2",
+        longest,
+        longer,
+    ]
+    (batch,) = second.run_requests
+    assert covered(dagster_instance, batch) == [longest, longer]
+    assert batch.run_key == f"initial-sync:{longest}..{longer}"
+    expected = {
+        too_long: f"CloudAccount '{too_long[:32]}…' (org-3 production) cannot be synced: its id "
+        "is 2,680 bytes long, more than the 1,024 bytes a partition key can have in Dagster's "
+        "storage",
+        "acc\nline": "CloudAccount 'acc\\nline' (org-4 production) cannot be synced: its id "
+        "contains '\\n', which Dagster does not allow in a partition key",
+        "acc...dots": "CloudAccount 'acc...dots' (org-5 production) cannot be synced: its id "
+        "contains '...', which Dagster does not allow in a partition key",
+    }
+    for account_id, sentence in expected.items():
+        status = account_status(pulse, account_id)
+        assert status["status"] == "error"
+        assert status["lastSyncError"] == (
+            f"{sentence}; reconnect the account in PULSE so that it gets a new id"
+        )
+    # The daemon's own run for the batch: its run key holds both longest keys.
+    run = execute(dagster_instance, batch, run_key=batch.run_key)
+    assert run.success
+    assert {
+        e.step_materialization_data.materialization.partition
+        for e in run.get_asset_materialization_events()
+    } == {longest, longer}
+
+    third = tick_new_accounts(dagster_instance, second.cursor)
+    assert "3 accounts cannot be partitions" in third.skip_message
+
+    # A partition made before these checks existed: the schedule skips it, marks it, syncs the rest.
+    dagster_instance.add_dynamic_partitions("cloud_accounts", ["acc\nline"])
+    change_accounts(pulse, **{"acc\nline": {"status": "active", "lastSyncError": None}})
+    daily = tick_schedule(dagster_instance, datetime(2026, 11, 24, 5, 0, tzinfo=UTC))
+    assert [covered(dagster_instance, r) for r in daily.run_requests] == [
+        ["acc-1", "acc-2", longest, longer]
+    ]
+    assert account_status(pulse, "acc\nline")["status"] == "error"

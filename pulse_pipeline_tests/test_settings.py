@@ -22,6 +22,7 @@ def field_values(definitions: dg.Definitions, resource: str) -> dict[str, object
     value = definitions.resources[resource]
     assert isinstance(value, dg.ConfigurableResource)
     return {
+        # EnvVar, or the IntEnvVar of `EnvVar.int` (an int carrying the variable's name)
         name: ("EnvVar", field.env_var_name) if hasattr(field, "env_var_name") else field
         for name, field in value
     }
@@ -32,10 +33,15 @@ def test_set_variables_show_as_their_names_and_unset_ones_as_their_defaults(
 ) -> None:
     monkeypatch.setenv("PULSE_COST_METRIC", "AmortizedCost")
     monkeypatch.setenv("AWS_PROFILE", "pulse-prod")
+    monkeypatch.setenv("PULSE_DB_CONNECT_TIMEOUT_SECONDS", "5")
 
     loaded = defs()
 
-    assert field_values(loaded, "pulse_db") == {"url": ("EnvVar", "DATABASE_URL")}
+    assert field_values(loaded, "pulse_db") == {
+        "url": ("EnvVar", "DATABASE_URL"),
+        "connect_timeout_seconds": ("EnvVar", "PULSE_DB_CONNECT_TIMEOUT_SECONDS"),
+        "statement_timeout_seconds": 300,
+    }
     assert field_values(loaded, "settings") == {
         "metric": ("EnvVar", "PULSE_COST_METRIC"),
         "record_types": "",
@@ -55,6 +61,14 @@ def test_set_variables_show_as_their_names_and_unset_ones_as_their_defaults(
             "postgresql://pulse:s3cret@db:notaport/pulse",
             "DATABASE_URL is not a database URL pulse_pipeline can read; expected "
             "postgresql://user:password@host:5432/db (password URL-encoded) or sqlite:///path",
+        ),
+        (
+            "DATABASE_URL",
+            "postgresql://pulse:s3cret@pw@db:5432/pulse?schema=public",
+            "DATABASE_URL cannot be read unambiguously: its user name or password holds an "
+            "unencoded @, /, ?, # or %; percent-encode each of them (@ as %40, / as %2F, ? as "
+            '%3F, # as %23, % as %25), e.g. with python3 -c "import urllib.parse; '
+            "print(urllib.parse.quote(input(), safe=''))\"",
         ),
         (
             "PULSE_ECB_HISTORY_URL",
@@ -94,6 +108,18 @@ def test_set_variables_show_as_their_names_and_unset_ones_as_their_defaults(
             "AWS_REGION is invalid: unknown AWS region 'us-east1'; use one such as us-east-1 or "
             "eu-central-1",
         ),
+        (
+            "PULSE_DB_CONNECT_TIMEOUT_SECONDS",
+            "1",
+            "PULSE_DB_CONNECT_TIMEOUT_SECONDS is invalid: must be a whole number of seconds, "
+            "at least 2",
+        ),
+        (
+            "PULSE_DB_STATEMENT_TIMEOUT_SECONDS",
+            "5m",
+            "PULSE_DB_STATEMENT_TIMEOUT_SECONDS is invalid: Input should be a valid integer, "
+            "unable to parse string as an integer",
+        ),
     ],
 )
 def test_an_invalid_setting_fails_the_load_with_one_sentence_and_no_secret(
@@ -105,7 +131,7 @@ def test_an_invalid_setting_fails_the_load_with_one_sentence_and_no_secret(
         defs()
 
     assert str(error.value) == message
-    assert "s3cret" not in str(error.value)
+    assert "s3cret" not in str(error.value) and "pw@db" not in str(error.value)
 
 
 def test_max_pages_is_an_int_setting_read_when_the_run_starts(

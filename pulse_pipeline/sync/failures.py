@@ -8,6 +8,7 @@ import psycopg
 from sqlalchemy import exc
 
 from pulse_pipeline.accounts import SyncError
+from pulse_pipeline.db.urls import DatabaseTimeout, DatabaseUrlError
 from pulse_pipeline.normalise import MalformedPayloadError
 from pulse_pipeline.sync_window import InvalidWindowError
 
@@ -112,6 +113,13 @@ def failing_cleanly(account_id: str) -> Iterator[None]:
             account_id,
             f"{label}: Cost Explorer's response was rejected, nothing was written: {error}",
             retryable=False,
+        ) from None
+    except DatabaseUrlError as error:
+        raise AccountFailure(account_id, f"{label}: {error}", retryable=False) from None
+    except DatabaseTimeout as error:
+        # Not retried: each attempt would wait as long again; the next scheduled sync retries.
+        raise AccountFailure(
+            account_id, f"{label}: {error}; nothing was written", retryable=False
         ) from None
     except (exc.SQLAlchemyError, *_DRIVER_ERRORS) as error:
         raise _database_failure(account_id, label, error) from None

@@ -12,6 +12,7 @@ from pulse_pipeline.accounts import (
     aws_account_id,
     connection_for,
     covering_account,
+    shares_external_id,
 )
 from pulse_pipeline.cost_explorer import (
     Fetch,
@@ -34,7 +35,8 @@ class SyncTarget:
 
 
 def sync_target(database: Database, account_id: str) -> SyncTarget:
-    """Read the account before any AWS call; refuse a duplicate of an already synced account."""
+    """Read the account before any AWS call; refuse a connection that must not sync: a duplicate
+    in its organisation, or a role and external ID another organisation connected first."""
     with database.begin() as conn:
         account = queries.load_account(conn, account_id)
         if account is None:
@@ -44,20 +46,30 @@ def sync_target(database: Database, account_id: str) -> SyncTarget:
                 f"{account.label} is disconnected in PULSE (status {account.status!r}); "
                 "reconnect it to sync it again"
             )
-        connected = [
-            other
-            for other in queries.aws_cost_explorer_accounts(conn)
-            if other.status in queries.SYNCABLE_STATUSES
-        ]
-        covering = covering_account(account, connected)
+        accounts = queries.aws_cost_explorer_accounts(conn)
         estimated_since = queries.earliest_estimated_day(conn, account_id)
+    if shares_external_id(account, accounts):
+        raise SyncError(
+            f"{account.label} uses the same role ARN and external ID as a connection in another "
+            "organisation, so it could read that organisation's costs (the confused deputy the "
+            "external ID exists to prevent); PULSE must issue this connection a new external "
+            "ID, and the role's trust policy must require it"
+        )
+    connected = [other for other in accounts if other.status in queries.SYNCABLE_STATUSES]
+    covering = covering_account(account, connected)
     if covering is not None:
         raise SyncError(
             f"{account.label} connects AWS account {aws_account_id(account.role_arn)}, which "
-            f"CloudAccount {covering.id} ({covering.name}) of the same organisation already "
-            "syncs; remove this duplicate connection"
+            f"CloudAccount {covering.id} ({covering.name}) of the same organisation "
+            f"{_why_it_syncs(covering)}; disconnect or delete the connection you no longer use"
         )
     return SyncTarget(account, estimated_since)
+
+
+def _why_it_syncs(covering: CloudAccount) -> str:
+    if covering.last_synced_at is not None:
+        return f"syncs (last synced successfully at {covering.last_synced_at:%Y-%m-%d %H:%M} UTC)"
+    return "syncs (the newest connection; none has synced successfully yet)"
 
 
 @dataclass(frozen=True)
