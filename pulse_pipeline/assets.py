@@ -6,7 +6,6 @@ from typing import Any
 
 import dagster as dg
 
-from pulse_pipeline.cost_explorer import PRICE_PER_REQUEST_USD, RequestCount
 from pulse_pipeline.db import queries
 from pulse_pipeline.keys import DAILY_COSTS, ECB_RATES, FAILED_ACCOUNTS, RAW_PAGES
 from pulse_pipeline.partitions import ACCOUNTS_PER_RUN, cloud_accounts_partitions
@@ -177,7 +176,7 @@ def sync_cloud_accounts(
     except AccountFailure as failure:
         raise dg.Failure(
             description=failure.cause,
-            metadata=_requests_metadata(run.requests_total()),
+            metadata=run.requests_total().metadata(),
             allow_retries=failure.retryable,
         ) from failure.__cause__
     except BatchFailure as batch:
@@ -187,28 +186,10 @@ def sync_cloud_accounts(
                 FAILED_ACCOUNTS: dg.MetadataValue.json(
                     {account: failure.cause for account, failure in batch.failures.items()}
                 ),
-                **_requests_metadata(run.requests_total()),
+                **run.requests_total().metadata(),
             },
             allow_retries=False,
         ) from None
     finally:
         if run.fetch:
-            context.log.info(_requests_summary(run.requests_total(), context.retry_number))
-
-
-def _requests_metadata(total: RequestCount) -> dict[str, Any]:
-    return {
-        "cost_explorer_requests": total.made,
-        "cost_explorer_paid_requests": total.paid,
-        "cost_explorer_usd": float(total.usd),
-    }
-
-
-def _requests_summary(total: RequestCount, retry_number: int) -> str:
-    """The Cost Explorer bill of this step attempt, failed accounts included."""
-    attempt = f" (step attempt {retry_number + 1})" if retry_number else ""
-    return (
-        f"Cost Explorer requests of this run{attempt}: {total.paid} paid "
-        f"(${total.usd} at ${PRICE_PER_REQUEST_USD} each), {total.made - total.paid} failed "
-        "or retried (free)"
-    )
+            context.log.info(run.requests_total().summary(attempt=context.retry_number + 1))

@@ -78,6 +78,23 @@ class RequestCount:
     def __add__(self, other: "RequestCount") -> "RequestCount":
         return RequestCount(self.made + other.made, self.paid + other.paid)
 
+    def metadata(self) -> dict[str, int | float]:
+        """The bill as a failed step's metadata shows it."""
+        return {
+            "cost_explorer_requests": self.made,
+            "cost_explorer_paid_requests": self.paid,
+            "cost_explorer_usd": float(self.usd),
+        }
+
+    def summary(self, attempt: int = 1) -> str:
+        """The bill of a run (of its `attempt`-th step attempt), failed accounts included."""
+        of = f" (step attempt {attempt})" if attempt > 1 else ""
+        return (
+            f"Cost Explorer requests of this run{of}: {self.paid} paid "
+            f"(${self.usd} at ${PRICE_PER_REQUEST_USD} each), {self.made - self.paid} failed "
+            "or retried (free)"
+        )
+
 
 @dataclass(frozen=True)
 class Fetch:
