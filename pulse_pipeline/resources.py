@@ -95,7 +95,7 @@ class PulseDatabase(dg.ConfigurableResource):
     def _bounded(
         cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
     ) -> Any:
-        if hasattr(value, "env_var_name"):  # EnvVar.int: checked once the run has read it
+        if _read_at_run_start(value):
             return value
         seconds: int = handler(value)
         minimum = 1
@@ -256,7 +256,7 @@ class EcbRates(dg.ConfigurableResource):
     @field_validator("history_url", mode="before")
     @classmethod
     def _known_source(cls, value: str) -> str:
-        if isinstance(value, dg.EnvVar):  # checked once the run has read it
+        if _read_at_run_start(value):
             return value
         if value != BUNDLED and "://" in value and not value.startswith("https://"):
             raise ValueError("must be an https:// URL, a file path, or `bundled`")
@@ -297,7 +297,7 @@ class CostSettings(dg.ConfigurableResource):
     @field_validator("metric", mode="before")
     @classmethod
     def _known_metric(cls, value: str) -> str:
-        if isinstance(value, dg.EnvVar):  # checked once the run has read it
+        if _read_at_run_start(value):
             return value
         if value not in METRICS:
             raise ValueError(f"unknown cost metric {value!r}; choose one of {', '.join(METRICS)}")
