@@ -13,13 +13,11 @@ morning. Cost Explorer is the simulated AWS with a latency per request.
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,7 +25,6 @@ from statistics import median
 from typing import Any
 
 import dagster as dg
-import requests
 import yaml
 from sqlalchemy import func, insert, select
 
@@ -38,13 +35,9 @@ from pulse_pipeline.definitions import defs
 from pulse_pipeline.partitions import CLOUD_ACCOUNTS, accounts_in_run
 from pulse_pipeline.schedules import daily_aws_cost_sync
 from pulse_pipeline_dev.postgres import fresh_database
-from pulse_pipeline_dev.processes import stop_process_group
+from pulse_pipeline_dev.processes import BIN, LOCATION, ROOT, WORKSPACE, daemon, graphql, webserver
 from pulse_pipeline_dev.simulated_aws import SimulatedAws, SimulationSettings
 
-ROOT = Path(__file__).resolve().parent.parent
-WORKSPACE = str(ROOT / "workspace.yaml")
-BIN = Path(sys.executable).parent  # the dagster, dagster-daemon and dagster-webserver commands
-LOCATION = "pulse_pipeline"  # the code location's name in workspace.yaml
 REPOSITORY = "__repository__"  # the repository a `Definitions` object becomes
 BACKFILL_ACCOUNT = "bench-backfill"
 BACKFILL_AWS_ACCOUNT = "999999999999"
@@ -138,78 +131,6 @@ def _instance_yaml(dagster_url: str) -> str:
     scheme = config["storage"]["postgres"]["postgres_db"]["scheme"]
     config["storage"] = {"postgres": {"postgres_url": dagster_url.replace("postgresql", scheme, 1)}}
     return yaml.safe_dump(config)
-
-
-@contextmanager
-def process_group(command: list[str], environment: dict[str, str], log: Path) -> Iterator[None]:
-    """A command in its own process group, stopped by its process group id (TERM, then KILL)."""
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=environment,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        yield
-    finally:
-        stop_process_group(process)
-
-
-def daemon(environment: dict[str, str], log: Path) -> AbstractContextManager[None]:
-    """`dagster-daemon run`: the run queue, the sensors and the schedules."""
-    return process_group([str(BIN / "dagster-daemon"), "run", "-w", WORKSPACE], environment, log)
-
-
-@contextmanager
-def webserver(environment: dict[str, str], log: Path) -> Iterator[str]:
-    """`dagster-webserver` on a free loopback port; yields its URL once the run queue's daemon
-    reports healthy to it."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    command = [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", WORKSPACE]
-    with process_group(command, environment, log):
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 180
-        while not _queue_daemon_healthy(url):
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"the webserver or the daemon did not come up; webserver log:\n"
-                    f"{log.read_text()[-3000:]}"
-                )
-            time.sleep(1)
-        yield url
-
-
-def graphql(url: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The `data` of a GraphQL request to the webserver; its errors raise."""
-    response = requests.post(
-        f"{url}/graphql", json={"query": query, "variables": variables or {}}, timeout=600
-    )
-    response.raise_for_status()
-    body = response.json()
-    if body.get("errors"):
-        raise RuntimeError(f"GraphQL errors: {body['errors']}")
-    return dict(body["data"])
-
-
-QUEUE_DAEMON_HEALTH = """
-query QueueDaemonHealth {
-  instance {
-    daemonHealth { daemonStatus(daemonType: "QUEUED_RUN_COORDINATOR") { healthy } }
-  }
-}"""
-
-
-def _queue_daemon_healthy(url: str) -> bool:
-    try:
-        data = graphql(url, QUEUE_DAEMON_HEALTH)
-    except (requests.RequestException, RuntimeError):
-        return False
-    return bool(data["instance"]["daemonHealth"]["daemonStatus"]["healthy"])
 
 
 # The UI's "Test schedule": evaluate one tick, then launch the runs it requests.
@@ -497,7 +418,7 @@ def _backfill(
     started = time.monotonic()
     subprocess.run(
         [
-            str(BIN / "dagster"), "job", "launch", "-w", WORKSPACE,
+            str(BIN / "dagster"), "job", "launch", "-w", str(WORKSPACE),
             "-j", "sync_aws_costs", "--config-json", json.dumps(config),
             "--tags", json.dumps({"dagster/partition": BACKFILL_ACCOUNT, "pulse/trigger": "backfill"}),
         ],
