@@ -162,7 +162,8 @@ def topology(
     monkeypatch.setenv("PULSE_ECB_HISTORY_URL", str(history))
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions(CLOUD_ACCOUNTS, list(ACCOUNTS))
-        assert defs().resolve_job_def("refresh_ecb_rates").execute_in_process(instance=instance)
+        refresh = defs().resolve_job_def("refresh_ecb_rates")
+        assert refresh.execute_in_process(instance=instance).success
 
     port = free_port()
     dagster = {**system, "PULSE_CODE_SERVER_HOST": "127.0.0.1", "PULSE_CODE_SERVER_PORT": str(port)}
