@@ -4,7 +4,7 @@ import os
 
 import dagster as dg
 
-from pulse_pipeline.assets import ecb_fx_rates, sync_cloud_accounts
+from pulse_pipeline.assets import ecb_fx_rates, ecb_rates_current, sync_cloud_accounts
 from pulse_pipeline.jobs import refresh_ecb_rates, sync_aws_costs, write_sync_status_job
 from pulse_pipeline.schedules import daily_aws_cost_sync, daily_ecb_rates
 from pulse_pipeline.sensors import new_cloud_accounts, sync_status_writer
@@ -17,6 +17,7 @@ def defs() -> dg.Definitions:
     code location loads (an invalid setting fails the load with one sentence)."""
     return dg.Definitions(
         assets=[sync_cloud_accounts, ecb_fx_rates],
+        asset_checks=[ecb_rates_current],
         jobs=[sync_aws_costs, refresh_ecb_rates, write_sync_status_job],
         schedules=[daily_aws_cost_sync, daily_ecb_rates],
         sensors=[new_cloud_accounts, sync_status_writer],

@@ -14,8 +14,8 @@ from pulse_pipeline.fx import (
     EcbRate,
     MissingRateError,
     RateTable,
-    is_target_business_day,
 )
+from pulse_pipeline.target_calendar import business_days_after, is_target_business_day
 
 # As the ECB writes it: newest first, a trailing comma on every line, N/A where no rate exists.
 SMALL_CSV = (
