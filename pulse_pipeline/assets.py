@@ -8,6 +8,8 @@ import dagster as dg
 
 from pulse_pipeline.db import queries
 from pulse_pipeline.ecb_history import shown_location
+from pulse_pipeline.freshness import DESCRIPTION as FRESHNESS
+from pulse_pipeline.freshness import SYNCED_RECENTLY, just_synced
 from pulse_pipeline.keys import DAILY_COSTS, ECB_RATES, FAILED_ACCOUNTS, RAW_PAGES
 from pulse_pipeline.partitions import ACCOUNTS_PER_RUN, cloud_accounts_partitions
 from pulse_pipeline.reconcile import CHECKS
@@ -162,11 +164,16 @@ def _metadata(values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _events(synced: Synced) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
-    """One account's asset as Dagster events: its partition's materialization and checks."""
+def _events(
+    synced: Synced, run: SyncRun, freshness_hours: int
+) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
+    """One account's asset as Dagster events: its partition's materialization and checks (a
+    partition of daily_costs_eur written from pages fetched in this run has synced recently)."""
     key = RAW_PAGES if synced.asset == "raw" else DAILY_COSTS
     account = synced.account_id
     yield dg.AssetMaterialization(key, partition=account, metadata=_metadata(synced.metadata))
+    if key == DAILY_COSTS and run.fetch:
+        yield just_synced(account, datetime.now(UTC).replace(tzinfo=None), freshness_hours)
     for outcome in synced.checks:
         yield dg.AssetCheckEvaluation(
             asset_key=key,
@@ -182,8 +189,11 @@ def _events(synced: Synced) -> Iterator[dg.AssetMaterialization | dg.AssetCheckE
     name="sync_cloud_accounts",
     specs=[RAW_PAGES_SPEC, DAILY_COSTS_SPEC],
     check_specs=[
-        dg.AssetCheckSpec(name, asset=DAILY_COSTS, description=description, blocking=True)
-        for name, description in CHECKS.items()
+        *(
+            dg.AssetCheckSpec(name, asset=DAILY_COSTS, description=description, blocking=True)
+            for name, description in CHECKS.items()
+        ),
+        dg.AssetCheckSpec(SYNCED_RECENTLY, asset=DAILY_COSTS, description=FRESHNESS),
     ],
     partitions_def=cloud_accounts_partitions,
     can_subset=True,
@@ -224,7 +234,7 @@ def sync_cloud_accounts(
         for synced in sync_accounts(
             run, context.partition_keys, context.log, TRANSIENT_RETRIES.delay or 0
         ):
-            yield from _events(synced)
+            yield from _events(synced, run, settings.freshness_hours)
     except AccountFailure as failure:
         raise dg.Failure(
             description=failure.cause,

@@ -322,6 +322,10 @@ class CostSettings(dg.ConfigurableResource):
         default=DEFAULT_MAX_PAGES,
         description="The most Cost Explorer pages ($0.01 each) one account's fetch may ask for.",
     )
+    freshness_hours: int = Field(
+        default=30,
+        description="Hours after an account's last successful sync before synced_recently fails.",
+    )
 
     @field_validator("metric", mode="before")
     @classmethod
@@ -338,6 +342,19 @@ class CostSettings(dg.ConfigurableResource):
         if not _read_at_run_start(value):
             parse_record_types(value)
         return value
+
+    @field_validator("freshness_hours", mode="before")
+    @classmethod
+    def _at_least_one_hour(cls, value: Any) -> Any:
+        if _read_at_run_start(value):
+            return value
+        try:
+            hours = int(value.strip()) if isinstance(value, str) else value
+        except ValueError:
+            hours = None
+        if not isinstance(hours, int) or isinstance(hours, bool) or hours < 1:
+            raise ValueError("must be a whole number of hours, at least 1")
+        return hours
 
     @field_validator("max_pages", mode="before")
     @classmethod

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from pulse_pipeline.db import queries
+from pulse_pipeline.freshness import evaluation, freshness
 from pulse_pipeline.jobs import refresh_ecb_rates, sync_aws_costs, write_sync_status_job
 from pulse_pipeline.keys import ECB_RATES, SYNC_ASSETS
 from pulse_pipeline.partitions import (
@@ -18,7 +19,7 @@ from pulse_pipeline.partitions import (
     contiguous_batches,
     refuse_unpartitionable,
 )
-from pulse_pipeline.resources import PulseDatabase
+from pulse_pipeline.resources import CostSettings, PulseDatabase
 
 # Finished runs read per status-sensor tick; the cursor carries on from the last one.
 STATUS_BATCH = 500
@@ -145,4 +146,46 @@ def sync_status_writer(context: dg.SensorEvaluationContext) -> dg.SensorResult:
             )
         ],
         cursor=cursor,
+    )
+
+
+@dg.sensor(
+    minimum_interval_seconds=600,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Every 10 minutes, evaluates the synced_recently check of daily_costs_eur for each "
+        "connected account's partition: it fails when the account's last successful sync "
+        "(CloudAccount.lastSyncedAt) is older than PULSE_COST_FRESHNESS_HOURS (default 30). "
+        "An account is reported when it turns stale and when it recovers, not at every tick; "
+        "the cursor lists the accounts reported stale."
+    ),
+)
+def cost_freshness(
+    context: dg.SensorEvaluationContext, pulse_db: PulseDatabase, settings: CostSettings
+) -> dg.SensorResult:
+    with pulse_db.begin() as conn:
+        accounts = queries.aws_cost_explorer_accounts(conn)
+    partitions = set(context.instance.get_dynamic_partitions(CLOUD_ACCOUNTS))
+    reported_stale = set(json.loads(context.cursor)) if context.cursor else set()
+    now = datetime.now(UTC).replace(tzinfo=None)
+    limit = settings.freshness_hours
+    events, stale = [], set()
+    for account in accounts:
+        if account.status not in queries.SYNCABLE_STATUSES or account.id not in partitions:
+            continue
+        state = freshness(account, now, limit)
+        if not state.fresh:
+            stale.add(account.id)
+        if state.fresh == (account.id in reported_stale):  # turned stale, or recovered
+            events.append(evaluation(state, limit))
+    turned = sum(1 for event in events if not event.passed)
+    summary = (
+        f"{len(stale)} of {len(partitions)} accounts not synced within {limit} hours; "
+        f"{turned} turned stale, {len(events) - turned} recovered"
+    )
+    context.log.info(summary)
+    return dg.SensorResult(
+        asset_events=events,
+        cursor=json.dumps(sorted(stale)),
+        skip_reason=None if events else summary,
     )

@@ -54,6 +54,12 @@ SETTINGS = (
     Setting("PULSE_RECORD_TYPES", "settings", "record_types", ""),
     Setting("PULSE_MAX_PAGES", "settings", "max_pages", DEFAULT_MAX_PAGES),
     Setting(
+        "PULSE_COST_FRESHNESS_HOURS",
+        "settings",
+        "freshness_hours",
+        CostSettings.model_fields["freshness_hours"].default,
+    ),
+    Setting(
         "PULSE_ECB_HISTORY_URL", "ecb", "history_url", EcbRates.model_fields["history_url"].default
     ),
     Setting("AWS_PROFILE", "aws", "profile_name"),
