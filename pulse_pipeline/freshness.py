@@ -19,9 +19,9 @@ SYNCED_RECENTLY = "synced_recently"
 DESCRIPTION = (
     "Fails for an account's partition when its last successful sync (CloudAccount.lastSyncedAt, "
     "or when it was connected if it never synced) is older than PULSE_COST_FRESHNESS_HOURS "
-    "(default 30). Passed by every sync that fetched the account; evaluated every 10 minutes "
-    "by the cost_freshness sensor, which reports each account when it turns stale and when it "
-    "recovers."
+    "(default 30). Passed by every sync that fetched the account; evaluated by "
+    "report_cost_freshness, which the cost_freshness sensor launches (checking every 10 "
+    "minutes) for each account that turns stale or recovers."
 )
 
 

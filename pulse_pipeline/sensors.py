@@ -7,8 +7,14 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from pulse_pipeline.db import queries
-from pulse_pipeline.freshness import evaluation, freshness
-from pulse_pipeline.jobs import refresh_ecb_rates, sync_aws_costs, write_sync_status_job
+from pulse_pipeline.freshness import freshness
+from pulse_pipeline.jobs import (
+    FRESHNESS_OP,
+    refresh_ecb_rates,
+    report_cost_freshness,
+    sync_aws_costs,
+    write_sync_status_job,
+)
 from pulse_pipeline.keys import ECB_RATES, SYNC_ASSETS
 from pulse_pipeline.partitions import (
     CLOUD_ACCOUNTS,
@@ -150,14 +156,15 @@ def sync_status_writer(context: dg.SensorEvaluationContext) -> dg.SensorResult:
 
 
 @dg.sensor(
+    job=report_cost_freshness,
     minimum_interval_seconds=600,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "Every 10 minutes, evaluates the synced_recently check of daily_costs_eur for each "
-        "connected account's partition: it fails when the account's last successful sync "
-        "(CloudAccount.lastSyncedAt) is older than PULSE_COST_FRESHNESS_HOURS (default 30). "
-        "An account is reported when it turns stale and when it recovers, not at every tick; "
-        "the cursor lists the accounts reported stale."
+        "Every 10 minutes, finds the connected accounts whose last successful sync "
+        "(CloudAccount.lastSyncedAt) turned older than PULSE_COST_FRESHNESS_HOURS (default 30) "
+        "since the last tick, or recovered, and launches report_cost_freshness for them: the "
+        "synced_recently check of their daily_costs_eur partition fails or passes. Nothing is "
+        "launched while no account changes; the cursor lists the accounts reported stale."
     ),
 )
 def cost_freshness(
@@ -169,23 +176,29 @@ def cost_freshness(
     reported_stale = set(json.loads(context.cursor)) if context.cursor else set()
     now = datetime.now(UTC).replace(tzinfo=None)
     limit = settings.freshness_hours
-    events, stale = [], set()
+    stale, changed = set(), []
     for account in accounts:
         if account.status not in queries.SYNCABLE_STATUSES or account.id not in partitions:
             continue
-        state = freshness(account, now, limit)
-        if not state.fresh:
+        fresh = freshness(account, now, limit).fresh
+        if not fresh:
             stale.add(account.id)
-        if state.fresh == (account.id in reported_stale):  # turned stale, or recovered
-            events.append(evaluation(state, limit))
-    turned = sum(1 for event in events if not event.passed)
+        if fresh == (account.id in reported_stale):  # turned stale, or recovered
+            changed.append(account.id)
     summary = (
-        f"{len(stale)} of {len(partitions)} accounts not synced within {limit} hours; "
-        f"{turned} turned stale, {len(events) - turned} recovered"
+        f"{len(stale)} accounts not synced within {limit} hours; "
+        f"{len(stale - reported_stale)} turned stale, {len(reported_stale - stale)} recovered"
     )
+    cursor = json.dumps(sorted(stale))
+    if not changed:
+        return dg.SensorResult(skip_reason=summary, cursor=cursor)
     context.log.info(summary)
     return dg.SensorResult(
-        asset_events=events,
-        cursor=json.dumps(sorted(stale)),
-        skip_reason=None if events else summary,
+        run_requests=[
+            dg.RunRequest(
+                run_config={"ops": {FRESHNESS_OP: {"config": {"account_ids": changed}}}},
+                tags={"pulse/accounts": str(len(changed))},
+            )
+        ],
+        cursor=cursor,
     )

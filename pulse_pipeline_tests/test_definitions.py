@@ -24,7 +24,12 @@ def test_every_asset_and_job_is_described_for_the_ui() -> None:
     for key in ("cost_explorer_raw", "daily_costs_eur", "ecb_fx_rates"):
         description = defs().resolve_assets_def(key).descriptions_by_key[dg.AssetKey(key)]
         assert description and len(description) > 80
-    for job_name in ("sync_aws_costs", "refresh_ecb_rates", "write_sync_status"):
+    for job_name in (
+        "sync_aws_costs",
+        "refresh_ecb_rates",
+        "write_sync_status",
+        "report_cost_freshness",
+    ):
         assert defs().resolve_job_def(job_name).description
 
 
@@ -62,6 +67,7 @@ def test_schedule_and_sensors_the_data_team_relies_on() -> None:
     }
     assert sensors["sync_status_writer"].job_name == "write_sync_status"
     assert sensors["cost_freshness"].minimum_interval_seconds == 600
+    assert sensors["cost_freshness"].job_name == "report_cost_freshness"
     assert all(sensor.description for sensor in sensors.values())
 
 

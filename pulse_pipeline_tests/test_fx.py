@@ -15,7 +15,7 @@ from pulse_pipeline.fx import (
     MissingRateError,
     RateTable,
 )
-from pulse_pipeline.target_calendar import business_days_after, is_target_business_day
+from pulse_pipeline.target_calendar import is_target_business_day
 
 # As the ECB writes it: newest first, a trailing comma on every line, N/A where no rate exists.
 SMALL_CSV = (

@@ -47,6 +47,7 @@ def test_set_variables_show_as_their_names_and_unset_ones_as_their_defaults(
         "metric": ("EnvVar", "PULSE_COST_METRIC"),
         "record_types": "",
         "max_pages": 200,
+        "freshness_hours": 30,
     }
     # Production reads the ECB's own history; `bundled` is an explicit opt-in.
     assert field_values(loaded, "ecb")["history_url"] == (
@@ -88,6 +89,14 @@ def test_set_variables_show_as_their_names_and_unset_ones_as_their_defaults(
                 "Explorer pages, $0.01 each, one account's fetch may ask for)",
             )
             for value in ("0", "-5", "2.5", "two hundred")
+        ],
+        *[
+            (
+                "PULSE_COST_FRESHNESS_HOURS",
+                value,
+                "PULSE_COST_FRESHNESS_HOURS is invalid: must be a whole number of hours, at least 1",
+            )
+            for value in ("0", "1.5", "a day")
         ],
         (
             "PULSE_RECORD_TYPES",
