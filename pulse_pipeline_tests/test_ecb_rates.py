@@ -24,6 +24,7 @@ from pulse_pipeline import assets
 from pulse_pipeline.db.schema import cost_explorer_page, cost_record, fx_rate
 from pulse_pipeline.db.urls import create_pulse_engine
 from pulse_pipeline.definitions import defs
+from pulse_pipeline.ecb_history import HistoryUnavailable, download_history, parse_ecb_history
 from pulse_pipeline.target_calendar import is_target_business_day
 from pulse_pipeline_tests.ce_results import ce_page, ecb_history_csv, queue_results
 from pulse_pipeline_tests.support import D1, EC2, RATES, TODAY, expected_row, rate_on, run_sync
@@ -295,3 +296,15 @@ def test_the_refresh_reconverts_provisional_rows_exactly_without_asking_aws(
         assert (rate, rate_day, amount_eur) == (expected[5], expected[6], expected[7])
         assert (rate, rate_day) == (Decimal(rate_on(day, "USD")[0]), rate_on(day, "USD")[1])
         assert flag is False
+
+
+def test_a_download_is_bounded_and_a_file_not_the_ecbs_is_refused(ecb_server: EcbServer) -> None:
+    ecb_server.body = ecb_zip(_bundled_csv())
+    with pytest.raises(HistoryUnavailable, match="larger than 1000 bytes") as too_large:
+        download_history(ecb_server.url, timeout_seconds=5, max_bytes=1000)
+    assert too_large.value.permanent and len(ecb_server.requests) == 1
+    # A small zip whose CSV would unpack beyond the limit is refused before it is parsed.
+    with pytest.raises(ValueError, match="CSV is larger than 100000 bytes"):
+        parse_ecb_history(ecb_server.body, max_bytes=100_000)
+    with pytest.raises(ValueError, match="no Date column"):
+        parse_ecb_history(b"<html>maintenance</html>\n")
