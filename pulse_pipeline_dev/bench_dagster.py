@@ -331,7 +331,12 @@ def measure(
             for key in [k for k in os.environ if k.startswith(("AWS_", "PULSE_"))]:
                 del os.environ[key]
             os.environ.update(
-                {"DAGSTER_HOME": str(home), "DATABASE_URL": pulse_url, **aws.environment()}
+                {
+                    "DAGSTER_HOME": str(home),
+                    "DATABASE_URL": pulse_url,
+                    "PULSE_ECB_HISTORY_URL": "bundled",  # offline: never the ECB's server
+                    **aws.environment(),
+                }
             )
             ids = [f"bench-{n:04d}" for n in range(accounts)]
             add_accounts(pulse_url, [(id_, _aws_account(n)) for n, id_ in enumerate(ids)])

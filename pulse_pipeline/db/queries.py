@@ -4,15 +4,16 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from pulse_pipeline.accounts import CloudAccount
 from pulse_pipeline.cost_explorer import Page
 from pulse_pipeline.db.schema import cloud_account, cost_explorer_page, cost_record, fx_rate
 from pulse_pipeline.fx import EcbRate
-from pulse_pipeline.normalise import EurCost, StoredPage, charge_category
+from pulse_pipeline.normalise import CostLine, EurCost, StoredPage, charge_category
 from pulse_pipeline.reconcile import WrittenRow
 from pulse_pipeline.sync_window import SyncWindow
 
@@ -257,13 +258,19 @@ def stored_currencies(conn: Connection) -> frozenset[str]:
 
 
 def upsert_rates(conn: Connection, rates: Sequence[EcbRate], source: str) -> int:
-    """Store ECB rates, replacing any stored for the same currencies and days."""
+    """Store ECB rates, replacing any stored for the same currencies between their first and
+    last day (newer stored rates stay: an older source, such as the bundled copy, removes none)."""
     if not rates:
         return 0
     start = min(rate.rate_date for rate in rates)
+    end = max(rate.rate_date for rate in rates)
     currencies = sorted({rate.currency for rate in rates})
     conn.execute(
-        delete(fx_rate).where(fx_rate.c.rate_date >= start, fx_rate.c.currency.in_(currencies))
+        delete(fx_rate).where(
+            fx_rate.c.rate_date >= start,
+            fx_rate.c.rate_date <= end,
+            fx_rate.c.currency.in_(currencies),
+        )
     )
     conn.execute(
         insert(fx_rate),
@@ -273,6 +280,97 @@ def upsert_rates(conn: Connection, rates: Sequence[EcbRate], source: str) -> int
         ],
     )
     return len(rates)
+
+
+def newest_rate_date(conn: Connection) -> date | None:
+    """The newest day any ECB rate is stored for."""
+    return conn.execute(select(func.max(fx_rate.c.rate_date))).scalar()
+
+
+def accounts_with_provisional_rows(conn: Connection) -> list[str | None]:
+    """The accounts (None: rows without one) with CostRecords converted at a provisional rate."""
+    c = cost_record.c
+    found = conn.execute(
+        select(c.cloudAccountId).where(c.fxProvisional.is_(True)).distinct()
+    ).scalars()
+    return sorted(found, key=lambda account_id: account_id or "")
+
+
+@dataclass(frozen=True)
+class ProvisionalRow:
+    """A stored CostRecord converted at a provisional rate: its line, and that rate."""
+
+    id: str
+    line: CostLine
+    fx_rate: Decimal | None
+    fx_rate_date: date | None
+
+
+def provisional_rows(conn: Connection, account_id: str | None) -> list[ProvisionalRow]:
+    """The account's CostRecords still marked fxProvisional."""
+    c = cost_record.c
+    account = c.cloudAccountId.is_(None) if account_id is None else c.cloudAccountId == account_id
+    rows = conn.execute(
+        select(
+            c.id,
+            c.date,
+            c.service,
+            c.recordType,
+            c.amount,
+            c.currency,
+            c.estimated,
+            c.metric,
+            c.rawPageId,
+            c.fxRate,
+            c.fxRateDate,
+        ).where(account, c.fxProvisional.is_(True))
+    ).all()
+    return [
+        ProvisionalRow(
+            row.id,
+            CostLine(
+                day=row.date,
+                service=row.service,
+                record_type=row.recordType,
+                amount=row.amount,
+                currency=row.currency,
+                estimated=bool(row.estimated),
+                metric=row.metric or "",
+                page_id=row.rawPageId or 0,
+            ),
+            row.fxRate,
+            row.fxRateDate,
+        )
+        for row in rows
+    ]
+
+
+def update_conversions(conn: Connection, converted: Sequence[tuple[str, EurCost]]) -> int:
+    """Give CostRecords (by id) their new rate, rate day, provisional flag and EUR amount."""
+    if not converted:
+        return 0
+    c = cost_record.c
+    conn.execute(
+        update(cost_record)
+        .where(c.id == bindparam("row_id"))
+        .values(
+            fxRate=bindparam("new_rate"),
+            fxRateDate=bindparam("new_rate_date"),
+            fxProvisional=bindparam("new_provisional"),
+            amountEUR=bindparam("new_amount_eur"),
+        ),
+        [
+            {
+                "row_id": row_id,
+                "new_rate": cost.fx_rate,
+                "new_rate_date": cost.fx_rate_date,
+                "new_provisional": cost.fx_provisional,
+                "new_amount_eur": cost.amount_eur,
+            }
+            for row_id, cost in converted
+        ],
+    )
+    return len(converted)
 
 
 def record_sync_result(
