@@ -353,29 +353,33 @@ class AlertChannels(dg.ConfigurableResource):
 
     def send(self, alert: Alert, log: Any) -> int:
         """Send one alert to every configured channel; returns how many channels failed, each
-        logged as a warning naming the account and the cause (never the URL or the password)."""
+        logged as a warning naming the account and the cause (never the URL or the password).
+        Nothing a channel raises reaches the caller."""
         link = run_link(self.dagster_ui_url, alert.run_id)
-        channels: list[tuple[str, Callable[[], None]]] = []
+        channels: list[tuple[str, Callable[[Alert, str | None], None]]] = []
         if self.webhook_url:
-            payload = webhook_payload(alert, link)
-            channels.append(
-                ("webhook", lambda: post_webhook(self.webhook_url, payload, self.timeout_seconds))
-            )
+            channels.append(("webhook", self._post))
         if self.smtp_host:
-            channels.append(("e-mail", lambda: self._email(alert, link)))
+            channels.append(("e-mail", self._email))
         failed = 0
         for name, deliver in channels:
             try:
-                deliver()
-            except AlertNotDelivered as error:
+                deliver(alert, link)
+            except Exception as error:
                 failed += 1
-                reason = " ".join(str(error).split())
+                reason = str(error)
+                if not isinstance(error, AlertNotDelivered):  # a defect: say what it was
+                    reason = f"{type(error).__name__}: {error}"
                 for secret in (self.webhook_url, self.smtp_password):
                     reason = reason.replace(secret, "***") if secret else reason
                 log.warning(
-                    f"{alert.account.label}: {alert.kind} alert not sent by {name}: {reason}"
+                    f"{alert.account.label}: {alert.kind} alert not sent by {name}: "
+                    + " ".join(reason.split())
                 )
         return failed
+
+    def _post(self, alert: Alert, link: str | None) -> None:
+        post_webhook(self.webhook_url, webhook_payload(alert, link), self.timeout_seconds)
 
     def _email(self, alert: Alert, link: str | None) -> None:
         recipients = _addresses(self.smtp_to)

@@ -308,3 +308,20 @@ def test_status_runs_alert_on_failure_and_recovery_once_and_survive_failing_chan
     ]
     output = status.output_for_node("write_cloud_account_status")
     assert output == 1
+
+
+def test_an_unreachable_webhook_is_a_warning_that_never_quotes_its_url(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}/services/T0/B0/s3cr3t-token"  # nobody listens
+    alert = alert_for(account("active"), "CloudAccount acc-1: denied", RUN_ID, FINISHED)
+    assert alert is not None
+
+    assert AlertChannels(webhook_url=url).send(alert, logging.getLogger("alerts")) == 1
+
+    [warning] = caplog.messages
+    assert warning.startswith(
+        "CloudAccount acc-1 (Acme <prod> & co): failed alert not sent by webhook: the webhook "
+        "could not be reached ("
+    )
+    assert "s3cr3t-token" not in warning and "127.0.0.1" not in warning
