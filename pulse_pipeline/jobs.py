@@ -6,13 +6,15 @@ from datetime import UTC, datetime
 import dagster as dg
 from pydantic import Field
 
+from pulse_pipeline.accounts import CloudAccount
+from pulse_pipeline.alerts import alert_for
 from pulse_pipeline.db import queries
 from pulse_pipeline.db.urls import DatabaseUrlError
 from pulse_pipeline.freshness import evaluation, freshness
 from pulse_pipeline.keys import DAILY_COSTS, ECB_RATES, RAW_PAGES
 from pulse_pipeline.partitions import cloud_accounts_partitions
-from pulse_pipeline.resources import CostSettings, PulseDatabase
-from pulse_pipeline.sync_status import outcomes_of, redact
+from pulse_pipeline.resources import AlertChannels, CostSettings, PulseDatabase
+from pulse_pipeline.sync_status import SyncOutcome, outcomes_of, redact
 
 sync_aws_costs = dg.define_asset_job(
     name="sync_aws_costs",
@@ -43,13 +45,21 @@ class SyncStatusConfig(dg.Config):
     retry_policy=dg.RetryPolicy(max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL),
 )
 def write_sync_status_op(
-    context: dg.OpExecutionContext, config: SyncStatusConfig, pulse_db: PulseDatabase
+    context: dg.OpExecutionContext,
+    config: SyncStatusConfig,
+    pulse_db: PulseDatabase,
+    alerts: AlertChannels,
 ) -> dg.Output[int]:
-    """Write `status`, `lastSyncedAt` and `lastSyncError` of each finished sync run's CloudAccount.
+    """Write `status`, `lastSyncedAt` and `lastSyncError` of each finished sync run's CloudAccount,
+    then alert on every account whose sync started failing or works again.
 
     Success: `active`, the run's end time, no error. Failure, cancellation or a killed run:
     `error` and one secret-free sentence naming the cause; `lastSyncedAt` keeps the last success.
-    Outcomes are written oldest first, so the newest run of an account has the last word.
+    Outcomes are written oldest first in one transaction, so the newest run of an account has
+    the last word; an outcome older than the account's last success is left out, so writing the
+    same runs again changes nothing. Alerts go out after the commit, one per account whose
+    status changed (see pulse_pipeline.alerts); a channel that fails is a warning, never a
+    failure of this step.
     """
     outcomes = [o for run_id in config.run_ids for o in outcomes_of(context.instance, run_id)]
     outcomes.sort(key=lambda outcome: outcome.finished_at)
@@ -58,24 +68,40 @@ def write_sync_status_op(
     except DatabaseUrlError as unreadable:  # no attempt can read it: fail without retries
         raise dg.Failure(description=str(unreadable), allow_retries=False) from None
     written = 0
+    before: dict[str, CloudAccount] = {}
+    last_written: dict[str, tuple[SyncOutcome, str | None]] = {}
     with pulse_db.begin() as conn:
         for outcome in outcomes:
-            account = queries.load_account(conn, outcome.account_id)
+            account = queries.load_account(conn, outcome.account_id, lock=True)
             if account is None:
                 context.log.warning(f"CloudAccount {outcome.account_id} is no longer in PULSE")
+                continue
+            before.setdefault(account.id, account)
+            synced = account.last_synced_at
+            if synced is not None and outcome.finished_at.replace(tzinfo=None) <= synced:
+                context.log.info(f"{account.label} has synced since run {outcome.run_id}")
                 continue
             error = redact(outcome.error, [account.external_id]) if outcome.error else None
             if queries.record_sync_result(conn, account.id, error, outcome.finished_at):
                 written += 1
+                last_written[account.id] = (outcome, error)
                 context.log.info(f"{account.label}: " + (f"error: {error}" if error else "active"))
             else:
                 context.log.info(f"{account.label} is {account.status} in PULSE; left as it is")
+    changes = [
+        alert
+        for account_id, (outcome, error) in last_written.items()
+        if (alert := alert_for(before[account_id], error, outcome.run_id, outcome.finished_at))
+    ]
+    undelivered = sum(alerts.send(alert, context.log) for alert in changes)
     return dg.Output(
         written,
         metadata={
             "accounts_updated": written,
             "errors": sum(1 for outcome in outcomes if outcome.error),
             "runs_seen": len(config.run_ids),
+            "alerts": len(changes),
+            "alerts_not_delivered": undelivered,
         },
     )
 

@@ -5,12 +5,13 @@ environment): none reads the environment or connects before a run uses it.
 """
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import dagster as dg
@@ -30,6 +31,15 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from pulse_pipeline.accounts import AwsConnection, SyncError
+from pulse_pipeline.alerts import (
+    Alert,
+    AlertNotDelivered,
+    email_message,
+    post_webhook,
+    run_link,
+    send_email,
+    webhook_payload,
+)
 from pulse_pipeline.cost_explorer import (
     DEFAULT_MAX_PAGES,
     DEFAULT_METRIC,
@@ -303,6 +313,120 @@ class EcbRates(dg.ConfigurableResource):
         except (HistoryUnavailable, ValueError) as error:
             reason = str(error)
         return LoadedRates(self._read(BUNDLED, since), BUNDLED, fallback_reason=reason)
+
+
+def _http_url(value: str, *, secret: bool) -> None:
+    """Refuse a URL that is not http(s), or that holds a user name or password. A `secret` URL
+    (a Slack webhook's path is its credential) must be https unless it is on this machine."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL")
+    if parts.username or parts.password:
+        raise ValueError("must not hold a user name or password")
+    if secret and parts.scheme == "http" and parts.hostname not in _LOOPBACK:
+        raise ValueError("must be an https:// URL (http:// only on this machine)")
+
+
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+class AlertChannels(dg.ConfigurableResource):
+    """Where an account's failure and recovery alerts go: a webhook (Slack-compatible JSON) and
+    e-mail over SMTP, each used when configured; with neither, no alert is sent.
+
+    One message per account and channel when its sync starts failing or works again. A channel
+    that fails is logged as a warning; the status is already written by then.
+    """
+
+    webhook_url: str = Field(
+        default="", description="URL the alert JSON is POSTed to (e.g. a Slack incoming webhook)."
+    )
+    dagster_ui_url: str = Field(
+        default="", description="Address of the Dagster UI, for a link to the run; empty = none."
+    )
+    smtp_host: str = Field(default="", description="SMTP server for e-mail alerts; empty = none.")
+    smtp_port: int = Field(default=587, description="SMTP port (465: implicit TLS).")
+    smtp_user: str = Field(default="", description="SMTP login; empty = no login.")
+    smtp_password: str = Field(default="", description="SMTP password (an EnvVar, never shown).")
+    smtp_from: str = Field(default="", description="Sender address of alert e-mails.")
+    smtp_to: str = Field(default="", description="Comma-separated recipients of alert e-mails.")
+    timeout_seconds: float = Field(default=10.0, gt=0, description="Per channel and alert.")
+
+    @field_validator("webhook_url", "dagster_ui_url", mode="before")
+    @classmethod
+    def _url(cls, value: str, info: ValidationInfo) -> str:
+        if value and not _read_at_run_start(value):
+            _http_url(value, secret=info.field_name == "webhook_url")
+        return value
+
+    @field_validator("smtp_port", mode="before")
+    @classmethod
+    def _port(cls, value: Any) -> Any:
+        if _read_at_run_start(value):
+            return value
+        try:
+            port = int(value)
+        except (TypeError, ValueError):
+            port = 0
+        if not 1 <= port <= 65535:
+            raise ValueError("must be a TCP port, 1 to 65535")
+        return port
+
+    @field_validator("smtp_from", "smtp_to", mode="before")
+    @classmethod
+    def _addresses(cls, value: str) -> str:
+        if value and not _read_at_run_start(value):
+            if any("@" not in address for address in _addresses(value)):
+                raise ValueError("must be e-mail addresses (name@domain), comma-separated")
+        return value
+
+    def send(self, alert: Alert, log: Any) -> int:
+        """Send one alert to every configured channel; returns how many channels failed, each
+        logged as a warning naming the account and the cause (never the URL or the password).
+        Nothing a channel raises reaches the caller."""
+        link = run_link(self.dagster_ui_url, alert.run_id)
+        channels: list[tuple[str, Callable[[Alert, str | None], None]]] = []
+        if self.webhook_url:
+            channels.append(("webhook", self._post))
+        if self.smtp_host:
+            channels.append(("e-mail", self._email))
+        failed = 0
+        for name, deliver in channels:
+            try:
+                deliver(alert, link)
+            except Exception as error:
+                failed += 1
+                reason = str(error)
+                if not isinstance(error, AlertNotDelivered):  # a defect: say what it was
+                    reason = f"{type(error).__name__}: {error}"
+                for secret in (self.webhook_url, self.smtp_password):
+                    reason = reason.replace(secret, "***") if secret else reason
+                log.warning(
+                    f"{alert.account.label}: {alert.kind} alert not sent by {name}: "
+                    + " ".join(reason.split())
+                )
+        return failed
+
+    def _post(self, alert: Alert, link: str | None) -> None:
+        post_webhook(self.webhook_url, webhook_payload(alert, link), self.timeout_seconds)
+
+    def _email(self, alert: Alert, link: str | None) -> None:
+        recipients = _addresses(self.smtp_to)
+        if not recipients or not self.smtp_from:
+            raise AlertNotDelivered("PULSE_ALERT_SMTP_FROM and PULSE_ALERT_SMTP_TO must be set")
+        message = email_message(alert, link, self.smtp_from, recipients)
+        send_email(
+            message,
+            self.smtp_host,
+            self.smtp_port,
+            self.smtp_user,
+            self.smtp_password,
+            self.timeout_seconds,
+        )
+
+
+def _addresses(value: str) -> list[str]:
+    return [address.strip() for address in value.split(",") if address.strip()]
 
 
 class CostSettings(dg.ConfigurableResource):

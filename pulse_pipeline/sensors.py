@@ -2,6 +2,8 @@
 
 import hashlib
 import json
+import time
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -29,6 +31,8 @@ from pulse_pipeline.resources import CostSettings, PulseDatabase
 
 # Finished runs read per status-sensor tick; the cursor carries on from the last one.
 STATUS_BATCH = 500
+# Each status run's tag: the sensor finds it by this to learn whether its outcomes were written.
+STATUS_BATCH_TAG = "pulse/status-batch"
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 
 
@@ -112,46 +116,113 @@ def _is_sync_run(run: dg.DagsterRun) -> bool:
     return bool(run.asset_selection and SYNC_ASSETS & run.asset_selection)
 
 
+@dataclass(frozen=True)
+class StatusCursor:
+    """How far sync outcomes are written, and the status run that is writing the next ones.
+
+    `written_until`: every sync run that finished (run record updated) at or before it has its
+    outcome in PULSE. It moves only when the status run covering the runs up to `batch_until`
+    succeeded; a failed one leaves it, so the next request covers those runs again.
+    """
+
+    written_until: float | None = None
+    batch: str | None = None  # the pending status run's STATUS_BATCH_TAG
+    batch_until: float | None = None
+    failures: int = 0  # status runs failed in a row since written_until last moved
+
+    @classmethod
+    def parse(cls, cursor: str | None) -> "StatusCursor":
+        if not cursor:
+            return cls()
+        if not cursor.startswith("{"):  # a timestamp: the cursor before batches were tracked
+            return cls(written_until=float(cursor))
+        return cls(**json.loads(cursor))
+
+    def dump(self) -> str:
+        return json.dumps(asdict(self))
+
+
+def _retry_delay(failures: int) -> float:
+    """Seconds to wait after a failed status run before asking again: at once after the first,
+    then 1, 2, 4 ... minutes, at most an hour (a database that stays down is not hammered)."""
+    return 0.0 if failures <= 1 else min(30.0 * 2 ** (failures - 1), 3600.0)
+
+
+def _batch_run(instance: dg.DagsterInstance, batch: str) -> dg.DagsterRun | None:
+    """The newest status run of a batch (a re-execution from the UI keeps its tags)."""
+    records = instance.get_run_records(dg.RunsFilter(tags={STATUS_BATCH_TAG: batch}), limit=1)
+    return records[0].dagster_run if records else None
+
+
 @dg.sensor(
     job=write_sync_status_job,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "Launches write_sync_status for every sync run that finished since the last tick, "
-        "however it was launched (schedule, sensor, UI, backfill, CLI) and however it ended "
-        "(success, failure, cancellation, a killed process): many finished runs become one "
-        "status run."
+        "Launches write_sync_status for every sync run that finished since the outcomes last "
+        "written, however it was launched (schedule, sensor, UI, backfill, CLI) and however it "
+        "ended (success, failure, cancellation, a killed process): many finished runs become "
+        "one status run, and one status run at a time. The cursor moves past a sync run only "
+        "once a status run that covered it succeeded; if one fails, the next covers its runs "
+        "again (at once, then after 1, 2, 4 ... minutes, at most an hour)."
     ),
 )
 def sync_status_writer(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    state = StatusCursor.parse(context.cursor)
+    if state.batch is not None:
+        run = _batch_run(context.instance, state.batch)
+        if run is not None and not run.is_finished:
+            return dg.SensorResult(
+                skip_reason=f"status run {run.run_id} is still writing", cursor=state.dump()
+            )
+        if run is not None and run.status == dg.DagsterRunStatus.SUCCESS:
+            state = StatusCursor(written_until=state.batch_until)
+        elif run is not None:
+            record = context.instance.get_run_record_by_id(run.run_id)
+            ended = record.end_time if record and record.end_time else time.time()
+            failures = state.failures + 1
+            wait = ended + _retry_delay(failures) - time.time()
+            if wait > 0:
+                return dg.SensorResult(
+                    skip_reason=(
+                        f"status run {run.run_id} failed ({failures} in a row); its sync runs "
+                        f"are requested again in {wait:.0f} s"
+                    ),
+                    cursor=state.dump(),
+                )
+            context.log.warning(f"status run {run.run_id} failed; requesting its sync runs again")
+            state = StatusCursor(written_until=state.written_until, failures=failures)
+        # No run for the batch: its request was never launched; it is requested again below.
     runs_filter = dg.RunsFilter(statuses=FINISHED)
-    if context.cursor:
+    if state.written_until is not None:
         runs_filter = dg.RunsFilter(
-            statuses=FINISHED, updated_after=datetime.fromtimestamp(float(context.cursor), UTC)
+            statuses=FINISHED,
+            updated_after=datetime.fromtimestamp(state.written_until, UTC),
         )
     records = context.instance.get_run_records(
         runs_filter, limit=STATUS_BATCH, order_by="update_timestamp", ascending=True
     )
-    cursor = str(records[-1].update_timestamp.timestamp()) if records else context.cursor
     run_ids = [record.dagster_run.run_id for record in records if _is_sync_run(record.dagster_run)]
     if not run_ids:
+        until = records[-1].update_timestamp.timestamp() if records else state.written_until
         return dg.SensorResult(
             skip_reason=f"no sync run finished since the last tick ({len(records)} other runs)",
-            cursor=cursor,
+            cursor=StatusCursor(written_until=until).dump(),
         )
-    digest = hashlib.sha256(",".join(run_ids).encode()).hexdigest()[:16]
+    until = records[-1].update_timestamp.timestamp()
+    batch = hashlib.sha256(f"{','.join(run_ids)}#{state.failures}".encode()).hexdigest()[:16]
     context.log.info(f"{len(run_ids)} sync runs finished; writing their status")
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(
-                run_key=f"sync-status:{digest}",
+                run_key=f"sync-status:{batch}",
                 run_config={
                     "ops": {"write_cloud_account_status": {"config": {"run_ids": run_ids}}}
                 },
-                tags={"pulse/sync-runs": str(len(run_ids))},
+                tags={"pulse/sync-runs": str(len(run_ids)), STATUS_BATCH_TAG: batch},
             )
         ],
-        cursor=cursor,
+        cursor=StatusCursor(state.written_until, batch, until, state.failures).dump(),
     )
 
 

@@ -18,7 +18,13 @@ from pydantic import ValidationError
 
 from pulse_pipeline.cost_explorer import DEFAULT_MAX_PAGES
 from pulse_pipeline.db.urls import DatabaseUrlError, to_sqlalchemy_url
-from pulse_pipeline.resources import AwsCostExplorer, CostSettings, EcbRates, PulseDatabase
+from pulse_pipeline.resources import (
+    AlertChannels,
+    AwsCostExplorer,
+    CostSettings,
+    EcbRates,
+    PulseDatabase,
+)
 
 
 class SettingError(ValueError):
@@ -65,6 +71,19 @@ SETTINGS = (
     Setting("AWS_PROFILE", "aws", "profile_name"),
     # botocore reads AWS_DEFAULT_REGION itself, but not AWS_REGION.
     Setting("AWS_REGION", "aws", "region_name"),
+    Setting("PULSE_ALERT_WEBHOOK_URL", "alerts", "webhook_url", ""),
+    Setting("PULSE_DAGSTER_UI_URL", "alerts", "dagster_ui_url", ""),
+    Setting("PULSE_ALERT_SMTP_HOST", "alerts", "smtp_host", ""),
+    Setting(
+        "PULSE_ALERT_SMTP_PORT",
+        "alerts",
+        "smtp_port",
+        AlertChannels.model_fields["smtp_port"].default,
+    ),
+    Setting("PULSE_ALERT_SMTP_USER", "alerts", "smtp_user", ""),
+    Setting("PULSE_ALERT_SMTP_PASSWORD", "alerts", "smtp_password", ""),
+    Setting("PULSE_ALERT_SMTP_FROM", "alerts", "smtp_from", ""),
+    Setting("PULSE_ALERT_SMTP_TO", "alerts", "smtp_to", ""),
 )
 
 RESOURCES: dict[str, type[dg.ConfigurableResource]] = {
@@ -72,6 +91,7 @@ RESOURCES: dict[str, type[dg.ConfigurableResource]] = {
     "aws": AwsCostExplorer,
     "ecb": EcbRates,
     "settings": CostSettings,
+    "alerts": AlertChannels,
 }
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from pulse_pipeline.definitions import defs
 from pulse_pipeline.resources import CostSettings
-from pulse_pipeline.settings import SettingError
+from pulse_pipeline.settings import SETTINGS, SettingError
 
 ACCEPTED = (
     "Usage, DiscountedUsage, Reservation applied usage, Savings Plan Covered Usage, Savings Plan "
@@ -179,3 +179,15 @@ def test_without_database_url_a_run_refuses_to_start_and_writes_no_local_file(
         job.execute_in_process(instance=instance)
 
     assert list(tmp_path.rglob("*.db")) == []
+
+
+def test_every_setting_has_a_row_in_the_readmes_configuration_table() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| `")}
+    for setting in SETTINGS:
+        assert f"`{setting.variable}`" in rows, setting.variable
+        row = next(
+            line for line in table.splitlines() if line.startswith(f"| `{setting.variable}`")
+        )
+        assert f"`{setting.resource}.{setting.field}`" in row, setting.variable

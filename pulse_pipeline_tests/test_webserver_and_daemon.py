@@ -6,34 +6,31 @@ with its account in `error`."""
 import math
 import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import dagster as dg
 import psycopg
 import pytest
-import requests
 from sqlalchemy import insert, select
 
 from pulse_pipeline.db.migrate import upgrade
 from pulse_pipeline.db.schema import cloud_account, cost_explorer_page, cost_record
 from pulse_pipeline.db.urls import create_pulse_engine
 from pulse_pipeline.partitions import accounts_in_run
-from pulse_pipeline_dev.processes import stop_process_group
 from pulse_pipeline_dev.simulated_aws import SimulatedAws, SimulationSettings
 from pulse_pipeline_tests.ce_results import ecb_history_csv
-from pulse_pipeline_tests.conftest import fresh_postgres_database
+from pulse_pipeline_tests.daemon import (
+    graphql,
+    postgres_dagster_home,
+    running_dagster_dev,
+    wait_for,
+)
 from pulse_pipeline_tests.support import amounts_by_service
 
-REPO = Path(__file__).resolve().parents[1]
-DAGSTER = str(Path(sys.executable).with_name("dagster"))
 TODAY = datetime.now(UTC).date()
 SERVICES, PAGE_SIZE = 5, 8
 ACCOUNTS = {
@@ -42,23 +39,6 @@ ACCOUNTS = {
     "acc-denied": "arn:aws:iam::333333333333:role/PulseRead",
 }
 SLOW = ("acc-slow", "arn:aws:iam::444444444444:role/PulseRead")
-T = TypeVar("T")
-
-
-def wait_for(check: Callable[[], T | None], what: str, timeout: float = 240) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def account_row(account_id: str, role_arn: str) -> dict[str, Any]:
@@ -90,14 +70,7 @@ def pulse_url(postgres_database: str) -> str:
 @pytest.fixture
 def dagster_home(tmp_path: Path) -> Iterator[Path]:
     """The local dagster.yaml of the repository, with Dagster's storage on PostgreSQL."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    with fresh_postgres_database("pulse_e2e_dagster") as url:
-        storage_url = url.replace("postgresql://", "postgresql+psycopg2://", 1)
-        (home / "dagster.yaml").write_text(
-            (REPO / "dagster.local.yaml").read_text()
-            + f"\nstorage:\n  postgres:\n    postgres_url: {storage_url}\n"
-        )
+    with postgres_dagster_home(tmp_path, "pulse_e2e_dagster") as home:
         yield home
 
 
@@ -132,40 +105,8 @@ def dagster_dev(
         "DATABASE_URL": pulse_url,
         "PULSE_ECB_HISTORY_URL": str(history),
     }
-    port = free_port()
-    log = (tmp_path / "dagster-dev.log").open("w")
-    process = subprocess.Popen(
-        [DAGSTER, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _answers(f"{base}/server_info"), "the webserver", timeout=90)
+    with running_dagster_dev(env, tmp_path / "dagster-dev.log") as base:
         yield base
-    finally:
-        stop_process_group(process, timeout=30)
-        log.close()
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=2).ok
-    except requests.RequestException:
-        return False
-
-
-def graphql(base: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-    response = requests.post(
-        f"{base}/graphql", json={"query": query, "variables": variables}, timeout=30
-    )
-    response.raise_for_status()
-    body = response.json()
-    assert "errors" not in body, body
-    return dict(body["data"])
 
 
 def statuses(pulse_url: str) -> dict[str, dict[str, Any]]:
