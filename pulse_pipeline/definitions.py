@@ -5,9 +5,14 @@ import os
 import dagster as dg
 
 from pulse_pipeline.assets import ecb_fx_rates, sync_cloud_accounts
-from pulse_pipeline.jobs import refresh_ecb_rates, sync_aws_costs, write_sync_status_job
+from pulse_pipeline.jobs import (
+    refresh_ecb_rates,
+    sync_aws_costs,
+    test_aws_connection,
+    write_sync_status_job,
+)
 from pulse_pipeline.schedules import daily_aws_cost_sync, daily_ecb_rates
-from pulse_pipeline.sensors import new_cloud_accounts, sync_status_writer
+from pulse_pipeline.sensors import new_cloud_accounts, sync_requests, sync_status_writer
 from pulse_pipeline.settings import resources_from_environment
 
 
@@ -17,9 +22,9 @@ def defs() -> dg.Definitions:
     code location loads (an invalid setting fails the load with one sentence)."""
     return dg.Definitions(
         assets=[sync_cloud_accounts, ecb_fx_rates],
-        jobs=[sync_aws_costs, refresh_ecb_rates, write_sync_status_job],
+        jobs=[sync_aws_costs, refresh_ecb_rates, write_sync_status_job, test_aws_connection],
         schedules=[daily_aws_cost_sync, daily_ecb_rates],
-        sensors=[new_cloud_accounts, sync_status_writer],
+        sensors=[new_cloud_accounts, sync_status_writer, sync_requests],
         # One process per run: steps share it instead of each paying for the imports again.
         executor=dg.in_process_executor,
         resources=resources_from_environment(os.environ),

@@ -23,6 +23,7 @@ from pulse_pipeline.resources import (
     AwsCostExplorer,
     CostSettings,
     EcbRates,
+    ManualRequestLimits,
     PulseDatabase,
 )
 
@@ -60,6 +61,12 @@ SETTINGS = (
     Setting("PULSE_RECORD_TYPES", "settings", "record_types", ""),
     Setting("PULSE_MAX_PAGES", "settings", "max_pages", DEFAULT_MAX_PAGES),
     Setting("PULSE_ECB_HISTORY_URL", "ecb", "history_url", BUNDLED),
+    Setting(
+        "PULSE_MANUAL_SYNC_INTERVAL_MINUTES",
+        "request_limits",
+        "sync_interval_minutes",
+        ManualRequestLimits.model_fields["sync_interval_minutes"].default,
+    ),
     Setting("AWS_PROFILE", "aws", "profile_name"),
     # botocore reads AWS_DEFAULT_REGION itself, but not AWS_REGION.
     Setting("AWS_REGION", "aws", "region_name"),
@@ -70,6 +77,7 @@ RESOURCES: dict[str, type[dg.ConfigurableResource]] = {
     "aws": AwsCostExplorer,
     "ecb": EcbRates,
     "settings": CostSettings,
+    "request_limits": ManualRequestLimits,
 }
 
 
