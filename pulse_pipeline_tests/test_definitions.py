@@ -24,7 +24,12 @@ def test_every_asset_and_job_is_described_for_the_ui() -> None:
     for key in ("cost_explorer_raw", "daily_costs_eur", "ecb_fx_rates"):
         description = defs().resolve_assets_def(key).descriptions_by_key[dg.AssetKey(key)]
         assert description and len(description) > 80
-    for job_name in ("sync_aws_costs", "refresh_ecb_rates", "write_sync_status"):
+    for job_name in (
+        "sync_aws_costs",
+        "refresh_ecb_rates",
+        "write_sync_status",
+        "test_aws_connection",
+    ):
         assert defs().resolve_job_def(job_name).description
 
 
@@ -45,7 +50,7 @@ def test_schedule_and_sensors_the_data_team_relies_on() -> None:
     assert schedule.job_name == "sync_aws_costs" and schedule.description
     repository = defs().get_repository_def()
     sensors = {sensor.name: sensor for sensor in repository.sensor_defs}
-    assert set(sensors) == {"new_cloud_accounts", "sync_status_writer"}
+    assert set(sensors) == {"new_cloud_accounts", "sync_status_writer", "sync_requests"}
     assert sorted(s.name for s in repository.schedule_defs) == [
         "daily_aws_cost_sync",
         "daily_ecb_rates",
@@ -61,4 +66,11 @@ def test_schedule_and_sensors_the_data_team_relies_on() -> None:
         "refresh_ecb_rates",
     }
     assert sensors["sync_status_writer"].job_name == "write_sync_status"
+    # The PULSE app's buttons are served within 15 s, by the same sync job as everything else.
+    assert sensors["sync_requests"].minimum_interval_seconds <= 15
+    assert sensors["sync_requests"].default_status == dg.DefaultSensorStatus.RUNNING
+    assert {job.name for job in sensors["sync_requests"].jobs} == {
+        "sync_aws_costs",
+        "test_aws_connection",
+    }
     assert all(sensor.description for sensor in sensors.values())
