@@ -98,7 +98,9 @@ def targets(
         try:
             resolve_window(days.get("start_date"), days.get("end_date"), today)
         except InvalidWindowError as error:
-            raise Rejected(f"SyncRequest {request.id}: {error}") from None
+            # The run config's words for the days, as the app's columns name them.
+            reason = str(error).replace("start_date", "startDate").replace("end_date", "endDate")
+            raise Rejected(f"SyncRequest {request.id}: {reason}") from None
     own = [account for account in accounts if account.org_id == request.org_id]
     if request.cloud_account_id is not None:
         chosen = [account for account in own if account.id == request.cloud_account_id]

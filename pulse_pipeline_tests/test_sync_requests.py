@@ -1,6 +1,7 @@
-"""The PULSE app's SyncRequest rows served through the daemon: one `dagster dev` (webserver and
-daemon) for the whole module, PostgreSQL everywhere, AWS simulated. Each test writes rows as
-the app would (plain SQL) and polls them as the app would."""
+"""The PULSE app's SyncRequest rows. First the sensor's ticks against real instances on SQLite and
+PostgreSQL, with moto; then served through the daemon: one `dagster dev` (webserver and daemon)
+for the rest of the module, PostgreSQL everywhere, AWS simulated. Each test writes rows as the
+app would (plain SQL) and polls them as the app would."""
 
 import os
 import signal
@@ -21,10 +22,14 @@ from sqlalchemy import insert, select, update
 from pulse_pipeline.db.migrate import upgrade
 from pulse_pipeline.db.schema import cloud_account, cost_explorer_page, cost_record, sync_request
 from pulse_pipeline.db.urls import create_pulse_engine
+from pulse_pipeline.definitions import defs
+from pulse_pipeline.resources import ManualRequestLimits, PulseDatabase
+from pulse_pipeline.sensors import sync_requests
 from pulse_pipeline_dev.processes import stop_process_group
 from pulse_pipeline_dev.simulated_aws import SimulatedAws, SimulationSettings
-from pulse_pipeline_tests.ce_results import ecb_history_csv
+from pulse_pipeline_tests.ce_results import ecb_history_csv, queue_results
 from pulse_pipeline_tests.conftest import fresh_postgres_database
+from pulse_pipeline_tests.support import D1, D4, EXPECTED_ACC1, TWO_PAGES, load_rates
 from pulse_pipeline_tests.test_webserver_and_daemon import DAGSTER, REPO, free_port, wait_for
 
 TODAY = datetime.now(UTC).date()
@@ -42,6 +47,89 @@ ACCOUNTS = {
     "acc-8-r": ("org-r", "arn:aws:iam::888888888888:role/PulseRead", "pending"),
 }
 SLOW_AWS_ACCOUNT = "666666666666"
+
+
+def _tick(instance: dg.DagsterInstance, url: str) -> dg.SensorResult:
+    with dg.build_sensor_context(
+        instance=instance,
+        resources={"pulse_db": PulseDatabase(url=url), "request_limits": ManualRequestLimits()},
+    ) as context:
+        result = sync_requests(context)
+    if isinstance(result, dg.SkipReason):
+        return dg.SensorResult(skip_reason=result)
+    assert isinstance(result, dg.SensorResult)
+    return result
+
+
+def test_a_tick_launches_limits_rejects_and_completes_on_both_databases(
+    pulse: str, dagster_instance: dg.DagsterInstance, moto_aws: None
+) -> None:
+    queue_results("111111111111", TWO_PAGES)
+    load_rates(dagster_instance)
+    now = datetime.now(UTC) - timedelta(seconds=10)
+    synced = ask(pulse, "org-1", "acc-1", startDate=D1, endDate=D4, requestedAt=now)
+    limited = ask(pulse, "org-1", None, requestedAt=now + timedelta(seconds=1))
+    foreign = ask(pulse, "org-2", "acc-1", requestedAt=now + timedelta(seconds=2))
+    tested = ask(
+        pulse, "org-1", "acc-1", kind="test_connection", requestedAt=now + timedelta(seconds=3)
+    )
+
+    first = _tick(dagster_instance, pulse)
+    assert request_row(pulse, limited)["status"] == "rate_limited"
+    assert 899 <= request_row(pulse, limited)["retryAfterSeconds"] <= 900
+    assert request_row(pulse, foreign)["status"] == "rejected"
+    assert [request_row(pulse, r)["status"] for r in (synced, tested)] == ["running", "running"]
+    (added,) = first.dynamic_partitions_requests
+    assert list(added.partition_keys) == ["acc-1"]  # not a partition yet: added in the tick
+    sync_run, test_run = first.run_requests
+    assert sync_run.partition_key == "acc-1" and sync_run.job_name == "sync_aws_costs"
+    assert sync_run.tags["pulse/request"] == synced and sync_run.tags["pulse/trigger"] == "manual"
+    window = {"start_date": D1.isoformat(), "end_date": D4.isoformat()}
+    assert sync_run.run_config == {"ops": {"sync_cloud_accounts": {"config": window}}}
+    assert test_run.job_name == "test_aws_connection" and test_run.tags["pulse/request"] == tested
+
+    # The runs, as the daemon would launch them.
+    dagster_instance.add_dynamic_partitions("cloud_accounts", ["acc-1"])
+    sync_result = (
+        defs()
+        .resolve_job_def("sync_aws_costs")
+        .execute_in_process(
+            instance=dagster_instance,
+            partition_key="acc-1",
+            run_config=sync_run.run_config,
+            tags=sync_run.tags,
+        )
+    )
+    assert sync_result.success
+    test_result = (
+        defs()
+        .resolve_job_def("test_aws_connection")
+        .execute_in_process(
+            instance=dagster_instance, run_config=test_run.run_config, tags=test_run.tags
+        )
+    )
+    assert test_result.success
+    assert request_row(pulse, tested)["result"] == {
+        "cloudAccountId": "acc-1",
+        "awsAccountId": "111111111111",
+        "assumeRole": "ok",
+        "costExplorer": "ok",
+    }
+
+    _tick(dagster_instance, pulse)
+    row = request_row(pulse, synced)
+    assert row["status"] == "succeeded" and row["runId"] == sync_result.run_id
+    total = sum((expected[7] for expected in EXPECTED_ACC1), Decimal(0))
+    assert row["result"] == [
+        {
+            "cloudAccountId": "acc-1",
+            "recordsCount": len(EXPECTED_ACC1),
+            "totalAmountEUR": f"{total:.10f}",
+            "services": sorted({expected[2] for expected in EXPECTED_ACC1}),
+        }
+    ]
+    assert request_row(pulse, tested)["status"] == "succeeded"
+    assert _tick(dagster_instance, pulse).skip_reason is not None  # nothing left to do
 
 
 def _account_row(account_id: str) -> dict[str, Any]:
@@ -149,8 +237,9 @@ def _rows(url: str, table: Any, *where: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def ask(url: str, org: str, account: str | None, kind: str = "sync", **window: date) -> str:
-    """What the PULSE app does on a button press: one queued row."""
+def ask(url: str, org: str, account: str | None, kind: str = "sync", **window: Any) -> str:
+    """What the PULSE app does on a button press: one queued row (`window`: its startDate,
+    endDate; requestedAt to order rows SQLite would stamp with the same second)."""
     request_id = f"req-{uuid.uuid4().hex[:12]}"
     engine = create_pulse_engine(url)
     with engine.begin() as conn:
@@ -333,7 +422,7 @@ def test_invalid_requests_are_rejected_without_any_aws_request(
             "acc-1-a",
             startDate=TODAY - timedelta(days=3),
             endDate=TODAY - timedelta(days=5),
-        ): "start_date",
+        ): "startDate",
         ask(pulse_url, "org-a", "acc-1-a", endDate=TODAY + timedelta(days=1)): "in the future",
         ask(pulse_url, "org-a", "acc-1-a", startDate=date(2000, 1, 1)): "older than Cost Explorer",
         ask(pulse_url, "org-a", "acc-1-a", kind="purge"): "unknown kind 'purge'",
@@ -366,6 +455,8 @@ def test_connection_tests_answer_and_change_no_account_or_cost_record(
     good = ask(pulse_url, "org-b", "acc-2-b", kind="test_connection")
     denied = ask(pulse_url, "org-t", "acc-5-denied", kind="test_connection")
     no_ce = ask(pulse_url, "org-t", "acc-6-no-ce", kind="test_connection")
+    wait_for(lambda: request_row(pulse_url, good)["startedAt"], "the test's launch", 60)
+    again = ask(pulse_url, "org-b", "acc-2-b", kind="test_connection")
     row = settled(pulse_url, good)
     assert row["status"] == "succeeded" and row["error"] is None
     assert row["result"] == {
@@ -384,9 +475,12 @@ def test_connection_tests_answer_and_change_no_account_or_cost_record(
     row = settled(pulse_url, no_ce)
     assert row["status"] == "failed"
     assert "may not call ce:GetCostAndUsage" in row["error"]
-    # One test per account per minute.
-    again = settled(pulse_url, ask(pulse_url, "org-b", "acc-2-b", kind="test_connection"), 60)
-    assert again["status"] == "rate_limited" and 0 < again["retryAfterSeconds"] <= 60
+    # One test per account per minute, counted from the last launched one.
+    limited = settled(pulse_url, again, 60)
+    started = request_row(pulse_url, good)["startedAt"]
+    elapsed = (limited["finishedAt"] - started).total_seconds()
+    assert limited["status"] == "rate_limited"
+    assert abs(limited["retryAfterSeconds"] - (60 - elapsed)) <= 1
     # Give the status sensor time to act, were it to mistake a test for a sync.
     time.sleep(35)
     assert _untouched(pulse_url, tested) == before
