@@ -132,6 +132,24 @@ def test_a_tick_launches_limits_rejects_and_completes_on_both_databases(
     assert _tick(dagster_instance, pulse).skip_reason is not None  # nothing left to do
 
 
+def test_a_request_whose_run_never_appeared_is_launched_again(
+    pulse: str, dagster_instance: dg.DagsterInstance
+) -> None:
+    """The tick marked it running, then the daemon stopped before launching its run."""
+    request_id = ask(pulse, "org-1", "acc-1")
+    engine = create_pulse_engine(pulse)
+    with engine.begin() as conn:
+        conn.execute(
+            update(sync_request)
+            .where(sync_request.c.id == request_id)
+            .values(status="running", startedAt=datetime.now(UTC) - timedelta(minutes=6))
+        )
+    engine.dispose()
+    (run,) = _tick(dagster_instance, pulse).run_requests
+    assert run.tags["pulse/request"] == request_id and run.partition_key == "acc-1"
+    assert request_row(pulse, request_id)["status"] == "running"
+
+
 def _account_row(account_id: str) -> dict[str, Any]:
     org, role_arn, status = ACCOUNTS[account_id]
     return {
