@@ -11,6 +11,7 @@ import dagster as dg
 from sqlalchemy import Connection
 
 from pulse_pipeline import sync_requests as rules
+from pulse_pipeline.accounts import CloudAccount
 from pulse_pipeline.db import queries
 from pulse_pipeline.partitions import (
     CLOUD_ACCOUNTS,
@@ -95,7 +96,8 @@ def serve(
     return served
 
 
-def _targets(conn: Connection, request: SyncRequest, now: datetime) -> list[Any]:
+def _targets(conn: Connection, request: SyncRequest, now: datetime) -> list[CloudAccount]:
+    """The request's accounts once more; a request no longer valid fails with the reason."""
     try:
         return rules.targets(request, queries.aws_cost_explorer_accounts(conn), now.date())
     except rules.Rejected as rejected:
@@ -135,7 +137,7 @@ def _finish(
 
 
 def _launch(
-    request: SyncRequest, accounts: Sequence[Any], partitions: list[str], served: Served
+    request: SyncRequest, accounts: Sequence[CloudAccount], partitions: list[str], served: Served
 ) -> None:
     """The runs that serve a request, with its tags (and, for a sync, its window)."""
     tags = {**MANUAL_TAGS, REQUEST_TAG: request.id}
