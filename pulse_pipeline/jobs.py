@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import dagster as dg
 from pydantic import Field
 
+from pulse_pipeline import sync_requests
 from pulse_pipeline.accounts import CloudAccount
 from pulse_pipeline.alerts import alert_for
 from pulse_pipeline.db import queries
@@ -13,7 +14,9 @@ from pulse_pipeline.db.urls import DatabaseUrlError
 from pulse_pipeline.freshness import evaluation, freshness
 from pulse_pipeline.keys import DAILY_COSTS, ECB_RATES, RAW_PAGES
 from pulse_pipeline.partitions import cloud_accounts_partitions
-from pulse_pipeline.resources import AlertChannels, CostSettings, PulseDatabase
+from pulse_pipeline.resources import AlertChannels, AwsCostExplorer, CostSettings, PulseDatabase
+from pulse_pipeline.sync.failures import AccountFailure, failing_cleanly
+from pulse_pipeline.sync.probe import probe_connection
 from pulse_pipeline.sync_status import SyncOutcome, outcomes_of, redact
 
 sync_aws_costs = dg.define_asset_job(
@@ -154,3 +157,75 @@ def evaluate_synced_recently(
 )
 def report_cost_freshness() -> None:
     evaluate_synced_recently()
+
+
+class ConnectionTestConfig(dg.Config):
+    """The PULSE app's connection test to serve."""
+
+    request_id: str = Field(description="SyncRequest.id; the result is written to that row.")
+    cloud_account_id: str = Field(description="The CloudAccount whose connection to test.")
+
+
+@dg.op(name="test_connection")
+def test_connection_op(
+    context: dg.OpExecutionContext,
+    config: ConnectionTestConfig,
+    pulse_db: PulseDatabase,
+    aws: AwsCostExplorer,
+    settings: CostSettings,
+) -> dg.Output[str]:
+    """Assume the account's IAM role, then one GetCostAndUsage request for yesterday, first page
+    only ($0.01); write the outcome to the SyncRequest row. No CostRecord is written and no
+    CloudAccount field changes. A failed test fails the run with the customer-facing cause
+    (trust policy or external ID, missing ce:GetCostAndUsage), never retried."""
+    now = datetime.now(UTC)
+    try:
+        with failing_cleanly(config.cloud_account_id):
+            result = probe_connection(
+                pulse_db,
+                aws.cost_explorer_client,
+                config.cloud_account_id,
+                settings.metric,
+                now.date(),
+            )
+    except AccountFailure as failure:
+        error = redact(failure.cause)
+        with pulse_db.begin() as conn:
+            queries.update_sync_request(
+                conn,
+                config.request_id,
+                sync_requests.RUNNING,
+                status=sync_requests.FAILED,
+                error=error,
+                finishedAt=datetime.now(UTC),
+                runId=context.run_id,
+            )
+        raise dg.Failure(description=error, allow_retries=False) from None
+    with pulse_db.begin() as conn:
+        queries.update_sync_request(
+            conn,
+            config.request_id,
+            sync_requests.RUNNING,
+            status=sync_requests.SUCCEEDED,
+            result=result,
+            finishedAt=datetime.now(UTC),
+            runId=context.run_id,
+        )
+    context.log.info(f"CloudAccount {config.cloud_account_id}: the connection works")
+    return dg.Output(
+        config.cloud_account_id,
+        metadata={"aws_account_id": result["awsAccountId"], "cost_explorer_usd": 0.01},
+    )
+
+
+@dg.job(
+    name="test_aws_connection",
+    tags={"pulse/trigger": "manual"},
+    description=(
+        "The PULSE app's Test connection: assume a CloudAccount's role and make the smallest "
+        "Cost Explorer call (one day, one page: $0.01). Launched by the sync_requests sensor; "
+        "writes its outcome to the SyncRequest row only."
+    ),
+)
+def test_aws_connection() -> None:
+    test_connection_op()

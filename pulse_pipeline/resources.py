@@ -521,3 +521,32 @@ def parse_record_types(value: str) -> frozenset[str] | None:
             f"exact names ({', '.join(RECORD_TYPES)}) or leave it empty for all"
         )
     return frozenset(chosen)
+
+
+class ManualRequestLimits(dg.ConfigurableResource):
+    """How often the PULSE app's buttons may start AWS work (SyncRequest rows).
+
+    At most one `sync` request per organisation per `sync_interval_minutes`, counted from the
+    last one launched, and one `test_connection` per account per `test_interval_seconds`. The
+    daily schedule, backfills and the new-account sensor are not limited by either.
+    """
+
+    sync_interval_minutes: int = Field(
+        default=15, description="Minutes between two launched sync requests of an organisation."
+    )
+    test_interval_seconds: int = Field(
+        default=60, description="Seconds between two launched connection tests of an account."
+    )
+
+    @field_validator("sync_interval_minutes", "test_interval_seconds", mode="wrap")
+    @classmethod
+    def _at_least_one(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        if _read_at_run_start(value):
+            return value
+        try:
+            number: int = handler(value)
+        except ValueError:
+            number = 0
+        if number < 1:
+            raise ValueError("must be a whole number of at least 1")
+        return number

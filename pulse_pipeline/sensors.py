@@ -1,4 +1,5 @@
-"""Sensors: new PULSE accounts become partitions and get a first sync; finished syncs get their status written."""
+"""Sensors: new PULSE accounts become partitions and get a first sync; finished syncs get their
+status written; the PULSE app's sync and test requests are served."""
 
 import hashlib
 import json
@@ -15,6 +16,7 @@ from pulse_pipeline.jobs import (
     refresh_ecb_rates,
     report_cost_freshness,
     sync_aws_costs,
+    test_aws_connection,
     write_sync_status_job,
 )
 from pulse_pipeline.keys import ECB_RATES, SYNC_ASSETS
@@ -27,7 +29,8 @@ from pulse_pipeline.partitions import (
     contiguous_batches,
     refuse_unpartitionable,
 )
-from pulse_pipeline.resources import CostSettings, PulseDatabase
+from pulse_pipeline.resources import CostSettings, ManualRequestLimits, PulseDatabase
+from pulse_pipeline.sync_request_runs import serve
 
 # Finished runs read per status-sensor tick; the cursor carries on from the last one.
 STATUS_BATCH = 500
@@ -272,4 +275,34 @@ def cost_freshness(
             )
         ],
         cursor=cursor,
+    )
+
+
+@dg.sensor(
+    jobs=[sync_aws_costs, test_aws_connection],
+    minimum_interval_seconds=10,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        'Serves the PULSE app\'s SyncRequest rows ("Sync now", "Test connection"), oldest '
+        "first: checks each request before any AWS call (rejected: unknown or disconnected "
+        "account, another organisation's, invalid window or kind), applies the rate limits "
+        "(one sync per organisation per PULSE_MANUAL_SYNC_INTERVAL_MINUTES, one test per "
+        "account per minute), launches sync_aws_costs for the account(s), or test_aws_connection, "
+        "tagged pulse/trigger=manual and pulse/request=<id>, and writes each request's final "
+        "status, result or error once its runs end (killed and canceled runs included)."
+    ),
+)
+def sync_requests(
+    context: dg.SensorEvaluationContext,
+    pulse_db: PulseDatabase,
+    request_limits: ManualRequestLimits,
+) -> dg.SensorResult | dg.SkipReason:
+    with pulse_db.begin() as conn:
+        served = serve(conn, context.instance, request_limits, datetime.now(UTC), context.log)
+    if not served.notes:
+        return dg.SkipReason("no SyncRequest to launch or complete")
+    added = cloud_accounts_partitions.build_add_request(served.new_partitions)
+    return dg.SensorResult(
+        run_requests=served.run_requests,
+        dynamic_partitions_requests=[added] if served.new_partitions else [],
     )

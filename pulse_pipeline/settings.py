@@ -23,6 +23,7 @@ from pulse_pipeline.resources import (
     AwsCostExplorer,
     CostSettings,
     EcbRates,
+    ManualRequestLimits,
     PulseDatabase,
 )
 
@@ -68,6 +69,12 @@ SETTINGS = (
     Setting(
         "PULSE_ECB_HISTORY_URL", "ecb", "history_url", EcbRates.model_fields["history_url"].default
     ),
+    Setting(
+        "PULSE_MANUAL_SYNC_INTERVAL_MINUTES",
+        "request_limits",
+        "sync_interval_minutes",
+        ManualRequestLimits.model_fields["sync_interval_minutes"].default,
+    ),
     Setting("AWS_PROFILE", "aws", "profile_name"),
     # botocore reads AWS_DEFAULT_REGION itself, but not AWS_REGION.
     Setting("AWS_REGION", "aws", "region_name"),
@@ -92,6 +99,7 @@ RESOURCES: dict[str, type[dg.ConfigurableResource]] = {
     "ecb": EcbRates,
     "settings": CostSettings,
     "alerts": AlertChannels,
+    "request_limits": ManualRequestLimits,
 }
 
 

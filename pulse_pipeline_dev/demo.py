@@ -11,6 +11,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+import uuid
 import warnings
 from collections.abc import Mapping
 from decimal import Decimal
@@ -21,7 +23,7 @@ import dagster as dg
 from sqlalchemy import insert, select
 
 from pulse_pipeline.db.migrate import upgrade
-from pulse_pipeline.db.schema import cloud_account, cost_record
+from pulse_pipeline.db.schema import cloud_account, cost_record, sync_request
 from pulse_pipeline.db.urls import create_pulse_engine, redacted
 from pulse_pipeline.definitions import defs
 from pulse_pipeline_dev.processes import stop_process_group
@@ -169,6 +171,37 @@ def add_account(database_url: str, account_id: str, org_id: str, aws_account: st
     print(f"CloudAccount {account_id} connected; the new_cloud_accounts sensor picks it up.")
 
 
+def request(database_url: str, org_id: str, account_id: str | None, kind: str) -> None:
+    """Press the PULSE app's "Sync now" (or "Test connection") button: insert a SyncRequest, then
+    poll it until the running `make dev` has served it, printing the row before and after."""
+    request_id = f"demo-{uuid.uuid4().hex[:12]}"
+    engine = create_pulse_engine(database_url)
+    row = sync_request.c
+    with engine.begin() as conn:
+        conn.execute(
+            insert(sync_request).values(
+                id=request_id, orgId=org_id, cloudAccountId=account_id, kind=kind
+            )
+        )
+
+    def current() -> dict[str, Any]:
+        with engine.connect() as conn:
+            return dict(
+                conn.execute(select(sync_request).where(row.id == request_id)).mappings().one()
+            )
+
+    print(f"asked:  {current()}")
+    deadline = time.monotonic() + 180
+    while (now := current())["status"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(2)
+    engine.dispose()
+    print(
+        f"served: {now}"
+        if now["status"] not in ("queued", "running")
+        else "not served in 3 min: is make dev running?"
+    )
+
+
 def serve(port: int) -> int:
     """`dagster dev` (webserver + daemon) on the demo data, with the simulated AWS beside it, so
     the sensors and schedules sync demo accounts; stopped with Ctrl-C."""
@@ -224,12 +257,22 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("account_id")
     add.add_argument("--org", default="org-acme")
     add.add_argument("--aws-account", default="555555555555", help="12-digit AWS account id")
+    ask = commands.add_parser(
+        "request",
+        help="ask for a sync (or a connection test) as the PULSE app does; needs make dev",
+    )
+    ask.add_argument("--org", default="org-acme")
+    ask.add_argument("--account", default=None, help="a CloudAccount id; default: the whole org")
+    ask.add_argument("--kind", default="sync", choices=["sync", "test_connection"])
     args = parser.parse_args(argv)
     database_url = _environment()
     if args.command == "serve":
         return serve(args.port)
     if args.command == "add-account":
         add_account(database_url, args.account_id, args.org, args.aws_account)
+        return 0
+    if args.command == "request":
+        request(database_url, args.org, args.account, args.kind)
         return 0
     run_demo(database_url)
     return 0

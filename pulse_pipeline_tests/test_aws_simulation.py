@@ -452,8 +452,8 @@ def test_expired_token_fails_until_new_credentials_continue_the_pagination() -> 
 
 
 def test_fail_with_raises_the_chosen_error_for_that_page_every_time() -> None:
-    accounts = [f"{n}" * 12 for n in range(1, 6)]
     codes = sorted(INJECTABLE_ERROR_CODES)
+    accounts = [f"{n}" * 12 for n in range(1, len(codes) + 1)]
     settings = SimulationSettings(
         services_per_day=5,
         page_size=20,

@@ -29,6 +29,7 @@ def test_every_asset_and_job_is_described_for_the_ui() -> None:
         "refresh_ecb_rates",
         "write_sync_status",
         "report_cost_freshness",
+        "test_aws_connection",
     ):
         assert defs().resolve_job_def(job_name).description
 
@@ -50,7 +51,12 @@ def test_schedule_and_sensors_the_data_team_relies_on() -> None:
     assert schedule.job_name == "sync_aws_costs" and schedule.description
     repository = defs().get_repository_def()
     sensors = {sensor.name: sensor for sensor in repository.sensor_defs}
-    assert set(sensors) == {"new_cloud_accounts", "sync_status_writer", "cost_freshness"}
+    assert set(sensors) == {
+        "new_cloud_accounts",
+        "sync_status_writer",
+        "cost_freshness",
+        "sync_requests",
+    }
     assert sorted(s.name for s in repository.schedule_defs) == [
         "daily_aws_cost_sync",
         "daily_ecb_rates",
@@ -68,6 +74,13 @@ def test_schedule_and_sensors_the_data_team_relies_on() -> None:
     assert sensors["sync_status_writer"].job_name == "write_sync_status"
     assert sensors["cost_freshness"].minimum_interval_seconds == 600
     assert sensors["cost_freshness"].job_name == "report_cost_freshness"
+    # The PULSE app's buttons are served within 15 s, by the same sync job as everything else.
+    assert sensors["sync_requests"].minimum_interval_seconds <= 15
+    assert sensors["sync_requests"].default_status == dg.DefaultSensorStatus.RUNNING
+    assert {job.name for job in sensors["sync_requests"].jobs} == {
+        "sync_aws_costs",
+        "test_aws_connection",
+    }
     assert all(sensor.description for sensor in sensors.values())
 
 

@@ -11,7 +11,13 @@ from sqlalchemy import Connection, bindparam, delete, func, insert, select, upda
 
 from pulse_pipeline.accounts import CloudAccount
 from pulse_pipeline.cost_explorer import Page
-from pulse_pipeline.db.schema import cloud_account, cost_explorer_page, cost_record, fx_rate
+from pulse_pipeline.db.schema import (
+    cloud_account,
+    cost_explorer_page,
+    cost_record,
+    fx_rate,
+    sync_request,
+)
 from pulse_pipeline.fx import EcbRate
 from pulse_pipeline.normalise import CostLine, EurCost, StoredPage, charge_category
 from pulse_pipeline.reconcile import WrittenRow
@@ -392,3 +398,72 @@ def record_sync_result(
         .values(**values)
     )
     return result.rowcount > 0
+
+
+def sync_requests_with_status(
+    conn: Connection, status: str, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """SyncRequest rows in one status, oldest first."""
+    r = sync_request.c
+    query = select(sync_request).where(r.status == status).order_by(r.requestedAt, r.id)
+    if limit is not None:
+        query = query.limit(limit)
+    return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def last_launch(
+    conn: Connection, kind: str, *, org_id: str, cloud_account_id: str | None = None
+) -> datetime | None:
+    """When the organisation's (or the account's) latest request of `kind` was launched."""
+    r = sync_request.c
+    query = select(func.max(r.startedAt)).where(r.kind == kind, r.orgId == org_id)
+    if cloud_account_id is not None:
+        query = query.where(r.cloudAccountId == cloud_account_id)
+    return conn.execute(query).scalar()
+
+
+def update_sync_request(conn: Connection, request_id: str, from_status: str, **values: Any) -> bool:
+    """Move a request on from `from_status`; False if it was no longer in that status."""
+    result = conn.execute(
+        update(sync_request)
+        .where(sync_request.c.id == request_id, sync_request.c.status == from_status)
+        .values(**values)
+    )
+    return result.rowcount > 0
+
+
+def fetch_windows(conn: Connection, run_id: str) -> dict[str, SyncWindow]:
+    """The window each account of a run fetched, from its stored raw pages."""
+    pages = cost_explorer_page.c
+    rows = conn.execute(
+        select(pages.cloud_account_id, pages.window_start, pages.window_end)
+        .where(pages.run_id == run_id)
+        .distinct()
+    ).all()
+    return {row.cloud_account_id: SyncWindow(row.window_start, row.window_end) for row in rows}
+
+
+@dataclass(frozen=True)
+class AccountTotals:
+    """An account's CostRecords inside a window, summed up."""
+
+    account_id: str
+    records: int
+    total_eur: Decimal
+    services: tuple[str, ...]
+
+
+def account_totals(conn: Connection, account_id: str, window: SyncWindow) -> AccountTotals:
+    """The account's CostRecords inside the window: how many, their EUR total, their services."""
+    c = cost_record.c
+    rows = conn.execute(
+        select(c.service, c.amountEUR).where(
+            c.cloudAccountId == account_id, c.date >= window.start, c.date <= window.end
+        )
+    ).all()
+    return AccountTotals(
+        account_id=account_id,
+        records=len(rows),
+        total_eur=sum((row.amountEUR for row in rows), Decimal(0)),
+        services=tuple(sorted({row.service for row in rows})),
+    )

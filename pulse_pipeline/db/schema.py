@@ -1,7 +1,9 @@
 """The tables pulse_pipeline touches, described once for queries and migrations.
 
 `CloudAccount` and `CostRecord` belong to the PULSE app (Prisma naming: quoted camelCase).
-The `pipeline_*` tables belong to pulse_pipeline.
+`SyncRequest` is the contract with the app's "Sync now" and "Test connection" buttons: the app
+writes the requests, pulse_pipeline serves them (Prisma naming too). The `pipeline_*` tables
+belong to pulse_pipeline.
 """
 
 from sqlalchemy import (
@@ -103,4 +105,26 @@ fx_rate = Table(
     Column("rate_date", Date, primary_key=True),
     Column("rate", ExactDecimal(), nullable=False),
     Column("source", Text, nullable=False),
+)
+
+sync_request = Table(
+    "SyncRequest",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("orgId", Text, nullable=False),
+    Column("cloudAccountId", Text),
+    Column("kind", Text, nullable=False, server_default="sync"),
+    Column("startDate", Date),
+    Column("endDate", Date),
+    Column("status", Text, nullable=False, server_default="queued"),
+    Column("requestedAt", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("startedAt", DateTime(timezone=True)),
+    Column("finishedAt", DateTime(timezone=True)),
+    Column("retryAfterSeconds", Integer),
+    Column("result", JsonDocument),
+    Column("error", Text),
+    Column("runId", Text),
+    # The sensor reads the queue oldest first; the rate limit reads an organisation's launches.
+    Index("SyncRequest_status_requestedAt_idx", "status", "requestedAt"),
+    Index("SyncRequest_orgId_kind_startedAt_idx", "orgId", "kind", "startedAt"),
 )

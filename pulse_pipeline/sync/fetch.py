@@ -48,13 +48,7 @@ def sync_target(database: Database, account_id: str) -> SyncTarget:
             )
         accounts = queries.aws_cost_explorer_accounts(conn)
         estimated_since = queries.earliest_estimated_day(conn, account_id)
-    if shares_external_id(account, accounts):
-        raise SyncError(
-            f"{account.label} uses the same role ARN and external ID as a connection in another "
-            "organisation, so it could read that organisation's costs (the confused deputy the "
-            "external ID exists to prevent); PULSE must issue this connection a new external "
-            "ID, and the role's trust policy must require it"
-        )
+    refuse_shared_external_id(account, accounts)
     connected = [other for other in accounts if other.status in queries.SYNCABLE_STATUSES]
     covering = covering_account(account, connected)
     if covering is not None:
@@ -64,6 +58,18 @@ def sync_target(database: Database, account_id: str) -> SyncTarget:
             f"{_why_it_syncs(covering)}; disconnect or delete the connection you no longer use"
         )
     return SyncTarget(account, estimated_since)
+
+
+def refuse_shared_external_id(account: CloudAccount, accounts: list[CloudAccount]) -> None:
+    """Raise SyncError if an older connection of another organisation uses the same role ARN
+    and external ID (the confused deputy)."""
+    if shares_external_id(account, accounts):
+        raise SyncError(
+            f"{account.label} uses the same role ARN and external ID as a connection in another "
+            "organisation, so it could read that organisation's costs (the confused deputy the "
+            "external ID exists to prevent); PULSE must issue this connection a new external "
+            "ID, and the role's trust policy must require it"
+        )
 
 
 def _why_it_syncs(covering: CloudAccount) -> str:

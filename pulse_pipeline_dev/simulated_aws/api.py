@@ -35,6 +35,8 @@ INJECTABLE_ERROR_CODES: Mapping[str, str] = MappingProxyType(
         "InvalidNextTokenException": "Invalid pagination token",
         "RequestChangedException": "The request parameters changed between paginated requests",
         "ValidationException": "The request failed validation",
+        # A role whose permission policy lacks ce:GetCostAndUsage.
+        "AccessDeniedException": "User is not authorized to perform: ce:GetCostAndUsage",
     }
 )
 
