@@ -1,13 +1,27 @@
 """The AWS cost assets: raw Cost Explorer pages, ECB rates, and the EUR daily cost table."""
 
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
+import sqlalchemy as sa
 
 from pulse_pipeline.db import queries
-from pulse_pipeline.keys import DAILY_COSTS, ECB_RATES, FAILED_ACCOUNTS, RAW_PAGES
+from pulse_pipeline.db.schema import cost_explorer_page, cost_record, fx_rate
+from pulse_pipeline.db.views import FOCUS_COSTS_VIEW, MONTHLY_COSTS_VIEW, View, view_summary
+from pulse_pipeline.keys import (
+    DAILY_COSTS,
+    ECB_RATES,
+    FAILED_ACCOUNTS,
+    FOCUS_COSTS,
+    MONTHLY_COSTS,
+    OWNERS,
+    RAW_PAGES,
+    SYNC_ERROR,
+    TAGS,
+)
 from pulse_pipeline.partitions import ACCOUNTS_PER_RUN, cloud_accounts_partitions
 from pulse_pipeline.reconcile import CHECKS
 from pulse_pipeline.resources import AwsCostExplorer, CostSettings, EcbRates, PulseDatabase
@@ -25,11 +39,37 @@ TRANSIENT_RETRIES = dg.RetryPolicy(
 )
 
 
+def table_schema(table: sa.Table) -> dg.TableSchema:
+    """A table's columns as the UI's column schema (`dagster/column_schema`)."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                column.name,
+                str(column.type).lower(),
+                constraints=dg.TableColumnConstraints(nullable=bool(column.nullable)),
+            )
+            for column in table.columns
+        ]
+    )
+
+
+def view_schema(view: View) -> dg.TableSchema:
+    """A view's columns, with what each means."""
+    return dg.TableSchema(
+        columns=[dg.TableColumn(name, type_, meaning) for name, type_, meaning in view.columns]
+    )
+
+
 @dg.asset(
     key=ECB_RATES,
     group_name=GROUP,
     kinds={"sql"},
-    metadata={"dagster/table_name": "pipeline_fx_rate"},
+    owners=OWNERS,
+    tags=TAGS,
+    metadata={
+        "dagster/table_name": "pipeline_fx_rate",
+        "dagster/column_schema": table_schema(fx_rate),
+    },
 )
 def ecb_fx_rates(
     context: dg.AssetExecutionContext, pulse_db: PulseDatabase, ecb: EcbRates
@@ -79,7 +119,12 @@ Estimated, since Cost Explorer restates recent days.""",
     partitions_def=cloud_accounts_partitions,
     group_name=GROUP,
     kinds={"aws", "sql"},
-    metadata={"dagster/table_name": "pipeline_cost_explorer_page"},
+    owners=OWNERS,
+    tags=TAGS,
+    metadata={
+        "dagster/table_name": "pipeline_cost_explorer_page",
+        "dagster/column_schema": table_schema(cost_explorer_page),
+    },
     skippable=True,
 )
 
@@ -89,7 +134,7 @@ DAILY_COSTS_SPEC = dg.AssetSpec(
 
 Normalises the Cost Explorer pages fetched in this run (or, when run alone, the account's latest
 fetch, without calling AWS: this is how rows converted at a provisional ECB rate are re-converted
-once the day's rate exists). Each amount keeps its currency from Cost Explorer's `Unit`; EUR =
+once the day's rate exists; run alone it takes no window, since it fetches none). Each amount keeps its currency from Cost Explorer's `Unit`; EUR =
 amount ÷ the ECB rate of that day, or of the last ECB business day before it. The account's rows
 inside the window are replaced in one transaction, so rows that vanished upstream disappear and a
 re-run changes nothing. The reconciliation checks run on the written rows before the commit; if
@@ -98,7 +143,12 @@ one fails, nothing is written.""",
     group_name=GROUP,
     kinds={"sql"},
     deps=[RAW_PAGES, ECB_RATES],
-    metadata={"dagster/table_name": "CostRecord"},
+    owners=OWNERS,
+    tags=TAGS,
+    metadata={
+        "dagster/table_name": "CostRecord",
+        "dagster/column_schema": table_schema(cost_record),
+    },
     skippable=True,
 )
 
@@ -126,13 +176,50 @@ def _events(synced: Synced) -> Iterator[dg.AssetMaterialization | dg.AssetCheckE
         )
 
 
+def _check_specs() -> list[dg.AssetCheckSpec]:
+    """The reconciliation checks, one evaluation per account (partition) and run.
+
+    Partitioned check specs are a preview feature of Dagster 1.13 whose warning would be printed
+    by every process loading the code location; without `partitions_def` Dagster plans one
+    unpartitioned evaluation per run, which no account's result fills.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return [
+            dg.AssetCheckSpec(
+                name,
+                asset=DAILY_COSTS,
+                description=description,
+                blocking=True,
+                partitions_def=cloud_accounts_partitions,
+            )
+            for name, description in CHECKS.items()
+        ]
+
+
+def _check_outputs(context: dg.AssetExecutionContext) -> Iterator[dg.Output[None]]:
+    """Close the step's check outputs once every account's evaluations are recorded.
+
+    The evaluations themselves are yielded per account and partition (an AssetCheckResult can
+    only name the run's single partition); without these, Dagster logs that the step did not
+    yield its expected outputs.
+    """
+    for key in context.selected_asset_check_keys:
+        yield dg.Output(None, output_name=f"{key.asset_key.to_python_identifier()}_{key.name}")
+
+
+def _failed_partition(
+    context: dg.AssetExecutionContext, account: str, cause: str
+) -> dg.AssetObservation:
+    """The account's cause on its own partition, beside its materializations in the UI."""
+    key = DAILY_COSTS if DAILY_COSTS in context.selected_asset_keys else RAW_PAGES
+    return dg.AssetObservation(key, partition=account, metadata={SYNC_ERROR: cause})
+
+
 @dg.multi_asset(
     name="sync_cloud_accounts",
     specs=[RAW_PAGES_SPEC, DAILY_COSTS_SPEC],
-    check_specs=[
-        dg.AssetCheckSpec(name, asset=DAILY_COSTS, description=description, blocking=True)
-        for name, description in CHECKS.items()
-    ],
+    check_specs=_check_specs(),
     partitions_def=cloud_accounts_partitions,
     can_subset=True,
     pool="cost_explorer",
@@ -145,7 +232,9 @@ def sync_cloud_accounts(
     pulse_db: PulseDatabase,
     aws: AwsCostExplorer,
     settings: CostSettings,
-) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
+) -> Iterator[
+    dg.AssetMaterialization | dg.AssetCheckEvaluation | dg.AssetObservation | dg.Output[None]
+]:
     """Sync CloudAccounts: fetch each one's Cost Explorer pages, then rewrite its EUR CostRecords.
 
     A run covers one account, or a range of up to ACCOUNTS_PER_RUN accounts when the schedule,
@@ -156,6 +245,17 @@ def sync_cloud_accounts(
     (per account in the failure's `failed_accounts` metadata), which the status write-back
     turns into that account's `lastSyncError`.
     """
+    fetch = RAW_PAGES in context.selected_asset_keys
+    if not fetch and (config.start_date or config.end_date):
+        raise dg.Failure(
+            description=(
+                "a window (start_date/end_date) was given but only daily_costs_eur is "
+                "selected, which re-converts each account's latest stored fetch and fetches "
+                "nothing; select cost_explorer_raw too (or launch the job sync_aws_costs) to "
+                "fetch that window, or drop the config to re-convert the stored pages"
+            ),
+            allow_retries=False,
+        )
     run = SyncRun(
         run_id=context.run_id,
         database=pulse_db,
@@ -164,7 +264,7 @@ def sync_cloud_accounts(
         record_types=settings.record_type_set(),
         start_date=config.start_date,
         end_date=config.end_date,
-        fetch=RAW_PAGES in context.selected_asset_keys,
+        fetch=fetch,
         write=DAILY_COSTS in context.selected_asset_keys,
         max_pages=settings.max_pages,
     )
@@ -174,12 +274,15 @@ def sync_cloud_accounts(
         ):
             yield from _events(synced)
     except AccountFailure as failure:
+        yield _failed_partition(context, failure.account_id, failure.cause)
         raise dg.Failure(
             description=failure.cause,
             metadata=run.requests_total().metadata(),
             allow_retries=failure.retryable,
         ) from failure.__cause__
     except BatchFailure as batch:
+        for account, cause in batch.failures.items():
+            yield _failed_partition(context, account, cause.cause)
         raise dg.Failure(
             description=batch.summary,
             metadata={
@@ -193,3 +296,47 @@ def sync_cloud_accounts(
     finally:
         if run.fetch:
             context.log.info(run.requests_total().summary(attempt=context.retry_number + 1))
+    yield from _check_outputs(context)
+
+
+def _view_asset(key: dg.AssetKey, view: View) -> dg.AssetsDefinition:
+    """An asset for one of PULSE's cost views: materializing it checks the view and counts it."""
+
+    @dg.asset(
+        key=key,
+        group_name=GROUP,
+        kinds={"sql"},
+        deps=[DAILY_COSTS],
+        owners=OWNERS,
+        tags=TAGS,
+        description=(
+            f"{view.description}\n\nA view over CostRecord created by `pulse-pipeline db "
+            "upgrade`: always as current as daily_costs_eur, so nothing is copied and AWS is "
+            "never called. Materializing it checks that the view answers on PULSE's database "
+            "and records its row count and a summary."
+        ),
+        metadata={"dagster/table_name": view.name, "dagster/column_schema": view_schema(view)},
+    )
+    def view_asset(
+        context: dg.AssetExecutionContext, pulse_db: PulseDatabase
+    ) -> dg.MaterializeResult:
+        with pulse_db.begin() as conn:
+            if view.name not in sa.inspect(conn).get_view_names():
+                raise dg.Failure(
+                    description=(
+                        f"the view {view.name} is missing from PULSE's database; run "
+                        "`pulse-pipeline db upgrade`"
+                    ),
+                    allow_retries=False,
+                )
+            summary = view_summary(conn, view)
+        context.log.info(f"{view.name}: {summary}")
+        rows = summary.pop("rows")
+        shown = {name: value for name, value in summary.items() if value is not None}
+        return dg.MaterializeResult(metadata={"dagster/row_count": rows, **shown})
+
+    return view_asset
+
+
+monthly_costs_eur = _view_asset(MONTHLY_COSTS, MONTHLY_COSTS_VIEW)
+focus_costs = _view_asset(FOCUS_COSTS, FOCUS_COSTS_VIEW)

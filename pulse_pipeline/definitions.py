@@ -1,10 +1,16 @@
 """The pulse_pipeline code location: assembles assets, jobs, schedules, sensors and resources."""
 
 import os
+import warnings
 
 import dagster as dg
 
-from pulse_pipeline.assets import ecb_fx_rates, sync_cloud_accounts
+from pulse_pipeline.assets import (
+    ecb_fx_rates,
+    focus_costs,
+    monthly_costs_eur,
+    sync_cloud_accounts,
+)
 from pulse_pipeline.jobs import refresh_ecb_rates, sync_aws_costs, write_sync_status_job
 from pulse_pipeline.schedules import daily_aws_cost_sync, daily_ecb_rates
 from pulse_pipeline.sensors import new_cloud_accounts, sync_status_writer
@@ -15,8 +21,8 @@ from pulse_pipeline.settings import resources_from_environment
 def defs() -> dg.Definitions:
     """Everything the data team sees, with resources configured from the environment when the
     code location loads (an invalid setting fails the load with one sentence)."""
-    return dg.Definitions(
-        assets=[sync_cloud_accounts, ecb_fx_rates],
+    definitions = dg.Definitions(
+        assets=[sync_cloud_accounts, ecb_fx_rates, monthly_costs_eur, focus_costs],
         jobs=[sync_aws_costs, refresh_ecb_rates, write_sync_status_job],
         schedules=[daily_aws_cost_sync, daily_ecb_rates],
         sensors=[new_cloud_accounts, sync_status_writer],
@@ -24,3 +30,9 @@ def defs() -> dg.Definitions:
         executor=dg.in_process_executor,
         resources=resources_from_environment(os.environ),
     )
+    with warnings.catch_warnings():
+        # Dagster 1.13 passes an empty `owners` when it binds resources to a sensor's jobs and
+        # then warns that sensor owners are beta, in every process that loads the location.
+        warnings.filterwarnings("ignore", "Parameter `owners`", dg.BetaWarning)
+        definitions.get_repository_def()
+    return definitions

@@ -48,6 +48,7 @@ def write(
         rates = RateTable(queries.load_rates(conn, {line.currency for line in lines}, window.start))
         costs = to_eur(lines, rates)
         summary = queries.replace_cost_records(conn, account, window, costs)
+        account_rows, table_rows = queries.cost_record_counts(conn, account_id)
         outcomes = reconcile(
             queries.written_rows(conn, account_id, window), lines, all_lines, pages
         )
@@ -61,7 +62,10 @@ def write(
     by_category = _totals(costs, lambda cost: charge_category(cost.line.record_type) or "unknown")
     total_eur = sum(by_service.values(), Decimal(0))
     metadata: dict[str, Any] = {
-        "dagster/row_count": summary.written,
+        # The partition is the account: its rows in all, not only the window's.
+        "dagster/row_count": account_rows,
+        "rows_in_window": summary.written,
+        "table_rows": table_rows,
         "rows_added": summary.added,
         "rows_removed": summary.removed,
         "rows_changed": summary.changed,
