@@ -8,7 +8,13 @@ from pulse_pipeline.definitions import defs
 def test_assets_partitions_and_lineage() -> None:
     graph = defs().resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert keys == {"cost_explorer_raw", "daily_costs_eur", "ecb_fx_rates"}
+    assert keys == {
+        "cost_explorer_raw",
+        "daily_costs_eur",
+        "ecb_fx_rates",
+        "monthly_costs_eur",
+        "focus_costs",
+    }
     for name in ("cost_explorer_raw", "daily_costs_eur"):
         partitions = defs().resolve_assets_def(name).partitions_def
         assert isinstance(partitions, dg.DynamicPartitionsDefinition)
@@ -16,12 +22,28 @@ def test_assets_partitions_and_lineage() -> None:
     assert defs().resolve_assets_def("ecb_fx_rates").partitions_def is None
     parents = graph.get(dg.AssetKey("daily_costs_eur")).parent_keys
     assert parents == {dg.AssetKey("cost_explorer_raw"), dg.AssetKey("ecb_fx_rates")}
+    for view in ("monthly_costs_eur", "focus_costs"):
+        assert graph.get(dg.AssetKey(view)).parent_keys == {dg.AssetKey("daily_costs_eur")}
+        assert defs().resolve_assets_def(view).partitions_def is None
+    checks = {key.name for key in graph.asset_check_keys}
+    assert checks == {
+        "amounts_match_cost_explorer",
+        "eur_matches_raw",
+        "every_row_has_a_rate",
+        "no_duplicate_rows",
+    }
     groups = {defs().resolve_assets_def(key).group_names_by_key[dg.AssetKey(key)] for key in keys}
     assert groups == {"aws_costs"}
 
 
 def test_every_asset_and_job_is_described_for_the_ui() -> None:
-    for key in ("cost_explorer_raw", "daily_costs_eur", "ecb_fx_rates"):
+    for key in (
+        "cost_explorer_raw",
+        "daily_costs_eur",
+        "ecb_fx_rates",
+        "monthly_costs_eur",
+        "focus_costs",
+    ):
         description = defs().resolve_assets_def(key).descriptions_by_key[dg.AssetKey(key)]
         assert description and len(description) > 80
     for job_name in ("sync_aws_costs", "refresh_ecb_rates", "write_sync_status"):
