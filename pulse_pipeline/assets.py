@@ -23,12 +23,12 @@ from pulse_pipeline.keys import (
     TAGS,
 )
 from pulse_pipeline.partitions import ACCOUNTS_PER_RUN, cloud_accounts_partitions
-from pulse_pipeline.reconcile import CHECKS
+from pulse_pipeline.reconcile import CHECKS, CheckOutcome
 from pulse_pipeline.resources import AwsCostExplorer, CostSettings, EcbRates, PulseDatabase
 from pulse_pipeline.sync.batch import Synced, sync_accounts
-from pulse_pipeline.sync.failures import AccountFailure, BatchFailure
+from pulse_pipeline.sync.failures import AccountFailure, BatchFailure, failing_cleanly
 from pulse_pipeline.sync.run import SyncRun
-from pulse_pipeline.sync.write import Markdown
+from pulse_pipeline.sync.write import Markdown, verify
 from pulse_pipeline.sync_window import SyncWindowConfig, earliest_daily_day
 
 GROUP = "aws_costs"
@@ -166,22 +166,26 @@ def _events(synced: Synced) -> Iterator[dg.AssetMaterialization | dg.AssetCheckE
     account = synced.account_id
     yield dg.AssetMaterialization(key, partition=account, metadata=_metadata(synced.metadata))
     for outcome in synced.checks:
-        yield dg.AssetCheckEvaluation(
-            asset_key=key,
-            check_name=outcome.name,
-            passed=outcome.passed,
-            metadata={"summary": outcome.summary, **outcome.metadata},
-            blocking=True,
-            partition=account,
-        )
+        yield _evaluation(account, outcome)
+
+
+def _evaluation(account: str, outcome: CheckOutcome) -> dg.AssetCheckEvaluation:
+    """One reconciliation check's result on the account's daily_costs_eur partition."""
+    return dg.AssetCheckEvaluation(
+        asset_key=DAILY_COSTS,
+        check_name=outcome.name,
+        passed=outcome.passed,
+        metadata={"summary": outcome.summary, **outcome.metadata},
+        blocking=True,
+        partition=account,
+    )
 
 
 def _check_specs() -> list[dg.AssetCheckSpec]:
-    """The reconciliation checks, one evaluation per account (partition) and run.
+    """The reconciliation checks, one evaluation per account (partition).
 
     Partitioned check specs are a preview feature of Dagster 1.13 whose warning would be printed
-    by every process loading the code location; without `partitions_def` Dagster plans one
-    unpartitioned evaluation per run, which no account's result fills.
+    by every process loading the code location.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)
@@ -197,13 +201,31 @@ def _check_specs() -> list[dg.AssetCheckSpec]:
         ]
 
 
-def _check_outputs(context: dg.AssetExecutionContext) -> Iterator[dg.Output[None]]:
-    """Close the step's check outputs once every account's evaluations are recorded.
-
-    The evaluations themselves are yielded per account and partition (an AssetCheckResult can
-    only name the run's single partition); without these, Dagster logs that the step did not
-    yield its expected outputs.
-    """
+@dg.multi_asset_check(
+    name="reconcile_cost_records",
+    specs=_check_specs(),
+    can_subset=True,
+    description=(
+        "The reconciliation checks of daily_costs_eur. Every sync evaluates them on the rows it "
+        "writes, before the commit, and records them on the account's partition (a failing "
+        "check rolls the write back). Executed on their own, they re-check an account's stored "
+        "CostRecords against its latest stored Cost Explorer pages, read-only, without AWS."
+    ),
+)
+def reconcile_cost_records(
+    context: dg.AssetCheckExecutionContext, pulse_db: PulseDatabase, settings: CostSettings
+) -> Iterator[dg.AssetCheckEvaluation | dg.Output[None]]:
+    selected = {key.name for key in context.selected_asset_check_keys}
+    for account in context.partition_keys:
+        try:
+            with failing_cleanly(account):
+                outcomes = verify(pulse_db, account, settings.record_type_set())
+        except AccountFailure as failure:
+            raise dg.Failure(description=failure.cause, allow_retries=False) from None
+        for outcome in outcomes:
+            if outcome.name in selected:
+                yield _evaluation(account, outcome)
+    # The evaluations name their partitions; these close the step's outputs quietly.
     for key in context.selected_asset_check_keys:
         yield dg.Output(None, output_name=f"{key.asset_key.to_python_identifier()}_{key.name}")
 
@@ -219,7 +241,6 @@ def _failed_partition(
 @dg.multi_asset(
     name="sync_cloud_accounts",
     specs=[RAW_PAGES_SPEC, DAILY_COSTS_SPEC],
-    check_specs=_check_specs(),
     partitions_def=cloud_accounts_partitions,
     can_subset=True,
     pool="cost_explorer",
@@ -232,9 +253,7 @@ def sync_cloud_accounts(
     pulse_db: PulseDatabase,
     aws: AwsCostExplorer,
     settings: CostSettings,
-) -> Iterator[
-    dg.AssetMaterialization | dg.AssetCheckEvaluation | dg.AssetObservation | dg.Output[None]
-]:
+) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation | dg.AssetObservation]:
     """Sync CloudAccounts: fetch each one's Cost Explorer pages, then rewrite its EUR CostRecords.
 
     A run covers one account, or a range of up to ACCOUNTS_PER_RUN accounts when the schedule,
@@ -296,7 +315,6 @@ def sync_cloud_accounts(
     finally:
         if run.fetch:
             context.log.info(run.requests_total().summary(attempt=context.retry_number + 1))
-    yield from _check_outputs(context)
 
 
 def _view_asset(key: dg.AssetKey, view: View) -> dg.AssetsDefinition:

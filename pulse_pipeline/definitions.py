@@ -9,6 +9,7 @@ from pulse_pipeline.assets import (
     ecb_fx_rates,
     focus_costs,
     monthly_costs_eur,
+    reconcile_cost_records,
     sync_cloud_accounts,
 )
 from pulse_pipeline.jobs import refresh_ecb_rates, sync_aws_costs, write_sync_status_job
@@ -23,6 +24,7 @@ def defs() -> dg.Definitions:
     code location loads (an invalid setting fails the load with one sentence)."""
     definitions = dg.Definitions(
         assets=[sync_cloud_accounts, ecb_fx_rates, monthly_costs_eur, focus_costs],
+        asset_checks=[reconcile_cost_records],
         jobs=[sync_aws_costs, refresh_ecb_rates, write_sync_status_job],
         schedules=[daily_aws_cost_sync, daily_ecb_rates],
         sensors=[new_cloud_accounts, sync_status_writer],

@@ -11,7 +11,8 @@ from pulse_pipeline.sync_status import outcomes_of, redact
 
 sync_aws_costs = dg.define_asset_job(
     name="sync_aws_costs",
-    selection=dg.AssetSelection.assets(RAW_PAGES, DAILY_COSTS),
+    # The sync evaluates the reconciliation checks itself, per account, before each commit.
+    selection=dg.AssetSelection.assets(RAW_PAGES, DAILY_COSTS).without_checks(),
     description=(
         "Sync one CloudAccount, or a partition range of them: fetch the Cost Explorer pages for "
         "the window in run config (ops.sync_cloud_accounts.config.start_date/end_date), then "

@@ -2,12 +2,13 @@
 the failed account's cause on its partition, row counts, no window silently ignored, no
 partition of an account that never existed. Through real runs and sensor ticks."""
 
+from decimal import Decimal
 from typing import Any
 
 import dagster as dg
 import pytest
 
-from pulse_pipeline.db.schema import cloud_account
+from pulse_pipeline.db.schema import cloud_account, cost_record
 from pulse_pipeline.db.urls import create_pulse_engine
 from pulse_pipeline.definitions import defs
 from pulse_pipeline.keys import DAILY_COSTS, RAW_PAGES
@@ -73,17 +74,13 @@ def test_each_check_is_evaluated_once_per_account_and_never_for_an_account_that_
         for e in evaluations
     ) == sorted(("acc-1", name) for name in CHECKS)
     assert all(e.asset_check_evaluation_data.passed for e in evaluations)
-    # One record per check and account: acc-1's evaluation; acc-2's check never ran, so its
-    # record stays planned (the UI: "execution failed", never a failed check) and no
-    # unpartitioned record stands for the whole run.
+    # One record per check for acc-1; none for acc-2, whose checks never ran (a planned check
+    # of a failed run would show as failed in the UI), and none standing for the whole run.
     for name in CHECKS:
         history = dagster_instance.event_log_storage.get_asset_check_execution_history(
             dg.AssetCheckKey(DAILY_COSTS, name), limit=10
         )
-        assert sorted((r.partition, r.status.value) for r in history) == [
-            ("acc-1", "SUCCEEDED"),
-            ("acc-2", "PLANNED"),
-        ], name
+        assert [(r.partition, r.status.value) for r in history] == [("acc-1", "SUCCEEDED")], name
     assert "did not yield or return expected outputs" not in _messages(
         dagster_instance, batch.run_id
     )
@@ -190,3 +187,42 @@ def test_the_sensor_removes_partitions_of_accounts_that_never_existed(
     change_accounts(pulse, [account_row("acc-typo", "org-1", "arn:aws:iam::333333333333:role/R")])
     later = tick_new_accounts(dagster_instance, quiet.cursor)
     assert [r.partition_key for r in later.run_requests] == ["acc-typo"]
+
+
+@POSTGRES_ONLY
+def test_the_checks_executed_on_their_own_recheck_the_stored_rows_without_aws(
+    pulse: str, dagster_instance: dg.DagsterInstance, moto_aws: None
+) -> None:
+    load_rates(dagster_instance)
+    queue_results("111111111111", TWO_PAGES)
+    assert run_sync(dagster_instance, "acc-1", D1, D3).success
+    # What the UI's "Execute all" on the checks of a partition launches.
+    verify_job = dg.define_asset_job(
+        "verify", selection=dg.AssetSelection.checks_for_assets(DAILY_COSTS)
+    )
+    job = dg.Definitions.merge(defs(), dg.Definitions(jobs=[verify_job])).resolve_job_def("verify")
+
+    def recheck() -> dg.ExecuteInProcessResult:
+        return job.execute_in_process(
+            instance=dagster_instance, tags={"dagster/partition": "acc-1"}, raise_on_error=False
+        )
+
+    clean = recheck()
+    assert clean.success
+    assert sorted(
+        (e.partition, e.check_name, e.passed) for e in clean.get_asset_check_evaluations()
+    ) == sorted(("acc-1", name, True) for name in CHECKS)
+    assert "did not yield" not in _messages(dagster_instance, clean.run_id)
+
+    # Someone edits a stored amount by hand: the re-check says so.
+    engine = create_pulse_engine(pulse)
+    with engine.begin() as conn:
+        conn.execute(
+            cost_record.update()
+            .where(cost_record.c.cloudAccountId == "acc-1", cost_record.c.date == D2)
+            .values(amountEUR=Decimal("999"))
+        )
+    engine.dispose()
+    tampered = recheck()
+    failed = {e.check_name for e in tampered.get_asset_check_evaluations() if not e.passed}
+    assert "eur_matches_raw" in failed
