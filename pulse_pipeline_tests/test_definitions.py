@@ -1,5 +1,10 @@
 """What the data team sees in the Dagster UI: an accidental change here must fail a test."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import dagster as dg
 
 from pulse_pipeline.definitions import defs
@@ -84,3 +89,23 @@ def test_schedule_and_sensors_the_data_team_relies_on() -> None:
     }
     assert sensors["sync_status_writer"].job_name == "write_sync_status"
     assert all(sensor.description for sensor in sensors.values())
+
+
+def test_loading_the_code_location_prints_no_beta_or_preview_warning(tmp_path: Path) -> None:
+    """Every run process loads the code location: its stderr is what the run log shows."""
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "always",
+            "-c",
+            "from pulse_pipeline.definitions import defs; "
+            "defs().resolve_job_def('sync_aws_costs'); defs().get_repository_def()",
+        ],
+        env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'pulse.db'}"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "BetaWarning" not in loaded.stderr and "PreviewWarning" not in loaded.stderr
+    assert "DeprecationWarning" not in loaded.stderr, loaded.stderr

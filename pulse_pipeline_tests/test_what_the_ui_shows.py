@@ -92,10 +92,15 @@ def test_each_check_is_evaluated_once_per_account_and_never_for_an_account_that_
     cause = observation.metadata["sync_error"].value
     assert cause.startswith("CloudAccount acc-2 (org-2 production)") and "ARN" in cause
 
-    # lastSyncError names the account once.
-    assert write_status(dagster_instance, [batch.run_id]).success
+    # lastSyncError, and the status run's log line, name the account once.
+    status = write_status(dagster_instance, [batch.run_id])
+    assert status.success
     error = account_status(pulse, "acc-2")["lastSyncError"]
     assert error == cause and error.count("CloudAccount acc-2") == 1
+    [logged] = [
+        line for line in _messages(dagster_instance, status.run_id).splitlines() if "acc-2" in line
+    ]
+    assert logged.count("CloudAccount acc-2") == 1
 
 
 @POSTGRES_ONLY
