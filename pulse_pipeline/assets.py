@@ -17,6 +17,7 @@ from pulse_pipeline.keys import (
     FAILED_ACCOUNTS,
     FOCUS_COSTS,
     MONTHLY_COSTS,
+    NOTHING_ATTEMPTED,
     OWNERS,
     RAW_PAGES,
     SYNC_ERROR,
@@ -273,6 +274,7 @@ def sync_cloud_accounts(
                 "nothing; select cost_explorer_raw too (or launch the job sync_aws_costs) to "
                 "fetch that window, or drop the config to re-convert the stored pages"
             ),
+            metadata={NOTHING_ATTEMPTED: True},
             allow_retries=False,
         )
     run = SyncRun(

@@ -15,3 +15,6 @@ SYNC_ERROR = "sync_error"
 # Who answers for these assets, and how the catalog finds them.
 OWNERS = ["team:pulse-data"]
 TAGS = {"domain": "finops", "provider": "aws"}
+# Step failure metadata of a run refused before it touched any account (its config, say): the
+# status write-back leaves those accounts' status as it was.
+NOTHING_ATTEMPTED = "nothing_attempted"

@@ -158,6 +158,10 @@ def test_a_window_given_to_daily_costs_eur_alone_fails_at_once_saying_how_to_fet
     assert "select cost_explorer_raw too" in data.description
     assert not windowed.get_asset_materialization_events()
     assert stored_rows(pulse, "acc-1") == EXPECTED_ACC1
+    # The account was not touched: PULSE's status of it stays as it was.
+    before = account_status(pulse, "acc-1")
+    assert write_status(dagster_instance, [windowed.run_id]).success
+    assert account_status(pulse, "acc-1") == before
     # Without a window it re-converts the stored pages, as documented.
     assert convert_only({}).success
 
