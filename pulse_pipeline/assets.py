@@ -1,24 +1,39 @@
 """The AWS cost assets: raw Cost Explorer pages, ECB rates, and the EUR daily cost table."""
 
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
+import sqlalchemy as sa
 
 from pulse_pipeline.db import queries
+from pulse_pipeline.db.schema import cost_explorer_page, cost_record, fx_rate
+from pulse_pipeline.db.views import FOCUS_COSTS_VIEW, MONTHLY_COSTS_VIEW, View, view_summary
 from pulse_pipeline.ecb_history import shown_location
 from pulse_pipeline.freshness import DESCRIPTION as FRESHNESS
-from pulse_pipeline.freshness import SYNCED_RECENTLY, just_synced
-from pulse_pipeline.keys import DAILY_COSTS, ECB_RATES, FAILED_ACCOUNTS, RAW_PAGES
+from pulse_pipeline.freshness import SYNCED_RECENTLY, evaluation, freshness, just_synced
+from pulse_pipeline.keys import (
+    DAILY_COSTS,
+    ECB_RATES,
+    FAILED_ACCOUNTS,
+    FOCUS_COSTS,
+    MONTHLY_COSTS,
+    NOTHING_ATTEMPTED,
+    OWNERS,
+    RAW_PAGES,
+    SYNC_ERROR,
+    TAGS,
+)
 from pulse_pipeline.partitions import ACCOUNTS_PER_RUN, cloud_accounts_partitions
-from pulse_pipeline.reconcile import CHECKS
+from pulse_pipeline.reconcile import CHECKS, CheckOutcome
 from pulse_pipeline.reconvert import reconvert_provisional
 from pulse_pipeline.resources import AwsCostExplorer, CostSettings, EcbRates, PulseDatabase
 from pulse_pipeline.sync.batch import Synced, sync_accounts
-from pulse_pipeline.sync.failures import AccountFailure, BatchFailure
+from pulse_pipeline.sync.failures import AccountFailure, BatchFailure, failing_cleanly
 from pulse_pipeline.sync.run import SyncRun
-from pulse_pipeline.sync.write import Markdown
+from pulse_pipeline.sync.write import Markdown, verify
 from pulse_pipeline.sync_window import SyncWindowConfig, earliest_daily_day
 from pulse_pipeline.target_calendar import business_days_after
 
@@ -32,11 +47,37 @@ TRANSIENT_RETRIES = dg.RetryPolicy(
 )
 
 
+def table_schema(table: sa.Table) -> dg.TableSchema:
+    """A table's columns as the UI's column schema (`dagster/column_schema`)."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                column.name,
+                str(column.type).lower(),
+                constraints=dg.TableColumnConstraints(nullable=bool(column.nullable)),
+            )
+            for column in table.columns
+        ]
+    )
+
+
+def view_schema(view: View) -> dg.TableSchema:
+    """A view's columns, with what each means."""
+    return dg.TableSchema(
+        columns=[dg.TableColumn(name, type_, meaning) for name, type_, meaning in view.columns]
+    )
+
+
 @dg.asset(
     key=ECB_RATES,
     group_name=GROUP,
     kinds={"sql"},
-    metadata={"dagster/table_name": "pipeline_fx_rate"},
+    owners=OWNERS,
+    tags=TAGS,
+    metadata={
+        "dagster/table_name": "pipeline_fx_rate",
+        "dagster/column_schema": table_schema(fx_rate),
+    },
 )
 def ecb_fx_rates(
     context: dg.AssetExecutionContext, pulse_db: PulseDatabase, ecb: EcbRates
@@ -133,7 +174,12 @@ Estimated, since Cost Explorer restates recent days.""",
     partitions_def=cloud_accounts_partitions,
     group_name=GROUP,
     kinds={"aws", "sql"},
-    metadata={"dagster/table_name": "pipeline_cost_explorer_page"},
+    owners=OWNERS,
+    tags=TAGS,
+    metadata={
+        "dagster/table_name": "pipeline_cost_explorer_page",
+        "dagster/column_schema": table_schema(cost_explorer_page),
+    },
     skippable=True,
 )
 
@@ -143,7 +189,7 @@ DAILY_COSTS_SPEC = dg.AssetSpec(
 
 Normalises the Cost Explorer pages fetched in this run (or, when run alone, the account's latest
 fetch, without calling AWS: this is how rows converted at a provisional ECB rate are re-converted
-once the day's rate exists). Each amount keeps its currency from Cost Explorer's `Unit`; EUR =
+once the day's rate exists; run alone it takes no window, since it fetches none). Each amount keeps its currency from Cost Explorer's `Unit`; EUR =
 amount ÷ the ECB rate of that day, or of the last ECB business day before it. The account's rows
 inside the window are replaced in one transaction, so rows that vanished upstream disappear and a
 re-run changes nothing. The reconciliation checks run on the written rows before the commit; if
@@ -152,7 +198,12 @@ one fails, nothing is written.""",
     group_name=GROUP,
     kinds={"sql"},
     deps=[RAW_PAGES, ECB_RATES],
-    metadata={"dagster/table_name": "CostRecord"},
+    owners=OWNERS,
+    tags=TAGS,
+    metadata={
+        "dagster/table_name": "CostRecord",
+        "dagster/column_schema": table_schema(cost_record),
+    },
     skippable=True,
 )
 
@@ -175,26 +226,104 @@ def _events(
     if key == DAILY_COSTS and run.fetch:
         yield just_synced(account, datetime.now(UTC).replace(tzinfo=None), freshness_hours)
     for outcome in synced.checks:
-        yield dg.AssetCheckEvaluation(
-            asset_key=key,
-            check_name=outcome.name,
-            passed=outcome.passed,
-            metadata={"summary": outcome.summary, **outcome.metadata},
-            blocking=True,
-            partition=account,
+        yield _evaluation(account, outcome)
+
+
+def _evaluation(account: str, outcome: CheckOutcome) -> dg.AssetCheckEvaluation:
+    """One reconciliation check's result on the account's daily_costs_eur partition."""
+    return dg.AssetCheckEvaluation(
+        asset_key=DAILY_COSTS,
+        check_name=outcome.name,
+        passed=outcome.passed,
+        metadata={"summary": outcome.summary, **outcome.metadata},
+        blocking=True,
+        partition=account,
+    )
+
+
+def _check_specs(descriptions: dict[str, str], blocking: bool) -> list[dg.AssetCheckSpec]:
+    """Checks of daily_costs_eur, one evaluation per account (partition).
+
+    Partitioned check specs are a preview feature of Dagster 1.13 whose warning would be printed
+    by every process loading the code location.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return [
+            dg.AssetCheckSpec(
+                name,
+                asset=DAILY_COSTS,
+                description=description,
+                blocking=blocking,
+                partitions_def=cloud_accounts_partitions,
+            )
+            for name, description in descriptions.items()
+        ]
+
+
+@dg.multi_asset_check(
+    name="reconcile_cost_records",
+    specs=_check_specs(CHECKS, blocking=True),
+    can_subset=True,
+    description=(
+        "The reconciliation checks of daily_costs_eur. Every sync evaluates them on the rows it "
+        "writes, before the commit, and records them on the account's partition (a failing "
+        "check rolls the write back). Executed on their own, they re-check an account's stored "
+        "CostRecords against its latest stored Cost Explorer pages, read-only, without AWS."
+    ),
+)
+def reconcile_cost_records(
+    context: dg.AssetCheckExecutionContext, pulse_db: PulseDatabase, settings: CostSettings
+) -> Iterator[dg.AssetCheckEvaluation | dg.Output[None]]:
+    selected = {key.name for key in context.selected_asset_check_keys}
+    for account in context.partition_keys:
+        try:
+            with failing_cleanly(account):
+                outcomes = verify(pulse_db, account, settings.record_type_set())
+        except AccountFailure as failure:
+            raise dg.Failure(description=failure.cause, allow_retries=False) from None
+        for outcome in outcomes:
+            if outcome.name in selected:
+                yield _evaluation(account, outcome)
+    # The evaluations name their partitions; these close the step's outputs quietly.
+    for key in context.selected_asset_check_keys:
+        yield dg.Output(None, output_name=f"{key.asset_key.to_python_identifier()}_{key.name}")
+
+
+@dg.multi_asset_check(
+    name="cost_freshness_check",
+    specs=_check_specs({SYNCED_RECENTLY: FRESHNESS}, blocking=False),
+    description=(
+        "Whether each selected account synced within PULSE_COST_FRESHNESS_HOURS. Every sync that "
+        "fetched an account passes it; the cost_freshness sensor has it evaluated when an "
+        "account turns stale or recovers. Executed on its own, it reads CloudAccount only."
+    ),
+)
+def cost_freshness_check(
+    context: dg.AssetCheckExecutionContext, pulse_db: PulseDatabase, settings: CostSettings
+) -> Iterator[dg.AssetCheckEvaluation | dg.Output[None]]:
+    now = datetime.now(UTC).replace(tzinfo=None)
+    wanted = set(context.partition_keys)
+    with pulse_db.begin() as conn:
+        accounts = [a for a in queries.aws_cost_explorer_accounts(conn) if a.id in wanted]
+    for account in accounts:
+        yield evaluation(
+            freshness(account, now, settings.freshness_hours), settings.freshness_hours
         )
+    yield dg.Output(None, output_name=f"{DAILY_COSTS.to_python_identifier()}_{SYNCED_RECENTLY}")
+
+
+def _failed_partition(
+    context: dg.AssetExecutionContext, account: str, cause: str
+) -> dg.AssetObservation:
+    """The account's cause on its own partition, beside its materializations in the UI."""
+    key = DAILY_COSTS if DAILY_COSTS in context.selected_asset_keys else RAW_PAGES
+    return dg.AssetObservation(key, partition=account, metadata={SYNC_ERROR: cause})
 
 
 @dg.multi_asset(
     name="sync_cloud_accounts",
     specs=[RAW_PAGES_SPEC, DAILY_COSTS_SPEC],
-    check_specs=[
-        *(
-            dg.AssetCheckSpec(name, asset=DAILY_COSTS, description=description, blocking=True)
-            for name, description in CHECKS.items()
-        ),
-        dg.AssetCheckSpec(SYNCED_RECENTLY, asset=DAILY_COSTS, description=FRESHNESS),
-    ],
     partitions_def=cloud_accounts_partitions,
     can_subset=True,
     pool="cost_explorer",
@@ -207,7 +336,7 @@ def sync_cloud_accounts(
     pulse_db: PulseDatabase,
     aws: AwsCostExplorer,
     settings: CostSettings,
-) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
+) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation | dg.AssetObservation]:
     """Sync CloudAccounts: fetch each one's Cost Explorer pages, then rewrite its EUR CostRecords.
 
     A run covers one account, or a range of up to ACCOUNTS_PER_RUN accounts when the schedule,
@@ -218,6 +347,18 @@ def sync_cloud_accounts(
     (per account in the failure's `failed_accounts` metadata), which the status write-back
     turns into that account's `lastSyncError`.
     """
+    fetch = RAW_PAGES in context.selected_asset_keys
+    if not fetch and (config.start_date or config.end_date):
+        raise dg.Failure(
+            description=(
+                "a window (start_date/end_date) was given but only daily_costs_eur is "
+                "selected, which re-converts each account's latest stored fetch and fetches "
+                "nothing; select cost_explorer_raw too (or launch the job sync_aws_costs) to "
+                "fetch that window, or drop the config to re-convert the stored pages"
+            ),
+            metadata={NOTHING_ATTEMPTED: True},
+            allow_retries=False,
+        )
     run = SyncRun(
         run_id=context.run_id,
         database=pulse_db,
@@ -226,7 +367,7 @@ def sync_cloud_accounts(
         record_types=settings.record_type_set(),
         start_date=config.start_date,
         end_date=config.end_date,
-        fetch=RAW_PAGES in context.selected_asset_keys,
+        fetch=fetch,
         write=DAILY_COSTS in context.selected_asset_keys,
         max_pages=settings.max_pages,
     )
@@ -236,12 +377,15 @@ def sync_cloud_accounts(
         ):
             yield from _events(synced, run, settings.freshness_hours)
     except AccountFailure as failure:
+        yield _failed_partition(context, failure.account_id, failure.cause)
         raise dg.Failure(
             description=failure.cause,
             metadata=run.requests_total().metadata(),
             allow_retries=failure.retryable,
         ) from failure.__cause__
     except BatchFailure as batch:
+        for account, cause in batch.failures.items():
+            yield _failed_partition(context, account, cause.cause)
         raise dg.Failure(
             description=batch.summary,
             metadata={
@@ -255,3 +399,46 @@ def sync_cloud_accounts(
     finally:
         if run.fetch:
             context.log.info(run.requests_total().summary(attempt=context.retry_number + 1))
+
+
+def _view_asset(key: dg.AssetKey, view: View) -> dg.AssetsDefinition:
+    """An asset for one of PULSE's cost views: materializing it checks the view and counts it."""
+
+    @dg.asset(
+        key=key,
+        group_name=GROUP,
+        kinds={"sql"},
+        deps=[DAILY_COSTS],
+        owners=OWNERS,
+        tags=TAGS,
+        description=(
+            f"{view.description}\n\nA view over CostRecord created by `pulse-pipeline db "
+            "upgrade`: always as current as daily_costs_eur, so nothing is copied and AWS is "
+            "never called. Materializing it checks that the view answers on PULSE's database "
+            "and records its row count and a summary."
+        ),
+        metadata={"dagster/table_name": view.name, "dagster/column_schema": view_schema(view)},
+    )
+    def view_asset(
+        context: dg.AssetExecutionContext, pulse_db: PulseDatabase
+    ) -> dg.MaterializeResult:
+        with pulse_db.begin() as conn:
+            if view.name not in sa.inspect(conn).get_view_names():
+                raise dg.Failure(
+                    description=(
+                        f"the view {view.name} is missing from PULSE's database; run "
+                        "`pulse-pipeline db upgrade`"
+                    ),
+                    allow_retries=False,
+                )
+            summary = view_summary(conn, view)
+        context.log.info(f"{view.name}: {summary}")
+        rows = summary.pop("rows")
+        shown = {name: value for name, value in summary.items() if value is not None}
+        return dg.MaterializeResult(metadata={"dagster/row_count": rows, **shown})
+
+    return view_asset
+
+
+monthly_costs_eur = _view_asset(MONTHLY_COSTS, MONTHLY_COSTS_VIEW)
+focus_costs = _view_asset(FOCUS_COSTS, FOCUS_COSTS_VIEW)

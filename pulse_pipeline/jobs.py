@@ -13,7 +13,6 @@ from pulse_pipeline.db import queries
 from pulse_pipeline.db.urls import DatabaseUrlError
 from pulse_pipeline.freshness import evaluation, freshness
 from pulse_pipeline.keys import DAILY_COSTS, ECB_RATES, RAW_PAGES
-from pulse_pipeline.partitions import cloud_accounts_partitions
 from pulse_pipeline.resources import AlertChannels, AwsCostExplorer, CostSettings, PulseDatabase
 from pulse_pipeline.sync.failures import AccountFailure, failing_cleanly
 from pulse_pipeline.sync.probe import probe_connection
@@ -21,8 +20,8 @@ from pulse_pipeline.sync_status import SyncOutcome, outcomes_of, redact
 
 sync_aws_costs = dg.define_asset_job(
     name="sync_aws_costs",
-    selection=dg.AssetSelection.assets(RAW_PAGES, DAILY_COSTS),
-    partitions_def=cloud_accounts_partitions,
+    # The sync evaluates the reconciliation checks itself, per account, before each commit.
+    selection=dg.AssetSelection.assets(RAW_PAGES, DAILY_COSTS).without_checks(),
     description=(
         "Sync one CloudAccount, or a partition range of them: fetch the Cost Explorer pages for "
         "the window in run config (ops.sync_cloud_accounts.config.start_date/end_date), then "
@@ -88,7 +87,8 @@ def write_sync_status_op(
             if queries.record_sync_result(conn, account.id, error, outcome.finished_at):
                 written += 1
                 last_written[account.id] = (outcome, error)
-                context.log.info(f"{account.label}: " + (f"error: {error}" if error else "active"))
+                # The cause already names the account.
+                context.log.info(f"error: {error}" if error else f"{account.label}: active")
             else:
                 context.log.info(f"{account.label} is {account.status} in PULSE; left as it is")
     changes = [

@@ -8,6 +8,7 @@ from sqlalchemy import Connection
 
 from pulse_pipeline.accounts import CloudAccount
 from pulse_pipeline.db import queries
+from pulse_pipeline.keys import SYNC_ASSETS
 
 CLOUD_ACCOUNTS = "cloud_accounts"
 # Dagster's run tags for the partition of a run, or the partition range of a batch run.
@@ -127,3 +128,27 @@ def batch_run_request(
             "pulse/accounts": str(len(batch)),
         },
     )
+
+
+def unknown_partitions(
+    instance: dg.DagsterInstance, partition_keys: Iterable[str], account_ids: set[str]
+) -> list[str]:
+    """Partitions that name no AWS Cost Explorer CloudAccount and were never materialized.
+
+    Such a partition was never an account's (e.g. one added by hand in the launch dialog, or a
+    typo): nothing is lost by removing it. A deleted account's partition that holds history
+    (materializations) is kept.
+    """
+    unknown = []
+    for key in partition_keys:
+        if key in account_ids:
+            continue
+        materialized = any(
+            instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=asset, asset_partitions=[key]), limit=1
+            ).records
+            for asset in SYNC_ASSETS
+        )
+        if not materialized:
+            unknown.append(key)
+    return unknown

@@ -28,6 +28,7 @@ from pulse_pipeline.partitions import (
     cloud_accounts_partitions,
     contiguous_batches,
     refuse_unpartitionable,
+    unknown_partitions,
 )
 from pulse_pipeline.resources import CostSettings, ManualRequestLimits, PulseDatabase
 from pulse_pipeline.sync_request_runs import serve
@@ -47,7 +48,9 @@ FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.Dagster
         "Adds a cloud_accounts partition for each newly connected AWS Cost Explorer account in "
         "PULSE and requests its first sync (default window) in the same tick. Accounts that are "
         "disconnected (a status other than pending/active/error) or deleted in PULSE are no "
-        "longer synced; their partitions and CostRecords stay as history. An account whose id "
+        "longer synced; their partitions and CostRecords stay as history. A partition that "
+        "names no CloudAccount and was never materialized (added by hand, say) is removed, and "
+        "the tick says which. An account whose id "
         "cannot be a partition key (too long, or characters Dagster refuses) is skipped and "
         "marked error with the reason; the others carry on. The cursor lists the accounts "
         "already handled, so a partition deleted by hand is not added back. On a fresh "
@@ -71,6 +74,19 @@ def new_cloud_accounts(
         if id_ not in partitions and id_ not in handled and id_ not in refused
     ]
     gone = sorted(partitions - set(syncable_ids))
+    removed = unknown_partitions(context.instance, gone, {account.id for account in accounts})
+    gone = [key for key in gone if key not in removed]
+    removal = [cloud_accounts_partitions.build_delete_request(removed)] if removed else []
+    removed_note = (
+        f"; removed {len(removed)} partitions without a CloudAccount and without "
+        f"materializations: {', '.join(removed[:20])}"
+        if removed
+        else ""
+    )
+    if removed:
+        context.log.info(removed_note[2:])
+        # A removed key may become a real account later: it is new again then.
+        handled -= set(removed)
     refused_note = (
         f"; {len(refused)} accounts cannot be partitions (their lastSyncError says why)"
         if refused
@@ -82,9 +98,17 @@ def new_cloud_accounts(
             if gone
             else ""
         )
-        return dg.SkipReason(
+        skip = (
             f"no new account: {len(syncable)} connected AWS Cost Explorer accounts in PULSE, "
             f"{len(partitions)} partitions{refused_note}{kept}{', '.join(gone[:20])}"
+            f"{removed_note}"
+        )
+        if not removed:
+            return dg.SkipReason(skip)
+        return dg.SensorResult(
+            skip_reason=skip,
+            dynamic_partitions_requests=removal,
+            cursor=json.dumps(sorted(handled)),
         )
     if context.instance.get_latest_materialization_event(ECB_RATES) is None:
         day = datetime.now(UTC).date().isoformat()
@@ -100,13 +124,13 @@ def new_cloud_accounts(
     context.log.info(f"new AWS accounts: {', '.join(new)}{refused_note}")
     job = sync_aws_costs.name
     return dg.SensorResult(
-        dynamic_partitions_requests=[cloud_accounts_partitions.build_add_request(new)],
+        dynamic_partitions_requests=[*removal, cloud_accounts_partitions.build_add_request(new)],
         # New partitions are appended in this order, so consecutive ones form a range.
         run_requests=[
             batch_run_request(batch, "initial-sync", {"pulse/trigger": "new-account"}, job)
             for batch in contiguous_batches([*ordered, *new], set(new))
         ],
-        cursor=json.dumps(sorted(handled | partitions | set(new))),
+        cursor=json.dumps(sorted(handled | (partitions - set(removed)) | set(new))),
     )
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from pulse_pipeline.keys import DAILY_COSTS, FAILED_ACCOUNTS, RAW_PAGES
+from pulse_pipeline.keys import DAILY_COSTS, FAILED_ACCOUNTS, NOTHING_ATTEMPTED, RAW_PAGES
 from pulse_pipeline.partitions import accounts_in_run
 from pulse_pipeline.settings import variable_of
 
@@ -74,6 +74,15 @@ def _step_failure(instance: dg.DagsterInstance, run_id: str) -> tuple[str | None
     return _run_failure(instance, run_id), {}
 
 
+def _nothing_attempted(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """Whether the run was refused before it touched any account (its config, say)."""
+    for event in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+        data = event.dagster_event.step_failure_data if event.dagster_event else None
+        if data and data.user_failure_data and NOTHING_ATTEMPTED in data.user_failure_data.metadata:
+            return True
+    return False
+
+
 def _run_failure(instance: dg.DagsterInstance, run_id: str) -> str | None:
     """Why a run failed before any step did (a setting its resources rejected, say)."""
     for event in reversed(instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)):
@@ -119,6 +128,8 @@ def outcomes_of(instance: dg.DagsterInstance, run_id: str) -> list[SyncOutcome]:
     accounts = accounts_in_run(instance, dict(run.tags))
     if run.status == dg.DagsterRunStatus.SUCCESS:
         return [SyncOutcome(account, run_id, finished_at, None) for account in accounts]
+    if _nothing_attempted(instance, run_id):
+        return []
     synced = _synced_accounts(instance, run)
     cause, per_account = _step_failure(instance, run_id)
     outcomes = []

@@ -15,12 +15,13 @@ import time
 import uuid
 import warnings
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from sqlalchemy import insert, select
+from sqlalchemy import Date, bindparam, insert, select, text
 
 from pulse_pipeline.db.migrate import upgrade
 from pulse_pipeline.db.schema import cloud_account, cost_record, sync_request
@@ -115,6 +116,17 @@ def sync_all(instance: dg.DagsterInstance) -> list[str]:
     )
     if not status.success:
         raise SystemExit("writing sync statuses failed; see the run in `dagster dev`")
+    views = (
+        defs()
+        .resolve_implicit_global_asset_job_def()
+        .execute_in_process(
+            instance=instance,
+            asset_selection=[dg.AssetKey("monthly_costs_eur"), dg.AssetKey("focus_costs")],
+            run_config=QUIET,
+        )
+    )
+    if not views.success:
+        raise SystemExit("the cost views do not answer; see the run in `dagster dev`")
     return run_ids
 
 
@@ -126,29 +138,40 @@ def summary(database_url: str) -> str:
         costs = conn.execute(
             select(cost_record.c.cloudAccountId, cost_record.c.amountEUR, cost_record.c.date)
         ).all()
+        this_month: dict[str, Any] = dict(
+            conn.execute(
+                text(
+                    'SELECT "cloudAccountId", "amountEUR" FROM monthly_costs_eur '
+                    'WHERE "month" = :month'
+                ).bindparams(bindparam("month", type_=Date)),
+                {"month": datetime.now(UTC).date().replace(day=1)},
+            ).all()
+        )
     engine.dispose()
     totals: dict[str, Decimal] = {}
     counts: dict[str, int] = {}
     for account_id, amount_eur, _day in costs:
         totals[account_id] = totals.get(account_id, Decimal(0)) + amount_eur
         counts[account_id] = counts.get(account_id, 0) + 1
-    lines = [f"{'account':<20} {'org':<11} {'status':<7} {'rows':>5} {'total EUR':>12}  last error"]
+    lines = [
+        f"{'account':<20} {'org':<11} {'status':<7} {'rows':>5} {'total EUR':>12} "
+        f"{'this month':>12}  last error"
+    ]
     for account in accounts:
-        lines.append(
-            _summary_line(
-                account, counts.get(account["id"], 0), totals.get(account["id"], Decimal(0))
-            )
-        )
+        month = Decimal(str(this_month.get(account["id"], 0)))
+        total = totals.get(account["id"], Decimal(0))
+        lines.append(_summary_line(account, counts.get(account["id"], 0), total, month))
     days = sorted({day for _, _, day in costs})
     if days:
         lines.append(f"CostRecord covers {days[0]} .. {days[-1]}")
     return "\n".join(lines)
 
 
-def _summary_line(account: Mapping[Any, Any], rows: int, total: Decimal) -> str:
+def _summary_line(account: Mapping[Any, Any], rows: int, total: Decimal, month: Decimal) -> str:
+    cent = Decimal("0.01")
     return (
         f"{account['id']!s:<20} {account['orgId']!s:<11} {account['status']!s:<7} {rows:>5} "
-        f"{total.quantize(Decimal('0.01')):>12}  {account['lastSyncError'] or ''}"
+        f"{total.quantize(cent):>12} {month.quantize(cent):>12}  {account['lastSyncError'] or ''}"
     )
 
 

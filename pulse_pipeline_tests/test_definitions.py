@@ -1,5 +1,10 @@
 """What the data team sees in the Dagster UI: an accidental change here must fail a test."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import dagster as dg
 
 from pulse_pipeline.definitions import defs
@@ -8,7 +13,13 @@ from pulse_pipeline.definitions import defs
 def test_assets_partitions_and_lineage() -> None:
     graph = defs().resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert keys == {"cost_explorer_raw", "daily_costs_eur", "ecb_fx_rates"}
+    assert keys == {
+        "cost_explorer_raw",
+        "daily_costs_eur",
+        "ecb_fx_rates",
+        "monthly_costs_eur",
+        "focus_costs",
+    }
     for name in ("cost_explorer_raw", "daily_costs_eur"):
         partitions = defs().resolve_assets_def(name).partitions_def
         assert isinstance(partitions, dg.DynamicPartitionsDefinition)
@@ -16,12 +27,30 @@ def test_assets_partitions_and_lineage() -> None:
     assert defs().resolve_assets_def("ecb_fx_rates").partitions_def is None
     parents = graph.get(dg.AssetKey("daily_costs_eur")).parent_keys
     assert parents == {dg.AssetKey("cost_explorer_raw"), dg.AssetKey("ecb_fx_rates")}
+    for view in ("monthly_costs_eur", "focus_costs"):
+        assert graph.get(dg.AssetKey(view)).parent_keys == {dg.AssetKey("daily_costs_eur")}
+        assert defs().resolve_assets_def(view).partitions_def is None
+    checks = {key.name for key in graph.asset_check_keys}
+    assert checks == {
+        "amounts_match_cost_explorer",
+        "eur_matches_raw",
+        "every_row_has_a_rate",
+        "no_duplicate_rows",
+        "synced_recently",
+        "rates_current",
+    }
     groups = {defs().resolve_assets_def(key).group_names_by_key[dg.AssetKey(key)] for key in keys}
     assert groups == {"aws_costs"}
 
 
 def test_every_asset_and_job_is_described_for_the_ui() -> None:
-    for key in ("cost_explorer_raw", "daily_costs_eur", "ecb_fx_rates"):
+    for key in (
+        "cost_explorer_raw",
+        "daily_costs_eur",
+        "ecb_fx_rates",
+        "monthly_costs_eur",
+        "focus_costs",
+    ):
         description = defs().resolve_assets_def(key).descriptions_by_key[dg.AssetKey(key)]
         assert description and len(description) > 80
     for job_name in (
@@ -88,3 +117,23 @@ def test_the_checks_that_make_stale_money_and_stale_costs_visible() -> None:
     graph = defs().resolve_asset_graph()
     checks = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
     assert {("ecb_fx_rates", "rates_current"), ("daily_costs_eur", "synced_recently")} <= checks
+
+
+def test_loading_the_code_location_prints_no_beta_or_preview_warning(tmp_path: Path) -> None:
+    """Every run process loads the code location: its stderr is what the run log shows."""
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "always",
+            "-c",
+            "from pulse_pipeline.definitions import defs; "
+            "defs().resolve_job_def('sync_aws_costs'); defs().get_repository_def()",
+        ],
+        env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'pulse.db'}"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "BetaWarning" not in loaded.stderr and "PreviewWarning" not in loaded.stderr
+    assert "DeprecationWarning" not in loaded.stderr, loaded.stderr

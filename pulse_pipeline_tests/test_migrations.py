@@ -19,7 +19,7 @@ from pulse_pipeline.db.urls import create_pulse_engine
 from pulse_pipeline.normalise import AMOUNT_LIMIT, AMOUNT_PLACES
 
 PASSWORD = "s3cret-pw"
-HEAD = "0003"
+HEAD = "0004"
 
 # The PULSE app's tables before pulse_pipeline: an older CloudAccount and a seed-format
 # CostRecord, as Prisma creates them (quoted camelCase identifiers).

@@ -47,7 +47,8 @@ def change_accounts(
 
 
 def tick_new_accounts(instance: dg.DagsterInstance, cursor: str | None = None) -> Any:
-    """One sensor tick, and what the daemon does with its result: partitions are added."""
+    """One sensor tick, and what the daemon does with its result: partitions are added or
+    deleted."""
     with dg.build_sensor_context(
         instance=instance,
         instance_ref=instance.get_ref(),
@@ -57,7 +58,13 @@ def tick_new_accounts(instance: dg.DagsterInstance, cursor: str | None = None) -
     ) as context:
         result = SENSOR.evaluate_tick(context)
     for request in result.dynamic_partitions_requests or []:
-        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+        if isinstance(request, dg.DeleteDynamicPartitionsRequest):
+            for key in request.partition_keys:
+                instance.delete_dynamic_partition(request.partitions_def_name, key)
+        else:
+            instance.add_dynamic_partitions(
+                request.partitions_def_name, list(request.partition_keys)
+            )
     return result
 
 

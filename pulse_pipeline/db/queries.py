@@ -238,6 +238,14 @@ def written_rows(conn: Connection, account_id: str, window: SyncWindow) -> list[
     return [WrittenRow(*row) for row in rows]
 
 
+def cost_record_counts(conn: Connection, account_id: str) -> tuple[int, int]:
+    """How many CostRecord rows the account has in all, and the whole table."""
+    c = cost_record.c
+    account = conn.execute(select(func.count()).where(c.cloudAccountId == account_id)).scalar()
+    table = conn.execute(select(func.count()).select_from(cost_record)).scalar()
+    return int(account or 0), int(table or 0)
+
+
 def load_rates(conn: Connection, currencies: Iterable[str], since: date) -> list[EcbRate]:
     """Stored ECB rates of the given currencies from `since` on, plus each currency's last rate
     before it (the one a day at the start of the window may fall back to)."""

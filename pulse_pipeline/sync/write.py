@@ -7,9 +7,9 @@ from typing import Any
 from pulse_pipeline.accounts import SyncError
 from pulse_pipeline.db import queries
 from pulse_pipeline.fx import RateTable
-from pulse_pipeline.normalise import EurCost, charge_category, cost_lines, to_eur
+from pulse_pipeline.normalise import CostLine, EurCost, charge_category, cost_lines, to_eur
 from pulse_pipeline.reconcile import CheckOutcome, reconcile
-from pulse_pipeline.sync.run import SyncRun
+from pulse_pipeline.sync.run import Database, SyncRun
 from pulse_pipeline.sync.store import Fetched
 
 TOP_SERVICES_SHOWN = 10
@@ -38,16 +38,11 @@ def write(
                 raise SyncError(f"{account.label}: no Cost Explorer data stored yet; sync it first")
             window, pages = fetch
             all_lines = cost_lines(pages, window)
-        lines = [
-            line
-            for line in all_lines
-            if run.record_types is None
-            or line.record_type is None
-            or line.record_type in run.record_types
-        ]
+        lines = chosen_lines(all_lines, run.record_types)
         rates = RateTable(queries.load_rates(conn, {line.currency for line in lines}, window.start))
         costs = to_eur(lines, rates)
         summary = queries.replace_cost_records(conn, account, window, costs)
+        account_rows, table_rows = queries.cost_record_counts(conn, account_id)
         outcomes = reconcile(
             queries.written_rows(conn, account_id, window), lines, all_lines, pages
         )
@@ -61,7 +56,10 @@ def write(
     by_category = _totals(costs, lambda cost: charge_category(cost.line.record_type) or "unknown")
     total_eur = sum(by_service.values(), Decimal(0))
     metadata: dict[str, Any] = {
-        "dagster/row_count": summary.written,
+        # The partition is the account: its rows in all, not only the window's.
+        "dagster/row_count": account_rows,
+        "rows_in_window": summary.written,
+        "table_rows": table_rows,
         "rows_added": summary.added,
         "rows_removed": summary.removed,
         "rows_changed": summary.changed,
@@ -83,6 +81,32 @@ def write(
         "top_services": Markdown(top_services_markdown(by_service)),
     }
     return metadata, outcomes
+
+
+def chosen_lines(
+    all_lines: Sequence[CostLine], record_types: frozenset[str] | None
+) -> list[CostLine]:
+    """The lines of the record types PULSE keeps (`PULSE_RECORD_TYPES`; None keeps all)."""
+    return [
+        line
+        for line in all_lines
+        if record_types is None or line.record_type is None or line.record_type in record_types
+    ]
+
+
+def verify(
+    database: Database, account_id: str, record_types: frozenset[str] | None
+) -> list[CheckOutcome]:
+    """The reconciliation checks over the account's stored rows and its latest stored fetch,
+    read-only: what a check run on its own reports, long after the write."""
+    with database.begin() as conn:
+        fetch = queries.latest_fetch(conn, account_id)
+        if fetch is None:
+            raise SyncError(f"CloudAccount {account_id}: no Cost Explorer data stored yet")
+        window, pages = fetch
+        all_lines = cost_lines(pages, window)
+        written = queries.written_rows(conn, account_id, window)
+    return reconcile(written, chosen_lines(all_lines, record_types), all_lines, pages)
 
 
 def _totals(costs: Sequence[EurCost], key: Any) -> dict[str, Decimal]:
