@@ -8,7 +8,11 @@ import dagster as dg
 
 from pulse_pipeline.db import queries
 from pulse_pipeline.keys import DAILY_COSTS, ECB_RATES, FAILED_ACCOUNTS, RAW_PAGES
-from pulse_pipeline.partitions import ACCOUNTS_PER_RUN, cloud_accounts_partitions
+from pulse_pipeline.partitions import (
+    BACKFILL_ACCOUNTS_PER_RUN,
+    COST_EXPLORER_POOL,
+    cloud_accounts_partitions,
+)
 from pulse_pipeline.reconcile import CHECKS
 from pulse_pipeline.resources import AwsCostExplorer, CostSettings, EcbRates, PulseDatabase
 from pulse_pipeline.sync.batch import Synced, sync_accounts
@@ -135,9 +139,9 @@ def _events(synced: Synced) -> Iterator[dg.AssetMaterialization | dg.AssetCheckE
     ],
     partitions_def=cloud_accounts_partitions,
     can_subset=True,
-    pool="cost_explorer",
+    pool=COST_EXPLORER_POOL,
     retry_policy=TRANSIENT_RETRIES,
-    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=ACCOUNTS_PER_RUN),
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=BACKFILL_ACCOUNTS_PER_RUN),
 )
 def sync_cloud_accounts(
     context: dg.AssetExecutionContext,
@@ -148,8 +152,9 @@ def sync_cloud_accounts(
 ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
     """Sync CloudAccounts: fetch each one's Cost Explorer pages, then rewrite its EUR CostRecords.
 
-    A run covers one account, or a range of up to ACCOUNTS_PER_RUN accounts when the schedule,
-    the sensor or a backfill batches them, which spares a process start per account. Accounts
+    A run covers one account, or a range of accounts when the schedule or the sensor shares
+    them out over the cost_explorer lanes (or a backfill puts BACKFILL_ACCOUNTS_PER_RUN in a
+    run), which spares a process start per account. Accounts
     in a batch are synced one after another, each in isolation: every account that succeeds is
     materialized as its own partition; one that fails is retried once at the end of the batch
     when its cause is transient, and the run then fails naming each failed account and why
