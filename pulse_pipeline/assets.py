@@ -77,9 +77,11 @@ without retry. The pages are validated, then stored together in `pipeline_cost_e
 so every EUR figure can be traced back to them. Metadata: requests, paid_requests and
 cost_explorer_usd, what this fetch cost.
 
-Config `start_date`/`end_date` (YYYY-MM-DD, inclusive) choose the window; by default the 1st of
-last month through yesterday (UTC), reaching further back to the oldest stored day still marked
-Estimated, since Cost Explorer restates recent days.""",
+Config `start_date`/`end_date` (YYYY-MM-DD, inclusive) choose the window; by default it ends
+yesterday (UTC) and starts at the oldest day Cost Explorer may still revise: the 1st of the
+current month, or the oldest stored day still marked Estimated if older (a first sync starts at
+the 1st of last month). PULSE_DEFAULT_WINDOW=previous-month always starts at the 1st of last
+month.""",
     partitions_def=cloud_accounts_partitions,
     group_name=GROUP,
     kinds={"aws", "sql"},
@@ -172,6 +174,7 @@ def sync_cloud_accounts(
         fetch=RAW_PAGES in context.selected_asset_keys,
         write=DAILY_COSTS in context.selected_asset_keys,
         max_pages=settings.max_pages,
+        window_rule=settings.default_window,
     )
     try:
         for synced in sync_accounts(

@@ -25,6 +25,7 @@ from pulse_pipeline.resources import (
     EcbRates,
     PulseDatabase,
 )
+from pulse_pipeline.sync_window import REVISABLE
 
 
 class SettingError(ValueError):
@@ -59,6 +60,7 @@ SETTINGS = (
     Setting("PULSE_COST_METRIC", "settings", "metric", CostSettings.model_fields["metric"].default),
     Setting("PULSE_RECORD_TYPES", "settings", "record_types", ""),
     Setting("PULSE_MAX_PAGES", "settings", "max_pages", DEFAULT_MAX_PAGES),
+    Setting("PULSE_DEFAULT_WINDOW", "settings", "default_window", REVISABLE),
     Setting("PULSE_ECB_HISTORY_URL", "ecb", "history_url", BUNDLED),
     Setting("AWS_PROFILE", "aws", "profile_name"),
     # botocore reads AWS_DEFAULT_REGION itself, but not AWS_REGION.

@@ -46,6 +46,7 @@ def test_set_variables_show_as_their_names_and_unset_ones_as_their_defaults(
         "metric": ("EnvVar", "PULSE_COST_METRIC"),
         "record_types": "",
         "max_pages": 200,
+        "default_window": "revisable",
     }
     assert field_values(loaded, "ecb")["history_url"] == "bundled"
     aws = field_values(loaded, "aws")
@@ -84,6 +85,12 @@ def test_set_variables_show_as_their_names_and_unset_ones_as_their_defaults(
             )
             for value in ("0", "-5", "2.5", "two hundred")
         ],
+        (
+            "PULSE_DEFAULT_WINDOW",
+            "last-month",
+            "PULSE_DEFAULT_WINDOW is invalid: unknown window rule 'last-month'; choose revisable "
+            "or previous-month",
+        ),
         (
             "PULSE_RECORD_TYPES",
             "usage,tax",
