@@ -17,6 +17,7 @@ from pulse_pipeline.partitions import (
     COST_EXPLORER_POOL,
     MAX_PARTITION_KEY_BYTES,
     accounts_in_run,
+    cost_explorer_lanes,
     run_sizes,
 )
 from pulse_pipeline.resources import PulseDatabase
@@ -395,3 +396,23 @@ def test_runs_follow_the_lanes_and_are_of_equal_size(
     accounts: int, lanes: int, layout: list[int]
 ) -> None:
     assert run_sizes(accounts, lanes) == layout
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "set_limit", "lanes"),
+    [
+        # The production dagster.yaml: 5 pool slots, 10 runs.
+        ({"pools": {"default_limit": 5}, "runs": {"max_concurrent_runs": 10}}, None, 5),
+        # Fewer runs than slots: the runs are the lanes.
+        ({"pools": {"default_limit": 7}, "runs": {"max_concurrent_runs": 3}}, None, 3),
+        # A limit set in the UI or with `dagster instance concurrency set` wins over the default.
+        ({"pools": {"default_limit": 5}, "runs": {"max_concurrent_runs": 10}}, 8, 8),
+    ],
+)
+def test_lanes_are_read_from_the_instance_concurrency_settings(
+    concurrency: dict[str, Any], set_limit: int | None, lanes: int
+) -> None:
+    with dg.instance_for_test(overrides={"concurrency": concurrency}) as instance:
+        if set_limit is not None:
+            set_lanes(instance, set_limit)
+        assert cost_explorer_lanes(instance) == lanes
