@@ -26,7 +26,11 @@ from pulse_pipeline.keys import (
     SYNC_ERROR,
     TAGS,
 )
-from pulse_pipeline.partitions import ACCOUNTS_PER_RUN, cloud_accounts_partitions
+from pulse_pipeline.partitions import (
+    BACKFILL_ACCOUNTS_PER_RUN,
+    COST_EXPLORER_POOL,
+    cloud_accounts_partitions,
+)
 from pulse_pipeline.reconcile import CHECKS, CheckOutcome
 from pulse_pipeline.reconvert import reconvert_provisional
 from pulse_pipeline.resources import AwsCostExplorer, CostSettings, EcbRates, PulseDatabase
@@ -168,9 +172,11 @@ without retry. The pages are validated, then stored together in `pipeline_cost_e
 so every EUR figure can be traced back to them. Metadata: requests, paid_requests and
 cost_explorer_usd, what this fetch cost.
 
-Config `start_date`/`end_date` (YYYY-MM-DD, inclusive) choose the window; by default the 1st of
-last month through yesterday (UTC), reaching further back to the oldest stored day still marked
-Estimated, since Cost Explorer restates recent days.""",
+Config `start_date`/`end_date` (YYYY-MM-DD, inclusive) choose the window; by default it ends
+yesterday (UTC) and starts at the oldest day Cost Explorer may still revise: the 1st of the
+current month, or the oldest stored day still marked Estimated if older (a first sync starts at
+the 1st of last month). PULSE_DEFAULT_WINDOW=previous-month always starts at the 1st of last
+month.""",
     partitions_def=cloud_accounts_partitions,
     group_name=GROUP,
     kinds={"aws", "sql"},
@@ -326,9 +332,9 @@ def _failed_partition(
     specs=[RAW_PAGES_SPEC, DAILY_COSTS_SPEC],
     partitions_def=cloud_accounts_partitions,
     can_subset=True,
-    pool="cost_explorer",
+    pool=COST_EXPLORER_POOL,
     retry_policy=TRANSIENT_RETRIES,
-    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=ACCOUNTS_PER_RUN),
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=BACKFILL_ACCOUNTS_PER_RUN),
 )
 def sync_cloud_accounts(
     context: dg.AssetExecutionContext,
@@ -339,8 +345,9 @@ def sync_cloud_accounts(
 ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation | dg.AssetObservation]:
     """Sync CloudAccounts: fetch each one's Cost Explorer pages, then rewrite its EUR CostRecords.
 
-    A run covers one account, or a range of up to ACCOUNTS_PER_RUN accounts when the schedule,
-    the sensor or a backfill batches them, which spares a process start per account. Accounts
+    A run covers one account, or a range of accounts when the schedule or the sensor shares
+    them out over the cost_explorer lanes (or a backfill puts BACKFILL_ACCOUNTS_PER_RUN in a
+    run), which spares a process start per account. Accounts
     in a batch are synced one after another, each in isolation: every account that succeeds is
     materialized as its own partition; one that fails is retried once at the end of the batch
     when its cause is transient, and the run then fails naming each failed account and why
@@ -370,6 +377,7 @@ def sync_cloud_accounts(
         fetch=fetch,
         write=DAILY_COSTS in context.selected_asset_keys,
         max_pages=settings.max_pages,
+        window_rule=settings.default_window,
     )
     try:
         for synced in sync_accounts(

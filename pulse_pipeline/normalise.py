@@ -1,5 +1,6 @@
 """From raw Cost Explorer pages to one exact cost line per day and service, then to EUR rows."""
 
+import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -7,7 +8,7 @@ from datetime import date
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 from typing import Any
 
-from pulse_pipeline.fx import MissingRateError, RateTable
+from pulse_pipeline.fx import AppliedRate, MissingRateError, RateTable
 from pulse_pipeline.sync_window import SyncWindow
 
 # CostRecord's amount and amountEUR are NUMERIC(28,10): 10 decimal places, below 10^18.
@@ -24,6 +25,8 @@ _CURRENCY = re.compile(r"[A-Z]{3}")
 # Plain or exponent notation (1e-30, 1.5E+3); no spaces, underscores, NaN or Infinity.
 _DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 _MISSING = object()
+# A UTF-16 surrogate as json.dumps escapes it (a pair for characters beyond the BMP, or alone).
+_SURROGATE_ESCAPE = re.compile(r"\\ud[89a-f][0-9a-f]{2}")
 
 # AWS RECORD_TYPE -> FOCUS ChargeCategory (Usage, Purchase, Tax, Credit, Adjustment).
 FOCUS_CHARGE_CATEGORY = {
@@ -204,9 +207,8 @@ def _keys(group: Any, position: int, day: date, record_types: bool) -> tuple[str
     return service, _name(keys[1], "record type", day, MAX_RECORD_TYPE_BYTES)
 
 
-def _stored_amount(text: str, where: str) -> Decimal:
+def _stored_amount(text: str, amount: Decimal, where: str) -> Decimal:
     """A Cost Explorer Amount as stored: rounded half-even to AMOUNT_PLACES, below AMOUNT_LIMIT."""
-    amount = Decimal(text)
     too_large = MalformedPayloadError(
         f"{where} has an Amount of {_shown(text)}, too large to store: PULSE stores amounts "
         "below 10^18 with 10 decimal places"
@@ -240,7 +242,8 @@ def _amount(group: Any, metric: str, where: str) -> tuple[Decimal, Decimal, str]
         )
     if not _DECIMAL.fullmatch(text):
         raise MalformedPayloadError(f"{where} has a non-numeric Amount ({_shown(text)})")
-    return _stored_amount(text, where), Decimal(text), unit
+    reported = Decimal(text)
+    return _stored_amount(text, reported, where), reported, unit
 
 
 def _day(period: Any, where: str) -> date:
@@ -260,6 +263,7 @@ def cost_lines(pages: Iterable[StoredPage], window: SyncWindow) -> list[CostLine
     """
     lines: dict[tuple[date, str, str | None], CostLine] = {}
     for number, page in enumerate(pages, 1):
+        metric, by_record_type = page.metric, page.grouped_by_record_type
         results = _list(page.response, "ResultsByTime", f"on page {number}")
         for position, period in enumerate(results, 1):
             day = _day(period, f"result {position} of ResultsByTime on page {number}")
@@ -276,11 +280,11 @@ def cost_lines(pages: Iterable[StoredPage], window: SyncWindow) -> list[CostLine
                     raise MalformedPayloadError(
                         f"group {index} on {day} is {_kind(group)}, expected an object"
                     )
-                service, record_type = _keys(group, index, day, page.grouped_by_record_type)
+                service, record_type = _keys(group, index, day, by_record_type)
                 where = (
                     f"{service} ({record_type}) on {day}" if record_type else f"{service} on {day}"
                 )
-                amount, reported, unit = _amount(group, page.metric, where)
+                amount, reported, unit = _amount(group, metric, where)
                 line = CostLine(
                     day,
                     service,
@@ -288,7 +292,7 @@ def cost_lines(pages: Iterable[StoredPage], window: SyncWindow) -> list[CostLine
                     amount,
                     unit,
                     estimated,
-                    page.metric,
+                    metric,
                     page.id,
                     reported if reported != amount else None,
                 )
@@ -311,10 +315,20 @@ def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
             yield from _strings(item, f"{path}[{index}]")
 
 
+def surely_storable(page: StoredPage) -> bool:
+    """True when the page surely holds no NUL and no surrogate: its JSON text (ASCII, so both
+    appear as escapes) has neither `\\u0000` nor a `\\ud800`-`\\udfff` escape."""
+    text = json.dumps(page.response, default=str)
+    return "\\u0000" not in text and _SURROGATE_ESCAPE.search(text) is None
+
+
 def check_storable(pages: Iterable[StoredPage]) -> None:
     """Raise MalformedPayloadError if a page holds text PostgreSQL cannot store (a NUL, an
-    unpaired surrogate), wherever it is: the raw pages are stored whole, as received."""
+    unpaired surrogate), wherever it is: the raw pages are stored whole, as received. A page
+    whose JSON text shows neither is passed at C speed; only a suspect one is walked."""
     for number, page in enumerate(pages, 1):
+        if surely_storable(page):
+            continue
         for path, text in _strings(page.response, ""):
             problem = _text_problem(text)
             if problem is not None:
@@ -327,22 +341,28 @@ def check_storable(pages: Iterable[StoredPage]) -> None:
 def to_eur(lines: Sequence[CostLine], rates: RateTable) -> list[EurCost]:
     """Convert each line at the ECB rate (EUR→currency) of its day: EUR = amount ÷ rate."""
     converted = []
-    for line in lines:
-        try:
-            applied = rates.rate_for(line.currency, line.day)
-        except MissingRateError as error:
-            raise MalformedPayloadError(f"cannot convert {line.currency} to EUR: {error}") from None
-        with localcontext(MONEY):
+    applied_rates: dict[tuple[str, date], AppliedRate] = {}  # a rate per currency and day
+    with localcontext(MONEY):
+        for line in lines:
+            applied = applied_rates.get((line.currency, line.day))
+            if applied is None:
+                try:
+                    applied = rates.rate_for(line.currency, line.day)
+                except MissingRateError as error:
+                    raise MalformedPayloadError(
+                        f"cannot convert {line.currency} to EUR: {error}"
+                    ) from None
+                applied_rates[(line.currency, line.day)] = applied
             amount_eur = (line.amount / applied.rate).quantize(EUR_PLACES)
-        if abs(amount_eur) >= AMOUNT_LIMIT:
-            where = f"{line.service} ({line.record_type})" if line.record_type else line.service
-            raise MalformedPayloadError(
-                f"{where} on {line.day}: {_plain(line.reported)} {line.currency} is {amount_eur} "
-                "EUR, too large to store: PULSE stores amounts below 10^18"
+            if abs(amount_eur) >= AMOUNT_LIMIT:
+                where = f"{line.service} ({line.record_type})" if line.record_type else line.service
+                raise MalformedPayloadError(
+                    f"{where} on {line.day}: {_plain(line.reported)} {line.currency} is "
+                    f"{amount_eur} EUR, too large to store: PULSE stores amounts below 10^18"
+                )
+            converted.append(
+                EurCost(line, applied.rate, applied.rate_date, applied.provisional, amount_eur)
             )
-        converted.append(
-            EurCost(line, applied.rate, applied.rate_date, applied.provisional, amount_eur)
-        )
     return converted
 
 

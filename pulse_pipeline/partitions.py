@@ -1,6 +1,7 @@
 """One partition per PULSE CloudAccount (the key is `CloudAccount.id`), and batches of them per run."""
 
 import logging
+import math
 from collections.abc import Iterable, Sequence
 
 import dagster as dg
@@ -15,9 +16,18 @@ CLOUD_ACCOUNTS = "cloud_accounts"
 PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
-# Accounts synced by one run when the schedule, the sensor or a backfill launches many: a run
-# costs seconds of CPU to start (it imports the code location), an account far less to sync.
-ACCOUNTS_PER_RUN = 25
+# The pool every sync step takes a slot of: its limit is how many accounts call Cost Explorer
+# at once, the "lanes" the schedule and the sensor fill.
+COST_EXPLORER_POOL = "cost_explorer"
+# The most accounts one run of the schedule or the sensor syncs. A run syncs its accounts one
+# after another (about 2 s each at 6 requests of 300 ms), so 500 stay well inside run
+# monitoring's one-hour max_runtime_seconds; past lanes x 500 accounts there are more runs.
+MAX_ACCOUNTS_PER_RUN = 500
+# Accounts per run of a backfill. Dagster cuts a backfill into runs by this fixed number (the
+# sync's BackfillPolicy) when it is launched, before any lane count is known: 5 per run keeps
+# the default 5 lanes busy from 25 selected accounts on, while a run per account would cost a
+# run start-up (seconds of CPU) for each.
+BACKFILL_ACCOUNTS_PER_RUN = 5
 
 # Dagster keeps partition keys in PostgreSQL btree indexes (dynamic_partitions, run_tags,
 # event_logs, asset_check_executions), and a batch run's key, a run tag, holds two of them. A
@@ -76,21 +86,56 @@ def refuse_unpartitionable(
     return refused
 
 
-def contiguous_batches(ordered: Sequence[str], due: set[str]) -> list[list[str]]:
-    """The due accounts in partition order, cut into runs of consecutive partitions.
+def cost_explorer_lanes(instance: dg.DagsterInstance) -> int:
+    """How many accounts can call Cost Explorer at once: the `cost_explorer` pool's limit (one
+    set in the UI or with `dagster instance concurrency set`, else `concurrency.pools.
+    default_limit`), capped by `concurrency.runs.max_concurrent_runs`. An instance with neither
+    (the tests' in-process one) has one lane."""
+    config = instance.get_concurrency_config()
+    pool = instance.event_log_storage.get_concurrency_info(COST_EXPLORER_POOL).slot_count
+    limits = [pool or config.pool_config.default_pool_limit]
+    if config.run_queue_config is not None:
+        limits.append(config.run_queue_config.max_concurrent_runs)
+    known = [limit for limit in limits if limit is not None and limit > 0]
+    return min(known, default=1)
+
+
+def run_sizes(accounts: int, lanes: int) -> list[int]:
+    """Accounts per run so that every lane is busy from the start and all finish together.
+
+    `min(lanes, accounts)` runs of equal size (they differ by one at most); past `lanes` x
+    MAX_ACCOUNTS_PER_RUN accounts, as many rounds of `lanes` runs as needed.
+    """
+    if accounts <= 0:
+        return []
+    rounds = math.ceil(accounts / (max(lanes, 1) * MAX_ACCOUNTS_PER_RUN))
+    runs = min(accounts, max(lanes, 1) * rounds)
+    size, extra = divmod(accounts, runs)
+    return [size + 1 if n < extra else size for n in range(runs)]
+
+
+def balanced_batches(ordered: Sequence[str], due: set[str], lanes: int) -> list[list[str]]:
+    """The due accounts in partition order, cut into `run_sizes` runs of consecutive partitions.
 
     A batch run covers a partition range, so a partition that is not due (a disconnected
-    account) ends a batch instead of being synced with it.
+    account) also ends a batch instead of being synced with it.
     """
+    sizes = iter(run_sizes(len(due), lanes))
     batches: list[list[str]] = []
     current: list[str] = []
+    left = next(sizes, 0)  # accounts still to put in the current run's share
     for key in ordered:
-        if key in due and len(current) < ACCOUNTS_PER_RUN:
-            current.append(key)
+        if key not in due:
+            if current:  # the rest of this share goes into a run of its own
+                batches.append(current)
+                current = []
             continue
-        if current:
+        current.append(key)
+        left -= 1
+        if left == 0:
             batches.append(current)
-        current = [key] if key in due else []
+            current = []
+            left = next(sizes, 0)
     if current:
         batches.append(current)
     return batches

@@ -64,6 +64,7 @@ from pulse_pipeline.ecb_history import (
 )
 from pulse_pipeline.fx import EcbRate
 from pulse_pipeline.normalise import FOCUS_CHARGE_CATEGORY
+from pulse_pipeline.sync_window import PREVIOUS_MONTH, REVISABLE, WINDOW_RULES
 
 # Cost Explorer has a single endpoint: every commercial region resolves to us-east-1.
 COST_EXPLORER_REGION = "us-east-1"
@@ -450,6 +451,13 @@ class CostSettings(dg.ConfigurableResource):
         default=30,
         description="Hours after an account's last successful sync before synced_recently fails.",
     )
+    default_window: str = Field(
+        default=REVISABLE,
+        description=(
+            f"Where a daily sync's window starts: `{REVISABLE}` (the oldest day Cost Explorer "
+            f"may still revise) or `{PREVIOUS_MONTH}` (always the 1st of last month)."
+        ),
+    )
 
     @field_validator("metric", mode="before")
     @classmethod
@@ -459,6 +467,13 @@ class CostSettings(dg.ConfigurableResource):
         if value not in METRICS:
             raise ValueError(f"unknown cost metric {value!r}; choose one of {', '.join(METRICS)}")
         return value
+
+    @field_validator("default_window", mode="before")
+    @classmethod
+    def _known_window_rule(cls, value: str) -> str:
+        if _read_at_run_start(value) or value in WINDOW_RULES:
+            return value
+        raise ValueError(f"unknown window rule {value!r}; choose {' or '.join(WINDOW_RULES)}")
 
     @field_validator("record_types", mode="before")
     @classmethod

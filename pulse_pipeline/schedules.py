@@ -6,8 +6,9 @@ from pulse_pipeline.db import queries
 from pulse_pipeline.jobs import refresh_ecb_rates, sync_aws_costs
 from pulse_pipeline.partitions import (
     CLOUD_ACCOUNTS,
+    balanced_batches,
     batch_run_request,
-    contiguous_batches,
+    cost_explorer_lanes,
     refuse_unpartitionable,
 )
 from pulse_pipeline.resources import PulseDatabase
@@ -20,9 +21,10 @@ from pulse_pipeline.resources import PulseDatabase
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description=(
         "Every day at 05:00 UTC, syncs every AWS account whose PULSE status is pending, active "
-        "or error, over the default window (1st of last month through yesterday), in runs of up "
-        "to 25 consecutive account partitions (each account still succeeds or fails on its "
-        "own). An account whose id cannot be a partition key is skipped and marked error with "
+        "or error, over the default window (the days Cost Explorer may still revise), in one run "
+        "per cost_explorer lane (the pool's limit), of equal size, so every lane is busy from "
+        "the start and they finish together (at most 500 accounts per run; each account still "
+        "succeeds or fails on its own). An account whose id cannot be a partition key is skipped and marked error with "
         "the reason. The run key names the day and the accounts, so a tick evaluated twice launches "
         "nothing twice."
     ),
@@ -46,7 +48,7 @@ def daily_aws_cost_sync(
     day = context.scheduled_execution_time.date().isoformat()
     return [
         batch_run_request(batch, f"daily:{day}", {"pulse/trigger": "daily"})
-        for batch in contiguous_batches(partitions, due)
+        for batch in balanced_batches(partitions, due, cost_explorer_lanes(context.instance))
     ]
 
 

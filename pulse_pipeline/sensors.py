@@ -24,9 +24,10 @@ from pulse_pipeline.partitions import (
     CLOUD_ACCOUNTS,
     PARTITION_TAG,
     RANGE_START_TAG,
+    balanced_batches,
     batch_run_request,
     cloud_accounts_partitions,
-    contiguous_batches,
+    cost_explorer_lanes,
     refuse_unpartitionable,
     unknown_partitions,
 )
@@ -46,7 +47,8 @@ FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.Dagster
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Adds a cloud_accounts partition for each newly connected AWS Cost Explorer account in "
-        "PULSE and requests its first sync (default window) in the same tick. Accounts that are "
+        "PULSE and requests its first sync (default window) in the same tick, shared out over the "
+        "cost_explorer lanes like the daily schedule's runs. Accounts that are "
         "disconnected (a status other than pending/active/error) or deleted in PULSE are no "
         "longer synced; their partitions and CostRecords stay as history. A partition that "
         "names no CloudAccount and was never materialized (added by hand, say) is removed, and "
@@ -123,12 +125,14 @@ def new_cloud_accounts(
         )
     context.log.info(f"new AWS accounts: {', '.join(new)}{refused_note}")
     job = sync_aws_costs.name
+    lanes = cost_explorer_lanes(context.instance)
     return dg.SensorResult(
         dynamic_partitions_requests=[*removal, cloud_accounts_partitions.build_add_request(new)],
-        # New partitions are appended in this order, so consecutive ones form a range.
+        # New partitions are appended in this order, so consecutive ones form a range; they
+        # are shared out over the cost_explorer lanes like the schedule's.
         run_requests=[
             batch_run_request(batch, "initial-sync", {"pulse/trigger": "new-account"}, job)
-            for batch in contiguous_batches([*ordered, *new], set(new))
+            for batch in balanced_batches([*ordered, *new], set(new), lanes)
         ],
         cursor=json.dumps(sorted(handled | (partitions - set(removed)) | set(new))),
     )

@@ -26,6 +26,7 @@ from pulse_pipeline.resources import (
     ManualRequestLimits,
     PulseDatabase,
 )
+from pulse_pipeline.sync_window import REVISABLE
 
 
 class SettingError(ValueError):
@@ -75,6 +76,7 @@ SETTINGS = (
         "sync_interval_minutes",
         ManualRequestLimits.model_fields["sync_interval_minutes"].default,
     ),
+    Setting("PULSE_DEFAULT_WINDOW", "settings", "default_window", REVISABLE),
     Setting("AWS_PROFILE", "aws", "profile_name"),
     # botocore reads AWS_DEFAULT_REGION itself, but not AWS_REGION.
     Setting("AWS_REGION", "aws", "region_name"),

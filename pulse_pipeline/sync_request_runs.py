@@ -16,8 +16,8 @@ from pulse_pipeline.db import queries
 from pulse_pipeline.partitions import (
     CLOUD_ACCOUNTS,
     accounts_in_run,
+    balanced_batches,
     batch_run_request,
-    contiguous_batches,
 )
 from pulse_pipeline.resources import ManualRequestLimits
 from pulse_pipeline.sync_requests import SyncRequest
@@ -156,7 +156,8 @@ def _launch(
     missing = [key for key in ids if key not in partitions]
     partitions.extend(missing)  # added by this tick, after the existing ones
     served.new_partitions.extend(missing)
-    batches = contiguous_batches(partitions, set(ids))
+    # One lane: one run per stretch of consecutive partitions (a manual request is small).
+    batches = balanced_batches(partitions, set(ids), lanes=1)
     window = {"ops": {"sync_cloud_accounts": {"config": request.window_config()}}}
     for batch in batches:
         run = batch_run_request(

@@ -8,13 +8,22 @@ from pydantic import Field
 
 # Cost Explorer keeps daily data for the current month plus the previous 13 months.
 DAILY_HISTORY_MONTHS = 13
+# How the default window starts (PULSE_DEFAULT_WINDOW): at the oldest day Cost Explorer may
+# still revise, or always at the 1st of the previous month (the behaviour before).
+REVISABLE = "revisable"
+PREVIOUS_MONTH = "previous-month"
+WINDOW_RULES = (REVISABLE, PREVIOUS_MONTH)
 
 
 class SyncWindowConfig(dg.Config):
     """Which days to sync, both inclusive. Leave both empty for the default trailing window."""
 
     start_date: str | None = Field(
-        default=None, description="First day to sync (YYYY-MM-DD). Default: 1st of last month."
+        default=None,
+        description=(
+            "First day to sync (YYYY-MM-DD). Default: the oldest day Cost Explorer may still "
+            "revise (see PULSE_DEFAULT_WINDOW)."
+        ),
     )
     end_date: str | None = Field(
         default=None,
@@ -46,13 +55,38 @@ def _first_of_month(day: date, months_back: int = 0) -> date:
     return date(month_index // 12, month_index % 12 + 1, 1)
 
 
-def default_window(today: date) -> SyncWindow:
-    """Complete days from the 1st of the previous month through yesterday.
+@dataclass(frozen=True)
+class StoredDays:
+    """What PULSE already holds of an account: its oldest CostRecord day still marked Estimated,
+    and its newest CostRecord day (None: nothing stored, a first sync)."""
 
-    Cost Explorer restates recent days (estimates become final, credits land), so every sync
-    re-reads at least the whole previous calendar month.
+    estimated_since: date | None = None
+    last_day: date | None = None
+
+
+def default_window(
+    today: date, stored: StoredDays | None = None, rule: str = REVISABLE
+) -> SyncWindow:
+    """The complete days a daily sync re-reads, ending yesterday (UTC).
+
+    `revisable` (the default) starts at the oldest day Cost Explorer may still revise: the 1st
+    of the current month, reaching back to the oldest stored day still marked Estimated (which
+    keeps the previous month in while any of its days is estimated) and to the day after the
+    newest stored day (a sync that was missed), never before the 1st of the previous month;
+    with nothing stored (a first sync), the 1st of the previous month. `previous-month` always
+    starts at the 1st of the previous month, reaching back to estimated days too.
     """
-    return SyncWindow(start=_first_of_month(today, months_back=1), end=today - timedelta(days=1))
+    stored = stored or StoredDays()
+    end = today - timedelta(days=1)
+    previous_month = _first_of_month(today, months_back=1)
+    start = previous_month
+    if rule == REVISABLE and stored.last_day is not None:
+        start = min(
+            _first_of_month(today), max(stored.last_day + timedelta(days=1), previous_month)
+        )
+    if stored.estimated_since is not None:
+        start = min(start, max(stored.estimated_since, earliest_daily_day(today)))
+    return SyncWindow(start=min(start, end), end=end)
 
 
 def earliest_daily_day(today: date) -> date:
@@ -71,18 +105,14 @@ def resolve_window(
     start_date: str | None,
     end_date: str | None,
     today: date,
-    estimated_since: date | None = None,
+    stored: StoredDays | None = None,
+    rule: str = REVISABLE,
 ) -> SyncWindow:
-    """The window to sync, validated before any AWS request is made.
-
-    Without a start date the default window also reaches back to `estimated_since`, the oldest
-    stored day still marked Estimated, so it is restated once final (within Cost Explorer's
-    daily history).
-    """
-    fallback = default_window(today)
-    if estimated_since is not None:
-        reach = max(estimated_since, earliest_daily_day(today))
-        fallback = SyncWindow(min(fallback.start, reach), fallback.end)
+    """The window to sync, validated before any AWS request is made: the configured days, or
+    `default_window` for what is left empty (with only an end date given, the start is the
+    1st of the previous month's rule, as a window chosen by hand has nothing to do with what
+    is still revisable)."""
+    fallback = default_window(today, stored, PREVIOUS_MONTH if end_date else rule)
     start = _parse_day(start_date, "start_date") if start_date else fallback.start
     end = _parse_day(end_date, "end_date") if end_date else fallback.end
     if start > end:

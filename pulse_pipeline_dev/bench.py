@@ -28,7 +28,7 @@ from pulse_pipeline.db.migrate import upgrade
 from pulse_pipeline.db.schema import cost_record
 from pulse_pipeline.db.urls import create_pulse_engine
 from pulse_pipeline.normalise import CostLine, EurCost
-from pulse_pipeline.sync_window import SyncWindow
+from pulse_pipeline.sync_window import StoredDays, SyncWindow, default_window
 from pulse_pipeline_dev import bench_dagster
 from pulse_pipeline_dev.postgres import fresh_database
 from pulse_pipeline_dev.simulated_aws import SimulatedAws, SimulationSettings
@@ -37,19 +37,51 @@ PRICE_PER_REQUEST = Decimal("0.01")
 AWS_ACCOUNT = "111111111111"
 
 
+# Cost Explorer keeps the previous month estimated until its bill closes, in the first days of
+# the month; the benchmark assumes every day of it is final from the 5th on.
+BILL_CLOSED_ON_DAY = 5
+DESIGNS = (
+    "pulse_pipeline (days still revisable)",
+    "Estuary (1st of previous month on)",
+    "seed (yesterday + 30 days to date)",
+    "one request per account-day",
+)
+
+
 @dataclass(frozen=True)
 class RequestCounts:
-    """Cost Explorer requests for one account, per design."""
+    """Cost Explorer requests for one account: 30 daily syncs per design, and a backfill."""
 
-    pulse_daily: int
-    seed_daily: int
-    per_day_daily: int
+    month: dict[str, int]
     pulse_backfill: int
     per_day_backfill: int
 
 
-def count_requests(aws: SimulatedAws, days: int, today: date) -> RequestCounts:
-    """Fetch each design's windows through the simulation and count what it was asked."""
+def design_windows(today: date) -> dict[str, list[SyncWindow]]:
+    """The windows each design asks for on one day's sync of an account synced every day."""
+    yesterday = today - timedelta(days=1)
+    previous_month = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+    still_open = today.day < BILL_CLOSED_ON_DAY
+    stored = StoredDays(
+        estimated_since=previous_month if still_open else today.replace(day=1),
+        last_day=today - timedelta(days=2),
+    )
+    estuary = SyncWindow(previous_month, yesterday)
+    return {
+        DESIGNS[0]: [default_window(today, stored)],
+        DESIGNS[1]: [estuary],
+        DESIGNS[2]: [SyncWindow(yesterday, yesterday), SyncWindow(yesterday - timedelta(days=29), yesterday)],
+        DESIGNS[3]: [SyncWindow(day, day) for day in _days(estuary)],
+    }  # fmt: skip
+
+
+def _days(window: SyncWindow) -> list[date]:
+    return [window.start + timedelta(days=n) for n in range(window.days)]
+
+
+def count_requests(aws: SimulatedAws, today: date) -> RequestCounts:
+    """Fetch each design's windows through the simulation and count what it was asked: the 30
+    daily syncs up to `today`, and a 365-day backfill."""
     environment = aws.environment()
     sts = boto3.client(
         "sts",
@@ -58,37 +90,35 @@ def count_requests(aws: SimulatedAws, days: int, today: date) -> RequestCounts:
         aws_access_key_id=environment["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=environment["AWS_SECRET_ACCESS_KEY"],
     )
+    credentials = sts.assume_role(
+        RoleArn=f"arn:aws:iam::{AWS_ACCOUNT}:role/PulseCostRead", RoleSessionName="bench"
+    )["Credentials"]
+    ce = boto3.client(
+        "ce",
+        endpoint_url=aws.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+    )
+    answered: dict[SyncWindow, int] = {}
 
-    def client() -> object:
-        credentials = sts.assume_role(
-            RoleArn=f"arn:aws:iam::{AWS_ACCOUNT}:role/PulseCostRead", RoleSessionName="bench"
-        )["Credentials"]
-        return boto3.client(
-            "ce",
-            endpoint_url=aws.endpoint_url,
-            region_name="us-east-1",
-            aws_access_key_id=credentials["AccessKeyId"],
-            aws_secret_access_key=credentials["SecretAccessKey"],
-            aws_session_token=credentials["SessionToken"],
-        )
+    def requests_for(window: SyncWindow) -> int:
+        if window not in answered:  # the simulation answers a window alike on any day
+            before = aws.request_count(AWS_ACCOUNT)
+            fetch_pages(lambda: ce, cost_and_usage_request(window))
+            answered[window] = aws.request_count(AWS_ACCOUNT) - before
+        return answered[window]
 
-    def requests_for(*windows: SyncWindow) -> int:
-        before = aws.request_count(AWS_ACCOUNT)
-        for window in windows:
-            fetch_pages(client, cost_and_usage_request(window))
-        return aws.request_count(AWS_ACCOUNT) - before
-
+    month = dict.fromkeys(DESIGNS, 0)
+    for day in (today - timedelta(days=n) for n in range(30)):
+        for design, windows in design_windows(day).items():
+            month[design] += sum(requests_for(window) for window in windows)
     yesterday = today - timedelta(days=1)
-    daily_window = SyncWindow(yesterday - timedelta(days=days - 1), yesterday)
-    single_days = [SyncWindow(d, d) for d in (yesterday - timedelta(days=n) for n in range(days))]
-    one_day = requests_for(SyncWindow(yesterday, yesterday))
     return RequestCounts(
-        pulse_daily=requests_for(daily_window),
-        # The seed: yesterday, plus a separate month-to-date request re-pulling 30 days.
-        seed_daily=one_day + requests_for(SyncWindow(yesterday - timedelta(days=29), yesterday)),
-        per_day_daily=sum(requests_for(window) for window in single_days),
+        month=month,
         pulse_backfill=requests_for(SyncWindow(yesterday - timedelta(days=364), yesterday)),
-        per_day_backfill=365 * one_day,
+        per_day_backfill=365 * requests_for(SyncWindow(yesterday, yesterday)),
     )
 
 
@@ -183,34 +213,41 @@ def _values(account: CloudAccount, cost: EurCost) -> dict[str, object]:
     }  # fmt: skip
 
 
+def _numbers(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pulse_pipeline_dev.bench", description=__doc__)
-    parser.add_argument("--accounts", type=int, default=200)
-    parser.add_argument("--days", type=int, default=45)
+    parser.add_argument(
+        "--accounts", type=_numbers, default=[10, 200, 500], help="comma-separated, e.g. 10,200"
+    )
+    parser.add_argument(
+        "--lanes",
+        type=_numbers,
+        default=[5],
+        help="cost_explorer pool limits: every --accounts at the first, the largest at the others",
+    )
+    parser.add_argument("--days", type=int, default=55, help="days per account in the write test")
     parser.add_argument("--services", type=int, default=40)
     parser.add_argument("--page-size", type=int, default=500, help="groups per Cost Explorer page")
     parser.add_argument("--write-accounts", type=int, default=20, help="accounts in the write test")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432")
     parser.add_argument("--latency-ms", type=float, default=300, help="per Cost Explorer request")
-    parser.add_argument("--max-concurrent", type=int, default=5, help="Cost Explorer requests")
     parser.add_argument("--backfill-services", type=int, default=100)
     args = parser.parse_args(argv)
     today = datetime.now(UTC).date()
     settings = SimulationSettings(services_per_day=args.services, page_size=args.page_size)
     with SimulatedAws(settings) as aws:
-        counts = count_requests(aws, args.days, today)
-    print(f"Cost Explorer requests per account ({args.days}-day window, {args.services} services, "
-          f"{args.page_size} groups per page; $0.01 each)")  # fmt: skip
-    print(f"{'design':<34}{'daily sync':>12}{'365-day backfill':>18}")
-    for design, daily, backfill in (
-        ("pulse_pipeline (window, per page)", counts.pulse_daily, counts.pulse_backfill),
-        ("seed (day + month-to-date)", counts.seed_daily, None),
-        ("one request per account-day", counts.per_day_daily, counts.per_day_backfill),
-    ):
-        shown = "-" if backfill is None else str(backfill)
-        print(f"{design:<34}{daily:>12}{shown:>18}")
-    price = PRICE_PER_REQUEST * counts.pulse_daily * args.accounts * 30
-    print(f"pulse_pipeline, {args.accounts} accounts, 30 daily syncs: ${price}")
+        counts = count_requests(aws, today)
+    print(f"Cost Explorer requests per account ({args.services} services, {args.page_size} groups "
+          f"per page; $0.01 each): 30 daily syncs up to {today}, and a backfill")  # fmt: skip
+    print(f"{'design':<40}{'30 daily syncs':>15}{'per month':>11}{'365-day backfill':>18}")
+    for design, requests in counts.month.items():
+        backfills = {DESIGNS[0]: counts.pulse_backfill, DESIGNS[3]: counts.per_day_backfill}
+        shown = str(backfills[design]) if design in backfills else "-"
+        price = f"${PRICE_PER_REQUEST * requests:.2f}"
+        print(f"{design:<40}{requests:>15}{price:>11}{shown:>18}")
     window = SyncWindow(today - timedelta(days=args.days), today - timedelta(days=1))
     costs = synthetic_costs(args.write_accounts, args.days, args.services, window.end)
     rows = sum(len(c) for c in costs)
@@ -220,16 +257,26 @@ def main(argv: list[str] | None = None) -> int:
     for path, rate in figures.items():
         print(f"{path:<24}{math.floor(rate):>10} rows/s{rate / limit:>8.0%} of COPY")
     print(flush=True)
-    through_dagster = bench_dagster.measure(
-        args.postgres,
-        accounts=args.accounts,
-        services=args.services,
-        page_size=args.page_size,
-        latency=args.latency_ms / 1000,
-        max_concurrent=args.max_concurrent,
-        backfill_services=args.backfill_services,
-    )
-    print(bench_dagster.report(*through_dagster, args.latency_ms / 1000, args.max_concurrent))
+    layouts = [(accounts, args.lanes[0]) for accounts in args.accounts]
+    layouts += [(max(args.accounts), lanes) for lanes in args.lanes[1:]]
+    daily = []
+    backfill: bench_dagster.BackfillFigures | None = None
+    for number, (accounts, lanes) in enumerate(layouts):
+        figures_of_sync, measured_backfill = bench_dagster.measure(
+            args.postgres,
+            accounts=accounts,
+            lanes=lanes,
+            services=args.services,
+            page_size=args.page_size,
+            latency=args.latency_ms / 1000,
+            backfill_services=args.backfill_services if number == 0 else None,
+            second_sync=number == 0,
+        )
+        daily.append(figures_of_sync)
+        backfill = backfill or measured_backfill
+        print(f"measured {accounts} accounts x {lanes} lanes", flush=True)
+    print()
+    print(bench_dagster.report(daily, backfill, args.latency_ms / 1000))
     return 0
 
 

@@ -18,8 +18,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -54,6 +55,25 @@ class RunFigures:
     teardown_seconds: float  # step end -> run end
     peak_memory_mb: float
     memory_after_first_account_mb: float
+    cpu_seconds: list[float]  # the process's CPU time after each account
+    queued_at: float  # epoch seconds: in the run queue
+    started_at: float  # epoch seconds: RUN_START, the code location imported
+
+    @property
+    def cpu_per_account(self) -> float | None:
+        """CPU seconds per account after the first: the sync alone, without the start-up."""
+        if len(self.cpu_seconds) < 2:
+            return None
+        return (self.cpu_seconds[-1] - self.cpu_seconds[0]) / (len(self.cpu_seconds) - 1)
+
+
+@dataclass(frozen=True)
+class SecondSync:
+    """The next daily sync, once the previous month is final: what it asked and what it kept."""
+
+    requests: int
+    wall_seconds: float
+    money_unchanged: bool
 
 
 @dataclass(frozen=True)
@@ -61,6 +81,8 @@ class DailySyncFigures:
     """The daily sync of every account, through the daemon."""
 
     accounts: int
+    lanes: int
+    latency: float
     days: int
     wall_seconds: float
     runs: list[RunFigures]
@@ -71,6 +93,19 @@ class DailySyncFigures:
     statuses_active: int
     status_seconds: float | None
     cores: int
+    second: SecondSync | None = None
+    tick_at: float = 0.0  # epoch seconds: the tick was fired
+
+    @property
+    def floor_seconds(self) -> float:
+        """The requests alone, every lane busy all the time."""
+        return self.requests * self.latency / self.lanes
+
+    @property
+    def cpu_per_account(self) -> float:
+        """Median over the runs of their CPU seconds per account, start-up excluded."""
+        figures = [run.cpu_per_account for run in self.runs if run.cpu_per_account is not None]
+        return median(figures) if figures else 0.0
 
     @property
     def overhead_per_account(self) -> float:
@@ -125,9 +160,13 @@ def add_accounts(pulse_url: str, rows: list[tuple[str, str]]) -> None:
     engine.dispose()
 
 
-def _instance_yaml(dagster_url: str) -> str:
-    """The production dagster.yaml with its storage pointed at the benchmark's database."""
+def _instance_yaml(dagster_url: str, lanes: int) -> str:
+    """The production dagster.yaml with its storage pointed at the benchmark's database and
+    `lanes` slots in the cost_explorer pool (and at least as many concurrent runs)."""
     config = yaml.safe_load((ROOT / "dagster.yaml").read_text())
+    config["concurrency"]["pools"]["default_limit"] = lanes
+    runs = config["concurrency"]["runs"]
+    runs["max_concurrent_runs"] = max(runs["max_concurrent_runs"], lanes)
     scheme = config["storage"]["postgres"]["postgres_db"]["scheme"]
     config["storage"] = {"postgres": {"postgres_url": dagster_url.replace("postgresql", scheme, 1)}}
     return yaml.safe_dump(config)
@@ -223,20 +262,17 @@ def _execution_params(request: dict[str, Any], selector: dict[str, str]) -> dict
     }
 
 
-def _sync_runs(instance: dg.DagsterInstance, trigger: str) -> list[dg.RunRecord]:
-    return list(instance.get_run_records(dg.RunsFilter(tags={"pulse/trigger": trigger})))
-
-
-def wait_for_runs(instance: dg.DagsterInstance, trigger: str, timeout: float) -> list[dg.RunRecord]:
-    """Every run the tick launched, once all have finished."""
+def wait_for_runs(
+    instance: dg.DagsterInstance, run_ids: list[str], timeout: float
+) -> list[dg.RunRecord]:
+    """The runs, once all have finished."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        records = _sync_runs(instance, trigger)
-        if records and all(record.dagster_run.is_finished for record in records):
+        records = list(instance.get_run_records(dg.RunsFilter(run_ids=run_ids)))
+        if len(records) == len(run_ids) and all(r.dagster_run.is_finished for r in records):
             return records
         time.sleep(1)
-    unfinished = [r for r in _sync_runs(instance, trigger) if not r.dagster_run.is_finished]
-    raise TimeoutError(f"{len(unfinished)} sync runs still unfinished after {timeout:.0f} s")
+    raise TimeoutError(f"sync runs still unfinished after {timeout:.0f} s")
 
 
 def run_figures(instance: dg.DagsterInstance, record: dg.RunRecord) -> RunFigures:
@@ -254,13 +290,22 @@ def run_figures(instance: dg.DagsterInstance, record: dg.RunRecord) -> RunFigure
     stats = instance.get_run_step_stats(run.run_id)
     step_start = min((stat.start_time or started for stat in stats), default=started)
     step_end = max((stat.end_time or step_start for stat in stats), default=step_start)
-    memory = [
-        float(event.asset_materialization.metadata["run_peak_memory_mb"].value)  # type: ignore[arg-type]
+    materializations = [
+        event.asset_materialization.metadata
         for event in instance.all_logs(
             run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
         )
         if event.asset_materialization is not None
-        and "run_peak_memory_mb" in event.asset_materialization.metadata
+    ]
+    memory = [
+        float(metadata["run_peak_memory_mb"].value)  # type: ignore[arg-type]
+        for metadata in materializations
+        if "run_peak_memory_mb" in metadata
+    ]
+    cpu = [
+        float(metadata["run_cpu_seconds"].value)  # type: ignore[arg-type]
+        for metadata in materializations
+        if "run_cpu_seconds" in metadata
     ]
     return RunFigures(
         accounts=len(accounts_in_run(instance, dict(run.tags))),
@@ -270,6 +315,9 @@ def run_figures(instance: dg.DagsterInstance, record: dg.RunRecord) -> RunFigure
         teardown_seconds=(record.end_time or step_end) - step_end,
         peak_memory_mb=max(memory, default=0.0),
         memory_after_first_account_mb=memory[0] if memory else 0.0,
+        cpu_seconds=cpu,
+        queued_at=record.create_timestamp.timestamp(),
+        started_at=started,
     )
 
 
@@ -282,6 +330,14 @@ def _cost_rows(pulse_url: str, account_id: str | None = None) -> int:
         rows = int(conn.execute(query).scalar_one())
     engine.dispose()
     return rows
+
+
+def _total_eur(pulse_url: str) -> Decimal:
+    engine = create_pulse_engine(pulse_url)
+    with engine.connect() as conn:
+        total = conn.execute(select(func.sum(cost_record.c.amountEUR))).scalar_one()
+    engine.dispose()
+    return Decimal(total or 0)
 
 
 def _active_accounts(pulse_url: str) -> int:
@@ -308,26 +364,28 @@ def _wait_for_statuses(pulse_url: str, accounts: int, timeout: float) -> float |
 def measure(
     server: str,
     accounts: int,
+    lanes: int,
     services: int,
     page_size: int,
     latency: float,
-    max_concurrent: int,
-    backfill_services: int,
+    backfill_services: int | None,
+    second_sync: bool = False,
     timeout: float = 3600,
-) -> tuple[DailySyncFigures, BackfillFigures]:
-    """Run the daily sync of `accounts` accounts, then one 14-month backfill, through Dagster."""
+) -> tuple[DailySyncFigures, BackfillFigures | None]:
+    """Run the daily sync of `accounts` accounts with `lanes` cost_explorer slots through
+    Dagster; then, if asked, the next day's sync and a 14-month backfill of one account."""
     settings = SimulationSettings(
         services_per_day=services,
         page_size=page_size,
         latency_seconds=latency,
-        max_concurrent_requests=max_concurrent,
-        services_by_account={BACKFILL_AWS_ACCOUNT: backfill_services},
+        max_concurrent_requests=lanes,
+        services_by_account={BACKFILL_AWS_ACCOUNT: backfill_services or services},
     )
     home = Path(tempfile.mkdtemp(prefix="pulse-bench-home-"))
     saved = dict(os.environ)
     try:
         with fresh_databases(server) as (pulse_url, dagster_url), SimulatedAws(settings) as aws:
-            (home / "dagster.yaml").write_text(_instance_yaml(dagster_url))
+            (home / "dagster.yaml").write_text(_instance_yaml(dagster_url, lanes))
             for key in [k for k in os.environ if k.startswith(("AWS_", "PULSE_"))]:
                 del os.environ[key]
             os.environ.update(
@@ -354,8 +412,12 @@ def measure(
                     daemon(environment, home / "daemon.log"),
                     webserver(environment, home / "webserver.log") as url,
                 ):
-                    daily = _daily_sync(instance, aws, url, pulse_url, accounts, timeout)
-                    backfill = _backfill(instance, aws, pulse_url, backfill_services, timeout)
+                    daily = _daily_sync(instance, aws, url, pulse_url, accounts, lanes, timeout)
+                    if second_sync:
+                        daily = replace(daily, second=_second_sync(instance, aws, url, pulse_url))
+                    backfill = None
+                    if backfill_services is not None:
+                        backfill = _backfill(instance, pulse_url, backfill_services, timeout)
             return daily, backfill
     finally:
         os.environ.clear()
@@ -369,15 +431,14 @@ def _daily_sync(
     url: str,
     pulse_url: str,
     accounts: int,
+    lanes: int,
     timeout: float,
 ) -> DailySyncFigures:
     aws.reset_request_counts()
-    started = time.monotonic()
+    started, tick_at = time.monotonic(), time.time()
     launched = tick_daily_schedule(url)
-    records = wait_for_runs(instance, "daily", timeout)
+    records = wait_for_runs(instance, launched, timeout)
     wall = time.monotonic() - started
-    if sorted(record.dagster_run.run_id for record in records) != sorted(launched):
-        raise RuntimeError("the runs tagged pulse/trigger=daily are not the runs the tick launched")
     status_seconds = _wait_for_statuses(pulse_url, accounts, timeout=120)
     window_days = {
         int(m.metadata["days"].value)  # type: ignore[arg-type]
@@ -389,6 +450,8 @@ def _daily_sync(
     }
     return DailySyncFigures(
         accounts=accounts,
+        lanes=lanes,
+        latency=aws.settings.latency_seconds,
         days=max(window_days, default=0),
         wall_seconds=wall,
         runs=[run_figures(instance, record) for record in records],
@@ -399,15 +462,27 @@ def _daily_sync(
         statuses_active=_active_accounts(pulse_url),
         status_seconds=(wall + status_seconds) if status_seconds is not None else None,
         cores=os.cpu_count() or 1,
+        tick_at=tick_at,
     )
 
 
+def _second_sync(
+    instance: dg.DagsterInstance, aws: SimulatedAws, url: str, pulse_url: str
+) -> SecondSync:
+    """The tick again, the previous month now final (the simulation marks only the last two
+    days Estimated): only the days still revisable are asked for, and the money stays."""
+    before = _total_eur(pulse_url)
+    aws.reset_request_counts()
+    started = time.monotonic()
+    records = wait_for_runs(instance, tick_daily_schedule(url), timeout=3600)
+    wall = time.monotonic() - started
+    if any(r.dagster_run.status != dg.DagsterRunStatus.SUCCESS for r in records):
+        raise RuntimeError("a run of the second daily sync failed")
+    return SecondSync(aws.total_requests(), wall, _total_eur(pulse_url) == before)
+
+
 def _backfill(
-    instance: dg.DagsterInstance,
-    aws: SimulatedAws,
-    pulse_url: str,
-    services: int,
-    timeout: float,
+    instance: dg.DagsterInstance, pulse_url: str, services: int, timeout: float
 ) -> BackfillFigures:
     """The whole of Cost Explorer's daily history (about 14 months) of one account."""
     add_accounts(pulse_url, [(BACKFILL_ACCOUNT, BACKFILL_AWS_ACCOUNT)])
@@ -429,7 +504,8 @@ def _backfill(
         ],
         cwd=ROOT, check=True, capture_output=True,
     )  # fmt: skip
-    (record,) = wait_for_runs(instance, "backfill", timeout)
+    launched = instance.get_run_records(dg.RunsFilter(tags={"pulse/trigger": "backfill"}))
+    (record,) = wait_for_runs(instance, [r.dagster_run.run_id for r in launched], timeout)
     figures = run_figures(instance, record)
     if record.dagster_run.status != dg.DagsterRunStatus.SUCCESS:
         raise RuntimeError(f"the backfill run {record.dagster_run.run_id} failed")
@@ -442,37 +518,59 @@ def _backfill(
     )
 
 
-def report(daily: DailySyncFigures, backfill: BackfillFigures, latency: float, limit: int) -> str:
-    """The figures as printed by `make bench`."""
-    runs = daily.runs
-    sizes = sorted({run.accounts for run in runs})
+def _layout(runs: list[RunFigures]) -> str:
+    sizes = sorted(run.accounts for run in runs)
+    each = str(sizes[0]) if sizes[0] == sizes[-1] else f"{sizes[0]}-{sizes[-1]}"
+    return f"{len(runs)}x{each}"
+
+
+def report(daily: list[DailySyncFigures], backfill: BackfillFigures | None, latency: float) -> str:
+    """The figures as printed by `make bench`: one column per accounts x lanes measured."""
+    first = daily[0]
+    rows: list[tuple[str, list[str]]] = [
+        ("accounts x lanes", [f"{d.accounts}x{d.lanes}" for d in daily]),
+        ("wall time, tick to last run finished (s)", [f"{d.wall_seconds:.1f}" for d in daily]),
+        ("request floor: requests x latency / lanes (s)", [f"{d.floor_seconds:.1f}" for d in daily]),
+        ("wall time / request floor", [f"{d.wall_seconds / d.floor_seconds:.2f}" if d.floor_seconds else "-" for d in daily]),
+        ("runs (x accounts per run)", [_layout(d.runs) for d in daily]),
+        ("  all queued, after the tick (s)", [f"{max(r.queued_at for r in d.runs) - d.tick_at:.1f}" for d in daily]),
+        ("  all started (code loaded), after the tick (s)", [f"{max(r.started_at for r in d.runs) - d.tick_at:.1f}" for d in daily]),
+        ("failed runs", [str(d.failed_runs) for d in daily]),
+        ("Cost Explorer requests (all accounts)", [str(d.requests) for d in daily]),
+        ("  per account", [f"{d.requests / d.accounts:.1f}" for d in daily]),
+        ("peak concurrent Cost Explorer requests", [str(d.peak_concurrent_requests) for d in daily]),
+        ("CostRecord rows written", [str(d.rows) for d in daily]),
+        ("CPU per account in a run, start-up excluded (s)", [f"{d.cpu_per_account:.3f}" for d in daily]),
+        ("  per 1,000 rows (s)", [f"{d.cpu_per_account * 1000 * d.accounts / max(d.rows, 1):.3f}" for d in daily]),
+        ("run start-up: launch + imports, median (s)", [f"{median(r.startup_seconds for r in d.runs):.1f}" for d in daily]),
+        ("waiting for a cost_explorer slot, median (s)", [f"{median(r.pool_wait_seconds for r in d.runs):.1f}" for d in daily]),
+        ("sync step of a run, median (s)", [f"{median(r.step_seconds for r in d.runs):.1f}" for d in daily]),
+        ("peak memory of a run, max (MB)", [f"{max(r.peak_memory_mb for r in d.runs):.0f}" for d in daily]),
+        ("  after its first account, median (MB)", [f"{median(r.memory_after_first_account_mb for r in d.runs):.0f}" for d in daily]),
+        ("accounts active in PULSE (status written)", [str(d.statuses_active) for d in daily]),
+    ]  # fmt: skip
     lines = [
-        f"Daily sync through Dagster ({daily.accounts} accounts, {daily.days}-day default "
-        f"window, {latency * 1000:.0f} ms per Cost Explorer request, at most {limit} at once; "
-        f"the runs, dagster-daemon and dagster-webserver share {daily.cores} cores)",
-        f"{'wall time, tick to last run finished':<44}{daily.wall_seconds:>10.1f} s",
-        f"{'runs (accounts per run)':<44}{len(runs):>10} ({', '.join(map(str, sizes))})",
-        f"{'failed runs':<44}{daily.failed_runs:>10}",
-        f"{'Cost Explorer requests (per account)':<44}{daily.requests:>10} "
-        f"({daily.requests / daily.accounts:.1f})",
-        f"{'peak concurrent Cost Explorer requests':<44}{daily.peak_concurrent_requests:>10}",
-        f"{'CostRecord rows written':<44}{daily.rows:>10}",
-        f"{'Dagster overhead per account':<44}{daily.overhead_per_account:>10.2f} s",
-        f"{'run start-up: launch + imports (median)':<44}"
-        f"{median(r.startup_seconds for r in runs):>10.1f} s",
-        f"{'waiting for a cost_explorer slot (median)':<44}"
-        f"{median(r.pool_wait_seconds for r in runs):>10.1f} s",
-        f"{'sync step of a run (median)':<44}{median(r.step_seconds for r in runs):>10.1f} s",
-        f"{'peak memory of a run (max)':<44}{max(r.peak_memory_mb for r in runs):>10.0f} MB",
-        f"{'  after its first account (median)':<44}"
-        f"{median(r.memory_after_first_account_mb for r in runs):>10.0f} MB",
-        f"{'accounts active in PULSE (status written)':<44}{daily.statuses_active:>10}"
-        + (f" after {daily.status_seconds:.0f} s" if daily.status_seconds else ""),
-        "",
-        f"Backfill of one account through Dagster ({backfill.days} days, "
-        f"{backfill.services} services)",
-        f"{'CostRecord rows of the account':<44}{backfill.rows:>10}",
-        f"{'peak memory of the run':<44}{backfill.peak_memory_mb:>10.0f} MB",
-        f"{'wall time, launch to finish':<44}{backfill.seconds:>10.1f} s",
+        f"Daily sync through Dagster (a first sync: {first.days}-day window; {latency * 1000:.0f} "
+        f"ms per Cost Explorer request, at most `lanes` at once; the runs, dagster-daemon and "
+        f"dagster-webserver share {first.cores} cores)",
+        *(f"{label:<50}" + "".join(f"{value:>10}" for value in values) for label, values in rows),
     ]
+    if first.second is not None:
+        second = first.second
+        lines += [
+            "",
+            f"Next day's sync of the {first.accounts} accounts (previous month final)",
+            f"{'requests per account, next day':<50}{second.requests / first.accounts:>10.1f}",
+            f"{'wall time, tick to last run finished (s)':<50}{second.wall_seconds:>10.1f}",
+            f"{'EUR total unchanged':<50}{'yes' if second.money_unchanged else 'NO':>10}",
+        ]
+    if backfill is not None:
+        lines += [
+            "",
+            f"Backfill of one account through Dagster ({backfill.days} days, "
+            f"{backfill.services} services)",
+            f"{'CostRecord rows of the account':<50}{backfill.rows:>10}",
+            f"{'peak memory of the run (MB)':<50}{backfill.peak_memory_mb:>10.0f}",
+            f"{'wall time, launch to finish (s)':<50}{backfill.seconds:>10.1f}",
+        ]
     return "\n".join(lines)

@@ -1,22 +1,36 @@
-"""A small run of the benchmark, to keep `make bench` working: request counts exactly, no timing."""
+"""A small run of the benchmark, to keep `make bench` working: request counts and the run layout
+exactly, nothing about time."""
 
 from datetime import date
 
 import pytest
 
-from pulse_pipeline_dev.bench import count_requests, main
+from pulse_pipeline_dev.bench import DESIGNS, count_requests, main
 from pulse_pipeline_dev.simulated_aws import SimulatedAws, SimulationSettings
 
 
-def test_request_counts_are_one_per_result_page_against_the_other_designs() -> None:
+def test_a_month_of_daily_syncs_costs_fewer_requests_than_the_other_designs() -> None:
     # Pages large enough that every window is one page: the counts are then exact by design.
     with SimulatedAws(SimulationSettings(services_per_day=3, page_size=100_000)) as aws:
-        counts = count_requests(aws, days=10, today=date(2026, 11, 24))
+        counts = count_requests(aws, today=date(2026, 11, 25))
 
-    assert counts.pulse_daily == 1  # the whole window in one request
-    assert counts.seed_daily == 2  # yesterday, then month-to-date again
-    assert counts.per_day_daily == 10  # one per account-day
+    pulse, estuary, seed, per_day = (counts.month[design] for design in DESIGNS)
+    # One request a day for each design that reads a window (the seed: two windows a day).
+    assert (pulse, estuary, seed) == (30, 30, 60)
+    # One per day read from the 1st of the previous month: on 1-25 November 31 days of
+    # October plus the month so far, on 27-31 October 30 days of September plus the same.
+    november = sum(31 + day - 1 for day in range(1, 26))
+    october = sum(30 + day - 1 for day in range(27, 32))
+    assert per_day == november + october == 1365
     assert (counts.pulse_backfill, counts.per_day_backfill) == (1, 365)
+
+
+def test_with_small_pages_the_revisable_window_saves_requests() -> None:
+    with SimulatedAws(SimulationSettings(services_per_day=40, page_size=500)) as aws:
+        counts = count_requests(aws, today=date(2026, 11, 25))
+
+    pulse, estuary, _, _ = (counts.month[design] for design in DESIGNS)
+    assert pulse < estuary / 2  # only the days still revisable, once the month has closed
 
 
 def test_the_benchmark_command_prints_every_figure(
@@ -24,24 +38,26 @@ def test_the_benchmark_command_prints_every_figure(
 ) -> None:
     server = postgres_database.rsplit("/", 1)[0]
     # Pages hold a whole window, so every sync is exactly one Cost Explorer request.
-    args = ["--accounts", "3", "--days", "4", "--services", "3", "--page-size", "100000"]
-    fast = ["--latency-ms", "0", "--backfill-services", "2", "--write-accounts", "2"]
-    assert main([*args, *fast, "--postgres", server]) == 0
+    args = ["--accounts", "3", "--lanes", "2", "--days", "4", "--services", "3"]
+    fast = ["--page-size", "100000", "--latency-ms", "0", "--backfill-services", "2"]
+    assert main([*args, *fast, "--write-accounts", "2", "--postgres", server]) == 0
     out = capsys.readouterr().out
-    for figure in ("pulse_pipeline (window, per page)", "seed (day + month-to-date)",
-                   "one request per account-day", "row-by-row upsert", "COPY (the limit)",
-                   "Dagster overhead per account", "peak memory of a run (max)",
-                   "peak memory of the run"):  # fmt: skip
+    for figure in (*DESIGNS, "row-by-row upsert", "COPY (the limit)", "wall time / request floor",
+                   "CPU per account in a run, start-up excluded (s)", "peak memory of the run (MB)",
+                   "peak memory of a run, max (MB)"):  # fmt: skip
         assert figure in out
     assert "(24 rows, 2 accounts)" in out
-    # The daily sync through the daemon, its tick fired over the webserver's GraphQL: every
-    # account synced in one batch run, one request each, and every status written back to PULSE.
+    # The daily sync through the daemon, its tick fired over the webserver's GraphQL: the 3
+    # accounts shared out over the 2 lanes, one request each, every status written back.
     assert "dagster-daemon and dagster-webserver share" in out
-    assert figure_of(out, "runs (accounts per run)") == "1 (3)"
+    assert figure_of(out, "accounts x lanes") == "3x2"
+    assert figure_of(out, "runs (x accounts per run)") == "2x1-2"
     assert figure_of(out, "failed runs") == "0"
-    assert figure_of(out, "Cost Explorer requests (per account)") == "3 (1.0)"
-    assert figure_of(out, "peak concurrent Cost Explorer requests") == "1"
-    assert figure_of(out, "accounts active in PULSE (status written)").startswith("3 after")
+    assert figure_of(out, "Cost Explorer requests (all accounts)") == "3"
+    assert figure_of(out, "accounts active in PULSE (status written)") == "3"
+    # The next day's sync asks for the days still revisable only: one page, the same money.
+    assert figure_of(out, "requests per account, next day") == "1.0"
+    assert figure_of(out, "EUR total unchanged") == "yes"
     assert int(figure_of(out, "CostRecord rows of the account")) > 0  # the backfill
 
 

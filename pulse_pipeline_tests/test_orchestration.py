@@ -13,7 +13,13 @@ from sqlalchemy import insert, update
 from pulse_pipeline.db.schema import cloud_account
 from pulse_pipeline.db.urls import create_pulse_engine
 from pulse_pipeline.definitions import defs
-from pulse_pipeline.partitions import MAX_PARTITION_KEY_BYTES, accounts_in_run
+from pulse_pipeline.partitions import (
+    COST_EXPLORER_POOL,
+    MAX_PARTITION_KEY_BYTES,
+    accounts_in_run,
+    cost_explorer_lanes,
+    run_sizes,
+)
 from pulse_pipeline.resources import PulseDatabase
 from pulse_pipeline_tests.ce_results import ce_page, queue_results
 from pulse_pipeline_tests.support import (
@@ -68,6 +74,11 @@ def tick_new_accounts(instance: dg.DagsterInstance, cursor: str | None = None) -
     return result
 
 
+def set_lanes(instance: dg.DagsterInstance, lanes: int) -> None:
+    """The cost_explorer pool's limit, as `dagster instance concurrency set` or the UI sets it."""
+    instance.event_log_storage.set_concurrency_slots(COST_EXPLORER_POOL, lanes)
+
+
 def covered(instance: dg.DagsterInstance, request: dg.RunRequest) -> list[str]:
     """The accounts a run request syncs: its partition, or its partition range."""
     if request.partition_key:
@@ -114,6 +125,7 @@ def test_sensor_adds_new_accounts_once_and_skips_disconnected_ones(
     pulse: str, dagster_instance: dg.DagsterInstance
 ) -> None:
     """On a fresh deployment the ECB rates come first; then each new account exactly once."""
+    set_lanes(dagster_instance, 1)  # one lane: a tick's new accounts share one run
     change_accounts(
         pulse,
         [
@@ -134,7 +146,7 @@ def test_sensor_adds_new_accounts_once_and_skips_disconnected_ones(
 
     first = tick_new_accounts(dagster_instance, waiting.cursor)
 
-    # Both new accounts in one batch run over their partition range.
+    # Both new accounts in one batch run over their partition range (one lane).
     assert [covered(dagster_instance, r) for r in first.run_requests] == [["acc-1", "acc-2"]]
     assert [r.run_key for r in first.run_requests] == ["initial-sync:acc-1..acc-2"]
     assert dagster_instance.get_dynamic_partitions("cloud_accounts") == ["acc-1", "acc-2"]
@@ -154,9 +166,9 @@ def test_sensor_adds_new_accounts_once_and_skips_disconnected_ones(
 
 
 def test_schedule_batches_consecutive_syncable_accounts_with_a_daily_run_key(
-    pulse: str, dagster_instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+    pulse: str, dagster_instance: dg.DagsterInstance
 ) -> None:
-    monkeypatch.setattr("pulse_pipeline.partitions.ACCOUNTS_PER_RUN", 2)
+    set_lanes(dagster_instance, 2)
     when = datetime(2026, 11, 24, 5, 0, tzinfo=UTC)
 
     def tick() -> Any:
@@ -176,24 +188,29 @@ def test_schedule_batches_consecutive_syncable_accounts_with_a_daily_run_key(
         pulse,
         [
             account_row(f"acc-{n}", f"org-{n}", f"arn:aws:iam::{n}{n}{n}{n}00000000:role/R")
-            for n in (3, 4, 5)
+            for n in (3, 4, 5, 6)
         ],
     )
-    accounts = ["acc-1", "acc-2", "acc-3", "acc-4", "acc-5"]
+    accounts = ["acc-1", "acc-2", "acc-3", "acc-4", "acc-5", "acc-6"]
     dagster_instance.add_dynamic_partitions("cloud_accounts", accounts)
+    assert [covered(dagster_instance, r) for r in tick().run_requests] == [
+        ["acc-1", "acc-2", "acc-3"],
+        ["acc-4", "acc-5", "acc-6"],
+    ]  # two lanes: two runs of equal size
+
     change_accounts(pulse, **{"acc-2": {"status": "disconnected"}})
     result = tick()
 
-    # acc-2 is not due, so it splits the range; two accounts per run at most.
+    # acc-2 is not due, so it splits the first lane's share (3 of the 5) into two runs.
     assert [covered(dagster_instance, r) for r in result.run_requests] == [
         ["acc-1"],
         ["acc-3", "acc-4"],
-        ["acc-5"],
+        ["acc-5", "acc-6"],
     ]
     assert [r.run_key for r in result.run_requests] == [
         "daily:2026-11-24:acc-1",
         "daily:2026-11-24:acc-3..acc-4",
-        "daily:2026-11-24:acc-5",
+        "daily:2026-11-24:acc-5..acc-6",
     ]
     assert all(not r.run_config for r in result.run_requests)  # the default trailing window
 
@@ -201,6 +218,7 @@ def test_schedule_batches_consecutive_syncable_accounts_with_a_daily_run_key(
 def test_new_accounts_are_synced_and_their_status_written_without_anyone_launching_anything(
     pulse: str, dagster_instance: dg.DagsterInstance, moto_aws: None
 ) -> None:
+    set_lanes(dagster_instance, 1)
     load_rates(dagster_instance)
     queue_results("111111111111", TWO_PAGES)
     change_accounts(pulse, **{"acc-2": {"roleArn": "arn:aws:iam::222222222222:user/not-a-role"}})
@@ -301,6 +319,7 @@ def test_accounts_whose_id_cannot_be_a_partition_key_are_marked_error_and_never_
     pulse: str, dagster_instance: dg.DagsterInstance, moto_aws: None
 ) -> None:
     """On PostgreSQL storage a 2,680-character id failed every tick (ProgramLimitExceeded)."""
+    set_lanes(dagster_instance, 1)
     load_rates(dagster_instance)
     first = tick_new_accounts(dagster_instance)
     assert dagster_instance.get_dynamic_partitions("cloud_accounts") == ["acc-1", "acc-2"]
@@ -367,3 +386,40 @@ def test_accounts_whose_id_cannot_be_a_partition_key_are_marked_error_and_never_
         ["acc-1", "acc-2", longest, longer]
     ]
     assert account_status(pulse, "acc\nline")["status"] == "error"
+
+
+@pytest.mark.parametrize(
+    ("accounts", "lanes", "layout"),
+    [
+        (10, 5, [2, 2, 2, 2, 2]),
+        (7, 5, [2, 2, 1, 1, 1]),
+        (3, 5, [1, 1, 1]),
+        (200, 5, [40] * 5),
+        (500, 20, [25] * 20),
+        (10_000, 5, [500] * 20),  # past 5 x 500 accounts: rounds of 5 runs of at most 500
+    ],
+)
+def test_runs_follow_the_lanes_and_are_of_equal_size(
+    accounts: int, lanes: int, layout: list[int]
+) -> None:
+    assert run_sizes(accounts, lanes) == layout
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "set_limit", "lanes"),
+    [
+        # The production dagster.yaml: 5 pool slots, 10 runs.
+        ({"pools": {"default_limit": 5}, "runs": {"max_concurrent_runs": 10}}, None, 5),
+        # Fewer runs than slots: the runs are the lanes.
+        ({"pools": {"default_limit": 7}, "runs": {"max_concurrent_runs": 3}}, None, 3),
+        # A limit set in the UI or with `dagster instance concurrency set` wins over the default.
+        ({"pools": {"default_limit": 5}, "runs": {"max_concurrent_runs": 10}}, 8, 8),
+    ],
+)
+def test_lanes_are_read_from_the_instance_concurrency_settings(
+    concurrency: dict[str, Any], set_limit: int | None, lanes: int
+) -> None:
+    with dg.instance_for_test(overrides={"concurrency": concurrency}) as instance:
+        if set_limit is not None:
+            set_lanes(instance, set_limit)
+        assert cost_explorer_lanes(instance) == lanes

@@ -48,6 +48,7 @@ def test_set_variables_show_as_their_names_and_unset_ones_as_their_defaults(
         "record_types": "",
         "max_pages": 200,
         "freshness_hours": 30,
+        "default_window": "revisable",
     }
     # Production reads the ECB's own history; `bundled` is an explicit opt-in.
     assert field_values(loaded, "ecb")["history_url"] == (
@@ -98,6 +99,12 @@ def test_set_variables_show_as_their_names_and_unset_ones_as_their_defaults(
             )
             for value in ("0", "1.5", "a day")
         ],
+        (
+            "PULSE_DEFAULT_WINDOW",
+            "last-month",
+            "PULSE_DEFAULT_WINDOW is invalid: unknown window rule 'last-month'; choose revisable "
+            "or previous-month",
+        ),
         (
             "PULSE_RECORD_TYPES",
             "usage,tax",

@@ -5,7 +5,10 @@ from datetime import date
 import pytest
 
 from pulse_pipeline.sync_window import (
+    PREVIOUS_MONTH,
+    REVISABLE,
     InvalidWindowError,
+    StoredDays,
     SyncWindow,
     default_window,
     earliest_daily_day,
@@ -27,7 +30,7 @@ from pulse_pipeline.sync_window import (
         (date(2026, 1, 15), date(2025, 12, 1), date(2026, 1, 14)),
     ],
 )
-def test_default_window_runs_from_first_of_last_month_to_yesterday(
+def test_a_first_sync_runs_from_first_of_last_month_to_yesterday(
     today: date, start: date, end: date
 ) -> None:
     assert default_window(today) == SyncWindow(start, end)
@@ -125,3 +128,46 @@ def test_invalid_window_error_is_a_value_error() -> None:
 )
 def test_days_counts_both_ends(start: date, end: date, days: int) -> None:
     assert SyncWindow(start, end).days == days
+
+
+NOV_25 = date(2026, 11, 25)
+
+
+@pytest.mark.parametrize(
+    ("stored", "rule", "start"),
+    [
+        # A first sync: the previous month too.
+        (StoredDays(), REVISABLE, date(2026, 10, 1)),
+        # The previous month is final: only the current month.
+        (StoredDays(date(2026, 11, 23), date(2026, 11, 24)), REVISABLE, date(2026, 11, 1)),
+        # A day of the previous month is still estimated: from that day on.
+        (StoredDays(date(2026, 10, 20), date(2026, 11, 24)), REVISABLE, date(2026, 10, 20)),
+        # Nothing estimated, but the last sync was on 28 October: the days since.
+        (StoredDays(None, date(2026, 10, 27)), REVISABLE, date(2026, 10, 28)),
+        # A sync missed for months reaches back no further than the previous month.
+        (StoredDays(None, date(2026, 5, 31)), REVISABLE, date(2026, 10, 1)),
+        # An estimated day older than the previous month is restated too.
+        (StoredDays(date(2026, 8, 3), date(2026, 11, 24)), REVISABLE, date(2026, 8, 3)),
+        # The old behaviour as a setting: always from the 1st of last month.
+        (StoredDays(None, date(2026, 11, 24)), PREVIOUS_MONTH, date(2026, 10, 1)),
+        (StoredDays(date(2026, 8, 3), date(2026, 11, 24)), PREVIOUS_MONTH, date(2026, 8, 3)),
+    ],
+)
+def test_the_default_window_starts_at_the_oldest_day_cost_explorer_may_still_revise(
+    stored: StoredDays, rule: str, start: date
+) -> None:
+    assert resolve_window(None, None, NOV_25, stored, rule) == SyncWindow(start, date(2026, 11, 24))
+
+
+def test_on_the_first_of_a_month_a_final_previous_month_leaves_yesterday() -> None:
+    stored = StoredDays(None, date(2026, 11, 30))
+    assert default_window(date(2026, 12, 1), stored) == SyncWindow(
+        date(2026, 11, 30), date(2026, 11, 30)
+    )
+
+
+def test_an_end_date_alone_starts_at_the_first_of_last_month_whatever_is_stored() -> None:
+    stored = StoredDays(None, date(2026, 11, 24))
+    assert resolve_window(None, "2026-10-20", NOV_25, stored) == SyncWindow(
+        date(2026, 10, 1), date(2026, 10, 20)
+    )

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, case, delete, func, insert, select, update
 
 from pulse_pipeline.accounts import CloudAccount
 from pulse_pipeline.cost_explorer import Page
@@ -21,7 +21,7 @@ from pulse_pipeline.db.schema import (
 from pulse_pipeline.fx import EcbRate
 from pulse_pipeline.normalise import CostLine, EurCost, StoredPage, charge_category
 from pulse_pipeline.reconcile import WrittenRow
-from pulse_pipeline.sync_window import SyncWindow
+from pulse_pipeline.sync_window import StoredDays, SyncWindow
 
 AWS_PROVIDER = "AWS"
 COST_EXPLORER_CONNECTION = "COST_EXPLORER"
@@ -51,12 +51,15 @@ def aws_cost_explorer_accounts(conn: Connection) -> list[CloudAccount]:
     return [CloudAccount.from_row(row) for row in rows]
 
 
-def earliest_estimated_day(conn: Connection, account_id: str) -> date | None:
-    """The oldest stored day of the account that Cost Explorer still marked Estimated."""
+def stored_days(conn: Connection, account_id: str) -> StoredDays:
+    """The account's oldest stored day still marked Estimated, and its newest stored day."""
     c = cost_record.c
-    return conn.execute(
-        select(func.min(c.date)).where(c.cloudAccountId == account_id, c.estimated.is_(True))
-    ).scalar()
+    row = conn.execute(
+        select(func.min(case((c.estimated.is_(True), c.date))), func.max(c.date)).where(
+            c.cloudAccountId == account_id
+        )
+    ).one()
+    return StoredDays(estimated_since=row[0], last_day=row[1])
 
 
 def insert_pages(

@@ -35,6 +35,12 @@ def peak_memory_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def cpu_seconds() -> float:
+    """The CPU time of the run's process so far, every thread, start-up included."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return round(usage.ru_utime + usage.ru_stime, 3)
+
+
 def sync_account(
     run: SyncRun,
     account_id: str,
@@ -51,9 +57,8 @@ def sync_account(
     if run.write:
         with failing_cleanly(account_id):
             costs, outcomes = write(run, account_id, fetched)
-        yield Synced(
-            "costs", account_id, {**costs, "run_peak_memory_mb": peak_memory_mb()}, outcomes
-        )
+        process = {"run_peak_memory_mb": peak_memory_mb(), "run_cpu_seconds": cpu_seconds()}
+        yield Synced("costs", account_id, {**costs, **process}, outcomes)
 
 
 def sync_accounts(

@@ -2,7 +2,7 @@
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pulse_pipeline.accounts import (
@@ -23,15 +23,15 @@ from pulse_pipeline.cost_explorer import (
 )
 from pulse_pipeline.db import queries
 from pulse_pipeline.sync.run import Database, SyncRun
-from pulse_pipeline.sync_window import SyncWindow, resolve_window
+from pulse_pipeline.sync_window import StoredDays, SyncWindow, resolve_window
 
 
 @dataclass(frozen=True)
 class SyncTarget:
-    """The account to sync, and the oldest of its stored days still marked Estimated."""
+    """The account to sync, and the days of it PULSE already holds."""
 
     account: CloudAccount
-    estimated_since: date | None
+    stored: StoredDays
 
 
 def sync_target(database: Database, account_id: str) -> SyncTarget:
@@ -47,7 +47,7 @@ def sync_target(database: Database, account_id: str) -> SyncTarget:
                 "reconnect it to sync it again"
             )
         accounts = queries.aws_cost_explorer_accounts(conn)
-        estimated_since = queries.earliest_estimated_day(conn, account_id)
+        stored = queries.stored_days(conn, account_id)
     refuse_shared_external_id(account, accounts)
     connected = [other for other in accounts if other.status in queries.SYNCABLE_STATUSES]
     covering = covering_account(account, connected)
@@ -57,7 +57,7 @@ def sync_target(database: Database, account_id: str) -> SyncTarget:
             f"CloudAccount {covering.id} ({covering.name}) of the same organisation "
             f"{_why_it_syncs(covering)}; disconnect or delete the connection you no longer use"
         )
-    return SyncTarget(account, estimated_since)
+    return SyncTarget(account, stored)
 
 
 def refuse_shared_external_id(account: CloudAccount, accounts: list[CloudAccount]) -> None:
@@ -97,7 +97,7 @@ def download(run: SyncRun, account_id: str) -> Download:
     today = datetime.now(UTC).date()
     resolve_window(run.start_date, run.end_date, today)  # bad config fails before any read
     target = sync_target(run.database, account_id)
-    window = resolve_window(run.start_date, run.end_date, today, target.estimated_since)
+    window = resolve_window(run.start_date, run.end_date, today, target.stored, run.window_rule)
     connection = connection_for(target.account)
     request = cost_and_usage_request(window, run.metric)
     requests = RequestCount()

@@ -9,6 +9,7 @@ from sqlalchemy import Connection
 
 from pulse_pipeline.accounts import AwsConnection
 from pulse_pipeline.cost_explorer import DEFAULT_MAX_PAGES, RequestCount
+from pulse_pipeline.sync_window import REVISABLE
 
 
 class Database(Protocol):
@@ -23,7 +24,7 @@ class SyncRun:
 
     `fetch` asks Cost Explorer and stores the raw pages (cost_explorer_raw); `write` converts
     pages to EUR CostRecords (daily_costs_eur): this run's pages, else the latest stored ones.
-    `max_pages` caps each account's fetch; `requests` collects every fetch's request count as it
+    `max_pages` caps each account's fetch; `window_rule` is PULSE_DEFAULT_WINDOW; `requests` collects every fetch's request count as it
     goes, failed fetches included, so the run can report what it paid.
     """
 
@@ -37,6 +38,7 @@ class SyncRun:
     fetch: bool
     write: bool
     max_pages: int = DEFAULT_MAX_PAGES
+    window_rule: str = REVISABLE
     requests: list[RequestCount] = field(default_factory=list)
 
     def requests_total(self) -> RequestCount:

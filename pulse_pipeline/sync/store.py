@@ -1,7 +1,7 @@
 """cost_explorer_raw for one account: validate the downloaded pages and store them as received."""
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +12,7 @@ from pulse_pipeline.normalise import (
     StoredPage,
     check_storable,
     cost_lines,
+    surely_storable,
     totals_by_currency,
 )
 from pulse_pipeline.sync.fetch import Download
@@ -38,17 +39,13 @@ def store(run: SyncRun, download: Download, log: logging.Logger) -> tuple[dict[s
             f"fetch restarted {fetch.restarts} times"
         )
     # Checked before any write: a page PostgreSQL cannot hold must not reach it, since its
-    # refusal would look like a database fault.
+    # refusal would look like a database fault. A suspect page is read first, so that a service
+    # name or record type it cannot hold is named as such.
     received = [StoredPage(page.number, page.request, page.response) for page in fetch.pages]
-    lines = cost_lines(received, window)
-    check_storable(received)
+    if not all(surely_storable(page) for page in received):
+        cost_lines(received, window)
+        check_storable(received)
     with run.database.begin() as conn:
-        known = queries.stored_currencies(conn)
-        unknown = sorted({line.currency for line in lines} - known)
-        if unknown and known != {"EUR"}:
-            raise MalformedPayloadError(
-                f"no ECB euro reference rate exists for {', '.join(unknown)}"
-            )
         stored = queries.insert_pages(
             conn,
             account,
@@ -58,8 +55,15 @@ def store(run: SyncRun, download: Download, log: logging.Logger) -> tuple[dict[s
             fetch.pages,
             fetched_at=datetime.now(UTC),
         )
-    page_ids = {page.number: row.id for page, row in zip(fetch.pages, stored, strict=True)}
-    lines = [replace(line, page_id=page_ids[line.page_id]) for line in lines]
+        # Read from the stored pages, so each line names its page's row; a malformed payload
+        # raises here and rolls the pages back with it.
+        lines = cost_lines(stored, window)
+        known = queries.stored_currencies(conn)
+        unknown = sorted({line.currency for line in lines} - known)
+        if unknown and known != {"EUR"}:
+            raise MalformedPayloadError(
+                f"no ECB euro reference rate exists for {', '.join(unknown)}"
+            )
     totals = totals_by_currency(lines)
     metadata = {
         "window_start": window.start.isoformat(),

@@ -158,18 +158,20 @@ def answer(
     currency: str,
     page_size: int,
     estimated_days: int,
+    estimated_from: date | None = None,
     endless: bool = False,
 ) -> dict[str, Any]:
     """The response page for ``request`` over the window's ``lines``.
 
     A page holds at most ``page_size`` groups, so a day may continue on the next page (its
     ``TimePeriod`` then ends one page and starts the next), as in the real service. The last
-    ``estimated_days`` days of the requested period are ``Estimated``. ``endless``: after the
+    ``estimated_days`` days of the requested period are ``Estimated`` (with ``estimated_from``,
+    every day from that one on instead). ``endless``: after the
     last group, empty pages follow forever, each with a new ``NextPageToken``.
     """
     if request.offset > len(lines) and not endless:
         raise known_error("InvalidNextTokenException")
-    first_estimated = request.end - timedelta(days=estimated_days)
+    first_estimated = estimated_from or request.end - timedelta(days=estimated_days)
     page = lines[request.offset : request.offset + page_size]
     results: list[dict[str, Any]] = []
     for line in page:

@@ -2,6 +2,7 @@
 
 import re
 from dataclasses import dataclass, field
+from datetime import date
 
 from pulse_pipeline_dev.simulated_aws.api import INJECTABLE_ERROR_CODES
 
@@ -28,6 +29,9 @@ class SimulationSettings:
         latency_seconds: Sleep before answering each ``GetCostAndUsage`` request.
         currency_by_account: Account -> ``Unit`` of its amounts (default ``USD``).
         estimated_days: The last N days of the requested period are ``Estimated: true``.
+        estimated_from: When set, every day on or after it is ``Estimated: true`` and every
+            day before it final, whatever the requested period (AWS's own marking: the days of
+            a month whose bill is closed are final); replaces ``estimated_days``.
         seed: Changes every generated amount.
         denied_role_arns: Role ARNs whose ``AssumeRole`` fails with ``AccessDenied`` (403).
         required_external_ids: Role ARN -> the ``ExternalId`` it requires; a missing or
@@ -62,6 +66,7 @@ class SimulationSettings:
     latency_seconds: float = 0.0
     currency_by_account: dict[str, str] = field(default_factory=dict)
     estimated_days: int = 2
+    estimated_from: date | None = None
     seed: int = 0
     denied_role_arns: frozenset[str] = frozenset()
     required_external_ids: dict[str, str] = field(default_factory=dict)

@@ -111,6 +111,7 @@ class SimulationApp:
             currency=self.settings.currency_for(account_id),
             page_size=self.settings.page_size,
             estimated_days=self.settings.estimated_days,
+            estimated_from=self.settings.estimated_from,
             endless=account_id in self.settings.endless_pages,
         )
         if self.settings.repeat_token_at_page.get(account_id) == page:
