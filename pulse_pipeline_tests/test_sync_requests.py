@@ -1,7 +1,7 @@
 """The PULSE app's SyncRequest rows. First the sensor's ticks against real instances on SQLite and
-PostgreSQL, with moto; then served through the daemon: one `dagster dev` (webserver and daemon)
-for the rest of the module, PostgreSQL everywhere, AWS simulated. Each test writes rows as the
-app would (plain SQL) and polls them as the app would."""
+PostgreSQL, with moto; then served through the daemon: the session's shared `dagster dev`
+(webserver and daemon, see shared_dagster.py), PostgreSQL everywhere, AWS simulated. Each test
+writes rows as the app would (plain SQL) and polls them as the app would."""
 
 import json
 import os
