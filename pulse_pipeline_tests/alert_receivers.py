@@ -16,31 +16,36 @@ from pulse_pipeline_tests.daemon import free_port
 
 
 class WebhookReceiver:
-    """Records every JSON body POSTed to it; answers `status` (200, or 500 to fail)."""
+    """Records every JSON body POSTed to it (`tried`) and those it accepted (`received`);
+    answers `status` (200, or 500 to fail)."""
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
+        self.tried: list[dict[str, Any]] = []
         self.attempts = 0
         self.status = 200
         self.url = ""
 
 
 class MailReceiver:
-    """aiosmtpd's handler: keeps each message it accepts; refuses DATA while `refuse` is set."""
+    """aiosmtpd's handler: keeps each message it is sent (`tried`) and each it accepts
+    (`messages`); refuses DATA while `refuse` is set."""
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
+        self.tried: list[EmailMessage] = []
         self.attempts = 0
         self.refuse = False
         self.port = 0
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.attempts += 1
-        if self.refuse:
-            return "554 5.7.1 refused by the test"
         message = message_from_bytes(envelope.content, policy=policy.default)
         assert isinstance(message, EmailMessage)
         message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
+        self.tried.append(message)
+        if self.refuse:
+            return "554 5.7.1 refused by the test"
         self.messages.append(message)
         return "250 OK"
 
@@ -53,6 +58,7 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             receiver.attempts += 1
+            receiver.tried.append(json.loads(body))
             if receiver.status == 200:
                 assert self.headers["Content-Type"] == "application/json"
                 receiver.received.append(json.loads(body))

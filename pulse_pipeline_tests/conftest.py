@@ -5,6 +5,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import psycopg
@@ -16,6 +17,9 @@ from pulse_pipeline.db.urls import create_pulse_engine
 from pulse_pipeline_dev.postgres import fresh_database
 from pulse_pipeline_tests.ce_results import ecb_history_csv
 from pulse_pipeline_tests.support import RATES, account_row
+
+if TYPE_CHECKING:
+    from pulse_pipeline_tests.shared_dagster import SharedDagster
 
 POSTGRES_SERVER = os.environ.get("PULSE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 
@@ -58,6 +62,17 @@ def dagster_postgres_url() -> Iterator[str]:
     dagster-postgres's NOTIFY needs it."""
     with fresh_postgres_database("pulse_dagster_test") as url:
         yield url.replace("postgresql://", "postgresql+psycopg2://", 1)
+
+
+@pytest.fixture(scope="session")
+def shared_dagster(
+    postgres_database: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator["SharedDagster"]:
+    """One `dagster dev` for the session's end-to-end modules (see shared_dagster.py)."""
+    from pulse_pipeline_tests.shared_dagster import shared_dagster_dev
+
+    with shared_dagster_dev(postgres_database, tmp_path_factory.mktemp("shared_dagster")) as dev:
+        yield dev
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

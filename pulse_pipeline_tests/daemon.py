@@ -1,6 +1,7 @@
 """Shared by the tests that run `dagster dev` (webserver + daemon) on loopback: Dagster's home on a
 fresh PostgreSQL database, the process in its own group, and waiting for what it does."""
 
+import signal
 import socket
 import subprocess
 import sys
@@ -68,19 +69,35 @@ def postgres_dagster_home(tmp_path: Path, prefix: str) -> Iterator[Path]:
 
 
 @contextmanager
+def interruptible_children() -> Iterator[None]:
+    """Children started meanwhile stop on SIGINT and SIGTERM even when pytest was started in the
+    background by a shell: that shell ignores SIGINT, an ignored signal stays ignored across
+    exec, and Dagster's processes handle SIGTERM as SIGINT, so `dagster dev` would ignore the
+    TERM and its group be KILLed only after the full timeout (30 s per `dagster dev`)."""
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
 def running_dagster_dev(env: Mapping[str, str], log_path: Path) -> Iterator[str]:
     """`dagster dev` on a free loopback port, in its own process group, stopped by that group's
     id; yields the webserver's address once it answers."""
     port = free_port()
     with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [DAGSTER, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=REPO,
-            env=dict(env),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with interruptible_children():
+            process = subprocess.Popen(
+                [DAGSTER, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+                cwd=REPO,
+                env=dict(env),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         base = f"http://127.0.0.1:{port}"
         try:
             wait_for(lambda: answers(f"{base}/server_info"), "the webserver", timeout=90)

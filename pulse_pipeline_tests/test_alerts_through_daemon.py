@@ -2,8 +2,8 @@
 everywhere: the sensors sync and write statuses by themselves, and each account's change of
 state reaches a local webhook and a real local SMTP server once."""
 
-import os
 from collections.abc import Iterator
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -11,24 +11,18 @@ import dagster as dg
 import pytest
 import requests
 
-from pulse_pipeline_dev.simulated_aws import SimulatedAws, SimulationSettings
-from pulse_pipeline_tests.alert_receivers import (
-    MailReceiver,
-    WebhookReceiver,
-    mail_receiver,
-    webhook_receiver,
-)
-from pulse_pipeline_tests.daemon import (
-    graphql,
-    postgres_dagster_home,
-    running_dagster_dev,
-    wait_for,
+from pulse_pipeline_tests.alert_receivers import MailReceiver, WebhookReceiver
+from pulse_pipeline_tests.daemon import graphql, wait_for
+from pulse_pipeline_tests.shared_dagster import (
+    ALERT_UI_URL,
+    ALERTS_ACCOUNTS,
+    ALERTS_EXTERNAL_ID,
+    ALERTS_FIXED,
+    SMTP_PASSWORD,
+    SharedDagster,
 )
 from pulse_pipeline_tests.support import account_status, set_account
 
-DENIED = "arn:aws:iam::222222222222:role/PulseRead"  # acc-2's role in the `pulse` fixture
-UI_URL = "https://dagster.example.com"
-SMTP_PASSWORD = "hunter2-never-shown"
 LAUNCH_RUN = """
 mutation Launch($params: ExecutionParams!) {
   launchRun(executionParams: $params) {
@@ -47,36 +41,38 @@ REPOSITORY = {"repositoryLocationName": "pulse_pipeline", "repositoryName": "__r
 
 
 @pytest.fixture
-def receivers() -> Iterator[tuple[WebhookReceiver, MailReceiver]]:
-    with webhook_receiver() as webhook, mail_receiver() as mail:
-        yield webhook, mail
+def receivers(shared_dagster: SharedDagster) -> Iterator[tuple[WebhookReceiver, MailReceiver]]:
+    """The session's receivers, answering again when the test ends."""
+    yield shared_dagster.webhook, shared_dagster.mail
+    shared_dagster.webhook.status, shared_dagster.mail.refuse = 200, False
 
 
 @pytest.fixture
-def dagster_dev(
-    pulse: str, receivers: tuple[WebhookReceiver, MailReceiver], tmp_path: Path
-) -> Iterator[tuple[str, Path]]:
-    webhook, mail = receivers
-    settings = SimulationSettings(services_per_day=3, denied_role_arns=frozenset({DENIED}))
-    with (
-        SimulatedAws(settings) as aws,
-        postgres_dagster_home(tmp_path, "pulse_alerts_dagster") as home,
-    ):
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
-            **aws.environment(),
-            "DAGSTER_HOME": str(home),
-            "PULSE_ALERT_WEBHOOK_URL": webhook.url,
-            "PULSE_DAGSTER_UI_URL": UI_URL,
-            "PULSE_ALERT_SMTP_HOST": "127.0.0.1",
-            "PULSE_ALERT_SMTP_PORT": str(mail.port),
-            # No login: the password only shows that the UI never reveals it.
-            "PULSE_ALERT_SMTP_PASSWORD": SMTP_PASSWORD,
-            "PULSE_ALERT_SMTP_FROM": "pulse@example.com",
-            "PULSE_ALERT_SMTP_TO": "ops@example.com",
-        }
-        with running_dagster_dev(env, tmp_path / "dagster-dev.log") as base:
-            yield base, home
+def dagster_dev(shared_dagster: SharedDagster) -> tuple[str, Path]:
+    return shared_dagster.base, shared_dagster.home
+
+
+@pytest.fixture
+def pulse(shared_dagster: SharedDagster) -> str:
+    return shared_dagster.pulse_url
+
+
+def hooks(webhook: WebhookReceiver, tried: bool = False) -> list[dict[str, Any]]:
+    """The webhook messages about this module's accounts (the session's others send theirs)."""
+    return [
+        m
+        for m in (webhook.tried if tried else webhook.received)
+        if m["account_id"] in ALERTS_ACCOUNTS
+    ]
+
+
+def mails(mail: MailReceiver, tried: bool = False) -> list[EmailMessage]:
+    """The emails about this module's accounts."""
+    return [
+        m
+        for m in (mail.tried if tried else mail.messages)
+        if any(f"({account})" in m["Subject"] for account in ALERTS_ACCOUNTS)
+    ]
 
 
 def launch_sync(base: str, account_id: str) -> str:
@@ -115,7 +111,6 @@ def sync_and_write(base: str, home: Path, account_id: str) -> str:
     return run_id
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_alerts_on_failure_and_recovery_once_and_never_at_the_cost_of_a_status(
     dagster_dev: tuple[str, Path], pulse: str, receivers: tuple[WebhookReceiver, MailReceiver]
 ) -> None:
@@ -127,10 +122,10 @@ def test_alerts_on_failure_and_recovery_once_and_never_at_the_cost_of_a_status(
         return all(account_status(pulse, a)["status"] != "pending" for a in ("acc-1", "acc-2"))
 
     wait_for(settled, "the sensor-launched first syncs and their statuses")
-    wait_for(lambda: webhook.received and mail.messages, "the failure alert")
+    wait_for(lambda: hooks(webhook) and mails(mail), "the failure alert")
     assert account_status(pulse, "acc-1")["status"] == "active"
     broken = account_status(pulse, "acc-2")
-    [failed] = webhook.received
+    [failed] = hooks(webhook)
     assert {
         k: failed[k] for k in ("event", "account_id", "organisation_id", "previous_status")
     } == {
@@ -141,36 +136,39 @@ def test_alerts_on_failure_and_recovery_once_and_never_at_the_cost_of_a_status(
     }
     assert failed["account_name"] == "org-2 production"
     assert failed["cause"] == broken["lastSyncError"] and "AccessDenied" in failed["cause"]
-    assert failed["run_url"] == f"{UI_URL}/runs/{failed['run_id']}"
+    assert failed["run_url"] == f"{ALERT_UI_URL}/runs/{failed['run_id']}"
     assert f"<{failed['run_url']}|run {failed['run_id'][:8]}>" in failed["text"]
-    [email] = mail.messages
+    [email] = mails(mail)
     assert email["Subject"] == "PULSE sync failed: org-2 production (acc-2)"
     assert failed["cause"] in email.get_content() and failed["run_url"] in email.get_content()
-    for secret in ("ext-id-42", SMTP_PASSWORD):  # the role ARN is no secret: the cause names it
+    for secret in (
+        ALERTS_EXTERNAL_ID,
+        SMTP_PASSWORD,
+    ):  # the role ARN is no secret: the cause names it
         assert secret not in str(failed) and secret not in email.as_string()
 
     # 2. The same account fails again: no second alert.
     sync_and_write(base, home, "acc-2")
     assert account_status(pulse, "acc-2")["status"] == "error"
-    assert (len(webhook.received), len(mail.messages)) == (1, 1)
+    assert (len(hooks(webhook)), len(mails(mail))) == (1, 1)
 
     # 3. Both channels fail while acc-1 breaks: its status is written all the same.
     webhook.status, mail.refuse = 500, True
-    set_account(pulse, "acc-1", roleArn="arn:aws:iam::111111111111:user/not-a-role")
+    set_account(pulse, "acc-1", roleArn="arn:aws:iam::711111111111:user/not-a-role")
     sync_and_write(base, home, "acc-1")
     assert account_status(pulse, "acc-1")["status"] == "error"
-    assert (webhook.attempts, mail.attempts) == (2, 2)
-    assert (len(webhook.received), len(mail.messages)) == (1, 1)
+    assert (len(hooks(webhook, tried=True)), len(mails(mail, tried=True))) == (2, 2)
+    assert (len(hooks(webhook)), len(mails(mail))) == (1, 1)
 
     # 4. Channels back; acc-2's customer fixes the role: one recovery alert.
     webhook.status, mail.refuse = 200, False
-    set_account(pulse, "acc-2", roleArn="arn:aws:iam::555555555555:role/PulseRead")
+    set_account(pulse, "acc-2", roleArn=ALERTS_FIXED)
     fixed = sync_and_write(base, home, "acc-2")
-    wait_for(lambda: len(webhook.received) == 2 and len(mail.messages) == 2, "the recovery alert")
-    recovered = webhook.received[1]
+    wait_for(lambda: len(hooks(webhook)) == 2 and len(mails(mail)) == 2, "the recovery alert")
+    recovered = hooks(webhook)[1]
     assert recovered["event"] == "sync_recovered" and recovered["account_id"] == "acc-2"
     assert recovered["run_id"] == fixed and recovered["previous_status"] == "error"
-    assert mail.messages[1]["Subject"] == "PULSE sync recovered: org-2 production (acc-2)"
+    assert mails(mail)[1]["Subject"] == "PULSE sync recovered: org-2 production (acc-2)"
     assert account_status(pulse, "acc-2")["status"] == "active"
 
     # The Resources page names the password's variable, never its value.

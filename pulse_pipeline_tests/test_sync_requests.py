@@ -1,52 +1,41 @@
 """The PULSE app's SyncRequest rows. First the sensor's ticks against real instances on SQLite and
-PostgreSQL, with moto; then served through the daemon: one `dagster dev` (webserver and daemon)
-for the rest of the module, PostgreSQL everywhere, AWS simulated. Each test writes rows as the
-app would (plain SQL) and polls them as the app would."""
+PostgreSQL, with moto; then served through the daemon: the session's shared `dagster dev`
+(webserver and daemon, see shared_dagster.py), PostgreSQL everywhere, AWS simulated. Each test
+writes rows as the app would (plain SQL) and polls them as the app would."""
 
+import json
 import os
 import signal
-import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import psycopg
 import pytest
 from sqlalchemy import insert, select, update
 
-from pulse_pipeline.db.migrate import upgrade
 from pulse_pipeline.db.schema import cloud_account, cost_explorer_page, cost_record, sync_request
 from pulse_pipeline.db.urls import create_pulse_engine
 from pulse_pipeline.definitions import defs
 from pulse_pipeline.resources import ManualRequestLimits, PulseDatabase
 from pulse_pipeline.sensors import sync_requests
-from pulse_pipeline_dev.processes import stop_process_group
-from pulse_pipeline_dev.simulated_aws import SimulatedAws, SimulationSettings
-from pulse_pipeline_tests.ce_results import ecb_history_csv, queue_results
-from pulse_pipeline_tests.conftest import fresh_postgres_database
-from pulse_pipeline_tests.daemon import DAGSTER, REPO, free_port, wait_for
+from pulse_pipeline_dev.simulated_aws import SimulatedAws
+from pulse_pipeline_tests.ce_results import queue_results
+from pulse_pipeline_tests.daemon import graphql, wait_for
+from pulse_pipeline_tests.shared_dagster import (
+    REQUESTS_ACCOUNTS,
+    REQUESTS_SLOW_AWS_ACCOUNT,
+    SharedDagster,
+)
 from pulse_pipeline_tests.support import D1, D4, EXPECTED_ACC1, TWO_PAGES, load_rates
 
 TODAY = datetime.now(UTC).date()
-DENIED_ROLE = "arn:aws:iam::444444444444:role/PulseRead"
-# id -> (organisation, role ARN, status). Ids sort in partition order: org-a's two accounts
-# are not consecutive partitions, so an organisation-wide request takes two runs.
-ACCOUNTS = {
-    "acc-1-a": ("org-a", "arn:aws:iam::111111111111:role/PulseRead", "pending"),
-    "acc-2-b": ("org-b", "arn:aws:iam::222222222222:role/PulseRead", "pending"),
-    "acc-3-a": ("org-a", "arn:aws:iam::333333333333:role/PulseRead", "pending"),
-    "acc-4-off": ("org-a", "arn:aws:iam::777777777777:role/PulseRead", "disconnected"),
-    "acc-5-denied": ("org-t", DENIED_ROLE, "pending"),
-    "acc-6-no-ce": ("org-t", "arn:aws:iam::555555555555:role/PulseRead", "pending"),
-    "acc-7-slow": ("org-k", "arn:aws:iam::666666666666:role/PulseRead", "pending"),
-    "acc-8-r": ("org-r", "arn:aws:iam::888888888888:role/PulseRead", "pending"),
-}
-SLOW_AWS_ACCOUNT = "666666666666"
+ACCOUNTS, SLOW_AWS_ACCOUNT = REQUESTS_ACCOUNTS, REQUESTS_SLOW_AWS_ACCOUNT
+# This module's AWS accounts: the session's other modules make requests of their own.
+AWS_ACCOUNTS = {arn.split(":")[4] for _, arn, _ in ACCOUNTS.values()}
 
 
 def _tick(instance: dg.DagsterInstance, url: str) -> dg.SensorResult:
@@ -150,101 +139,25 @@ def test_a_request_whose_run_never_appeared_is_launched_again(
     assert request_row(pulse, request_id)["status"] == "running"
 
 
-def _account_row(account_id: str) -> dict[str, Any]:
-    org, role_arn, status = ACCOUNTS[account_id]
-    return {
-        "id": account_id,
-        "orgId": org,
-        "provider": "AWS",
-        "accountName": f"{account_id} account",
-        "connectionType": "COST_EXPLORER",
-        "roleArn": role_arn,
-        "externalId": f"ext-{account_id}",
-        "status": status,
-    }
+@pytest.fixture
+def pulse_url(shared_dagster: SharedDagster) -> str:
+    return shared_dagster.pulse_url
 
 
-@pytest.fixture(scope="module")
-def pulse_url(postgres_database: str) -> str:
-    schema = f"req_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_database, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    url = f"{postgres_database}?schema={schema}"
-    upgrade(url)
-    engine = create_pulse_engine(url)
-    with engine.begin() as conn:
-        conn.execute(insert(cloud_account), [_account_row(i) for i in ACCOUNTS])
-    engine.dispose()
-    return url
+@pytest.fixture
+def simulated_aws(shared_dagster: SharedDagster) -> SimulatedAws:
+    return shared_dagster.aws
 
 
-@pytest.fixture(scope="module")
-def simulated_aws() -> Iterator[SimulatedAws]:
-    settings = SimulationSettings(
-        services_per_day=5,
-        page_size=8,
-        denied_role_arns=frozenset({DENIED_ROLE}),
-        fail_with={"555555555555": ("AccessDeniedException", 1)},
-        # The killed run's account: a few slow pages, so the run is caught mid-fetch.
-        services_by_account={SLOW_AWS_ACCOUNT: 1},
-        latency_by_account={SLOW_AWS_ACCOUNT: 2.0},
-    )
-    with SimulatedAws(settings) as aws:
-        yield aws
+@pytest.fixture
+def webserver(shared_dagster: SharedDagster) -> str:
+    return shared_dagster.base
 
 
-@pytest.fixture(scope="module")
-def dagster_dev(
-    pulse_url: str, simulated_aws: SimulatedAws, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Path]:
-    """One `dagster dev` for the module (its own process group, stopped by its id), started
-    once the accounts' first syncs have settled; yields its DAGSTER_HOME."""
-    tmp = tmp_path_factory.mktemp("sync_requests")
-    home = tmp / "dagster_home"
-    home.mkdir()
-    history = tmp / "eurofxref-hist.csv"
-    history.write_text(
-        ecb_history_csv(
-            {
-                TODAY - timedelta(days=n): {"USD": "1.1000"}
-                for n in range(1, 420)
-                if (TODAY - timedelta(days=n)).weekday() < 5
-            }
-        )
-    )
-    with fresh_postgres_database("pulse_req_dagster") as storage:
-        (home / "dagster.yaml").write_text(
-            (REPO / "dagster.local.yaml").read_text()
-            + "\nstorage:\n  postgres:\n    postgres_url: "
-            + storage.replace("postgresql://", "postgresql+psycopg2://", 1)
-            + "\n"
-        )
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PULSE_"))},
-            **simulated_aws.environment(),
-            "DAGSTER_HOME": str(home),
-            "DATABASE_URL": pulse_url,
-            "PULSE_ECB_HISTORY_URL": str(history),
-        }
-        port = free_port()
-        with (tmp / "dagster-dev.log").open("w") as log:
-            process = subprocess.Popen(
-                [DAGSTER, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-                cwd=REPO,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            try:
-                # The new-account sensor loads the ECB rates and syncs every account once.
-                wait_for(
-                    lambda: all(a["status"] != "pending" for a in _rows(pulse_url, cloud_account)),
-                    "the accounts' first syncs",
-                )
-                yield home
-            finally:
-                stop_process_group(process, timeout=30)
+@pytest.fixture
+def dagster_dev(shared_dagster: SharedDagster) -> Path:
+    """DAGSTER_HOME of the session's `dagster dev`."""
+    return shared_dagster.home
 
 
 def _rows(url: str, table: Any, *where: Any) -> list[dict[str, Any]]:
@@ -420,10 +333,14 @@ def let_interval_pass(url: str, org: str) -> None:
     engine.dispose()
 
 
+def requests_of_this_module(aws: SimulatedAws) -> dict[str, int]:
+    return {a: n for a, n in aws.requests_by_account().items() if a in AWS_ACCOUNTS}
+
+
 def test_invalid_requests_are_rejected_without_any_aws_request(
     dagster_dev: Path, pulse_url: str, simulated_aws: SimulatedAws
 ) -> None:
-    requests_before = simulated_aws.requests_by_account()
+    requests_before = requests_of_this_module(simulated_aws)
     assume_before = {
         a: simulated_aws.assume_role_count(a) for a in ("111111111111", "777777777777")
     }
@@ -451,7 +368,7 @@ def test_invalid_requests_are_rejected_without_any_aws_request(
         assert row["status"] == "rejected", row
         assert reason in row["error"] and row["finishedAt"] and row["runId"] is None
         assert runs_of(dagster_dev, request_id) == []
-    assert simulated_aws.requests_by_account() == requests_before
+    assert requests_of_this_module(simulated_aws) == requests_before
     assert {a: simulated_aws.assume_role_count(a) for a in assume_before} == assume_before
 
 
@@ -465,7 +382,7 @@ def _untouched(url: str, account_ids: list[str]) -> tuple[Any, ...]:
 
 
 def test_connection_tests_answer_and_change_no_account_or_cost_record(
-    dagster_dev: Path, pulse_url: str, simulated_aws: SimulatedAws
+    dagster_dev: Path, webserver: str, pulse_url: str, simulated_aws: SimulatedAws
 ) -> None:
     tested = ["acc-2-b", "acc-5-denied", "acc-6-no-ce"]
     before = _untouched(pulse_url, tested)
@@ -491,6 +408,7 @@ def test_connection_tests_answer_and_change_no_account_or_cost_record(
     assert "AWS denied AssumeRole" in row["error"] and "trust policy" in row["error"]
     assert "ext-acc-5-denied" not in row["error"]
     row = settled(pulse_url, no_ce)
+    ran = [good, denied, no_ce]
     assert row["status"] == "failed"
     assert "may not call ce:GetCostAndUsage" in row["error"]
     # One test per account per minute, counted from the last launched one.
@@ -499,9 +417,40 @@ def test_connection_tests_answer_and_change_no_account_or_cost_record(
     elapsed = (limited["finishedAt"] - started).total_seconds()
     assert limited["status"] == "rate_limited"
     assert abs(limited["retryAfterSeconds"] - (60 - elapsed)) <= 1
-    # Give the status sensor time to act, were it to mistake a test for a sync.
-    time.sleep(35)
+    # Once the status sensor has gone past the tests' runs, it would have written their
+    # outcomes, were it to mistake a test for a sync.
+    status_sensor_past(webserver, dagster_dev, [request_row(pulse_url, r)["runId"] for r in ran])
     assert _untouched(pulse_url, tested) == before
+
+
+STATUS_CURSOR = """
+query Cursor($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) {
+    ... on Sensor { sensorState { typeSpecificData { ... on SensorData { lastCursor } } } }
+  }
+}"""
+
+
+def status_sensor_past(base: str, home: Path, run_ids: list[str]) -> None:
+    """Wait until the status sensor's cursor is past the runs: every finished run up to it has
+    been looked at, and a sync run's outcome written (it moves past one only then)."""
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        records = instance.get_run_records(dg.RunsFilter(run_ids=run_ids))
+    assert len(records) == len(run_ids) and all(r.dagster_run.is_finished for r in records)
+    last = max(record.update_timestamp.timestamp() for record in records)
+    selector = {
+        "repositoryLocationName": "pulse_pipeline",
+        "repositoryName": "__repository__",
+        "sensorName": "sync_status_writer",
+    }
+
+    def past() -> bool:
+        state = graphql(base, STATUS_CURSOR, {"selector": selector})["sensorOrError"]
+        cursor = state["sensorState"]["typeSpecificData"]["lastCursor"]
+        written_until = json.loads(cursor)["written_until"] if cursor else None
+        return written_until is not None and written_until >= last
+
+    wait_for(past, "the status sensor to go past the runs", 120)
 
 
 def test_a_killed_runs_request_ends_failed(

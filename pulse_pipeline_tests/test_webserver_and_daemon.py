@@ -6,107 +6,52 @@ with its account in `error`."""
 import math
 import os
 import signal
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import psycopg
 import pytest
 from sqlalchemy import insert, select
 
-from pulse_pipeline.db.migrate import upgrade
 from pulse_pipeline.db.schema import cloud_account, cost_explorer_page, cost_record
 from pulse_pipeline.db.urls import create_pulse_engine
 from pulse_pipeline.partitions import accounts_in_run
-from pulse_pipeline_dev.simulated_aws import SimulatedAws, SimulationSettings
-from pulse_pipeline_tests.ce_results import ecb_history_csv
-from pulse_pipeline_tests.daemon import (
-    graphql,
-    postgres_dagster_home,
-    running_dagster_dev,
-    wait_for,
+from pulse_pipeline_dev.simulated_aws import SimulatedAws
+from pulse_pipeline_tests.daemon import graphql, wait_for
+from pulse_pipeline_tests.shared_dagster import (
+    E2E_ACCOUNTS,
+    E2E_EXTERNAL_ID,
+    E2E_SLOW,
+    E2E_SLOW_AWS_ACCOUNT,
+    PAGE_SIZE,
+    SharedDagster,
+    account_row,
 )
 from pulse_pipeline_tests.support import amounts_by_service
 
 TODAY = datetime.now(UTC).date()
-SERVICES, PAGE_SIZE = 5, 8
-ACCOUNTS = {
-    "acc-a": "arn:aws:iam::111111111111:role/PulseRead",
-    "acc-b": "arn:aws:iam::222222222222:role/PulseRead",
-    "acc-denied": "arn:aws:iam::333333333333:role/PulseRead",
-}
-SLOW = ("acc-slow", "arn:aws:iam::444444444444:role/PulseRead")
-
-
-def account_row(account_id: str, role_arn: str) -> dict[str, Any]:
-    return {
-        "id": account_id,
-        "orgId": "org-e2e",
-        "provider": "AWS",
-        "accountName": f"{account_id} account",
-        "connectionType": "COST_EXPLORER",
-        "roleArn": role_arn,
-        "externalId": "ext-id-e2e",
-    }
+ACCOUNTS, SLOW = E2E_ACCOUNTS, E2E_SLOW
 
 
 @pytest.fixture
-def pulse_url(postgres_database: str) -> str:
-    schema = f"e2e_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_database, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    url = f"{postgres_database}?schema={schema}"
-    upgrade(url)
-    engine = create_pulse_engine(url)
-    with engine.begin() as conn:
-        conn.execute(insert(cloud_account), [account_row(i, arn) for i, arn in ACCOUNTS.items()])
-    engine.dispose()
-    return url
+def dagster_dev(shared_dagster: SharedDagster) -> str:
+    return shared_dagster.base
 
 
 @pytest.fixture
-def dagster_home(tmp_path: Path) -> Iterator[Path]:
-    """The local dagster.yaml of the repository, with Dagster's storage on PostgreSQL."""
-    with postgres_dagster_home(tmp_path, "pulse_e2e_dagster") as home:
-        yield home
+def pulse_url(shared_dagster: SharedDagster) -> str:
+    return shared_dagster.pulse_url
 
 
 @pytest.fixture
-def simulated_aws() -> Iterator[SimulatedAws]:
-    settings = SimulationSettings(
-        services_per_day=SERVICES,
-        page_size=PAGE_SIZE,
-        denied_role_arns=frozenset({ACCOUNTS["acc-denied"]}),
-        latency_by_account={"444444444444": 2.0},
-    )
-    with SimulatedAws(settings) as aws:
-        yield aws
+def dagster_home(shared_dagster: SharedDagster) -> Path:
+    return shared_dagster.home
 
 
 @pytest.fixture
-def dagster_dev(
-    pulse_url: str, dagster_home: Path, simulated_aws: SimulatedAws, tmp_path: Path
-) -> Iterator[str]:
-    """`dagster dev` in its own process group, stopped by its process group id."""
-    rates = {
-        TODAY - timedelta(days=n): {"USD": "1.1000"}
-        for n in range(1, 420)
-        if (TODAY - timedelta(days=n)).weekday() < 5
-    }
-    history = tmp_path / "eurofxref-hist.csv"
-    history.write_text(ecb_history_csv(rates))
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
-        **simulated_aws.environment(),
-        "DAGSTER_HOME": str(dagster_home),
-        "DATABASE_URL": pulse_url,
-        "PULSE_ECB_HISTORY_URL": str(history),
-    }
-    with running_dagster_dev(env, tmp_path / "dagster-dev.log") as base:
-        yield base
+def simulated_aws(shared_dagster: SharedDagster) -> SimulatedAws:
+    return shared_dagster.aws
 
 
 def statuses(pulse_url: str) -> dict[str, dict[str, Any]]:
@@ -154,7 +99,7 @@ def test_the_pipeline_runs_itself_and_a_graphql_backfill_batches_accounts_into_o
     assert first["acc-a"]["status"] == "active" and first["acc-b"]["status"] == "active"
     assert first["acc-denied"]["status"] == "error"
     assert "AccessDenied" in first["acc-denied"]["lastSyncError"]
-    assert "ext-id-e2e" not in first["acc-denied"]["lastSyncError"]
+    assert E2E_EXTERNAL_ID not in first["acc-denied"]["lastSyncError"]
     yesterday = TODAY - timedelta(days=1)
     assert (yesterday, simulated_aws.service_names()[0]) in amounts_by_service(
         pulse_url, "acc-a", yesterday, yesterday
@@ -212,7 +157,7 @@ def test_the_pipeline_runs_itself_and_a_graphql_backfill_batches_accounts_into_o
         ).all()
     engine.dispose()
     assert {(p.window_start, p.window_end) for p in pages} == {(start, end)}
-    for account_id, aws_id in (("acc-a", "111111111111"), ("acc-b", "222222222222")):
+    for account_id, aws_id in (("acc-a", "911111111111"), ("acc-b", "922222222222")):
         expected = {
             (start + timedelta(days=n), service): simulated_aws.expected_cost(
                 aws_id, start + timedelta(days=n), service
@@ -246,7 +191,10 @@ def test_the_pipeline_runs_itself_and_a_graphql_backfill_batches_accounts_into_o
     synced_before = statuses(pulse_url)["acc-a"]["lastSyncedAt"]
     engine = create_pulse_engine(pulse_url)
     with engine.begin() as conn:
-        conn.execute(insert(cloud_account), [account_row(*SLOW)])
+        conn.execute(
+            insert(cloud_account),
+            [account_row(SLOW[0], "org-e2e", SLOW[1], external_id=E2E_EXTERNAL_ID)],
+        )
     engine.dispose()
 
     def worker_pid() -> int | None:
@@ -261,7 +209,7 @@ def test_the_pipeline_runs_itself_and_a_graphql_backfill_batches_accounts_into_o
                         if event.dagster_event
                         else None
                     )
-                    if pid is not None and simulated_aws.request_count("444444444444") > 0:
+                    if pid is not None and simulated_aws.request_count(E2E_SLOW_AWS_ACCOUNT) > 0:
                         return int(pid.value)
         return None
 
