@@ -90,7 +90,12 @@ def pulse_url(postgres_database: str) -> str:
     with engine.begin() as conn:
         conn.execute(
             insert(cloud_account),
-            [account_row(i, f"arn:aws:iam::{aws}:role/PulseRead") for i, aws in ACCOUNTS.items()],
+            [
+                account_row(
+                    i, "org-e2e", f"arn:aws:iam::{aws}:role/PulseRead", external_id="ext-id-e2e"
+                )
+                for i, aws in ACCOUNTS.items()
+            ],
         )
     engine.dispose()
     return url
