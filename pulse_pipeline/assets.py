@@ -13,7 +13,7 @@ from pulse_pipeline.db.schema import cost_explorer_page, cost_record, fx_rate
 from pulse_pipeline.db.views import FOCUS_COSTS_VIEW, MONTHLY_COSTS_VIEW, View, view_summary
 from pulse_pipeline.ecb_history import shown_location
 from pulse_pipeline.freshness import DESCRIPTION as FRESHNESS
-from pulse_pipeline.freshness import SYNCED_RECENTLY, evaluation, freshness, just_synced
+from pulse_pipeline.freshness import SYNCED_RECENTLY, accounts_freshness, evaluation, just_synced
 from pulse_pipeline.keys import (
     DAILY_COSTS,
     ECB_RATES,
@@ -309,13 +309,11 @@ def cost_freshness_check(
     context: dg.AssetCheckExecutionContext, pulse_db: PulseDatabase, settings: CostSettings
 ) -> Iterator[dg.AssetCheckEvaluation | dg.Output[None]]:
     now = datetime.now(UTC).replace(tzinfo=None)
-    wanted = set(context.partition_keys)
+    hours = settings.freshness_hours
     with pulse_db.begin() as conn:
-        accounts = [a for a in queries.aws_cost_explorer_accounts(conn) if a.id in wanted]
-    for account in accounts:
-        yield evaluation(
-            freshness(account, now, settings.freshness_hours), settings.freshness_hours
-        )
+        states = accounts_freshness(conn, context.partition_keys, now, hours)
+    for _, state in states:
+        yield evaluation(state, hours)
     yield dg.Output(None, output_name=f"{DAILY_COSTS.to_python_identifier()}_{SYNCED_RECENTLY}")
 
 

@@ -6,13 +6,16 @@ it), and one query reads it for every account. An account never synced is measur
 it was connected.
 """
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import dagster as dg
+from sqlalchemy import Connection
 
 from pulse_pipeline.accounts import CloudAccount
+from pulse_pipeline.db import queries
 from pulse_pipeline.keys import DAILY_COSTS
 
 SYNCED_RECENTLY = "synced_recently"
@@ -70,3 +73,15 @@ def evaluation(state: Freshness, limit_hours: int) -> dg.AssetCheckEvaluation:
 def just_synced(account_id: str, now: datetime, limit_hours: int) -> dg.AssetCheckEvaluation:
     """A sync that fetched and wrote the account passes its check."""
     return evaluation(Freshness(account_id, now, 0.0, fresh=True), limit_hours)
+
+
+def accounts_freshness(
+    conn: Connection, account_ids: Collection[str], now: datetime, limit_hours: int
+) -> list[tuple[CloudAccount, Freshness]]:
+    """Each of `account_ids` that is an AWS Cost Explorer account in PULSE, with its freshness."""
+    wanted = set(account_ids)
+    return [
+        (account, freshness(account, now, limit_hours))
+        for account in queries.aws_cost_explorer_accounts(conn)
+        if account.id in wanted
+    ]

@@ -2,6 +2,7 @@
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -11,7 +12,7 @@ from pulse_pipeline.accounts import CloudAccount
 from pulse_pipeline.alerts import alert_for
 from pulse_pipeline.db import queries
 from pulse_pipeline.db.urls import DatabaseUrlError
-from pulse_pipeline.freshness import evaluation, freshness
+from pulse_pipeline.freshness import accounts_freshness, evaluation
 from pulse_pipeline.keys import DAILY_COSTS, ECB_RATES, RAW_PAGES
 from pulse_pipeline.resources import AlertChannels, AwsCostExplorer, CostSettings, PulseDatabase
 from pulse_pipeline.sync.failures import AccountFailure, failing_cleanly
@@ -136,11 +137,9 @@ def evaluate_synced_recently(
     """The synced_recently check of each account's daily_costs_eur partition: fails when its
     last successful sync (CloudAccount.lastSyncedAt) is older than PULSE_COST_FRESHNESS_HOURS."""
     now = datetime.now(UTC).replace(tzinfo=None)
-    wanted = set(config.account_ids)
     with pulse_db.begin() as conn:
-        accounts = [a for a in queries.aws_cost_explorer_accounts(conn) if a.id in wanted]
-    for account in accounts:
-        state = freshness(account, now, settings.freshness_hours)
+        states = accounts_freshness(conn, config.account_ids, now, settings.freshness_hours)
+    for account, state in states:
         context.log.info(
             f"{account.label}: "
             + ("synced recently" if state.fresh else "not synced within the limit")
@@ -164,6 +163,22 @@ class ConnectionTestConfig(dg.Config):
 
     request_id: str = Field(description="SyncRequest.id; the result is written to that row.")
     cloud_account_id: str = Field(description="The CloudAccount whose connection to test.")
+
+
+def _finish_request(
+    pulse_db: PulseDatabase, request_id: str, run_id: str, status: str, **outcome: Any
+) -> None:
+    """Write a connection test's final status and outcome to its (running) SyncRequest row."""
+    with pulse_db.begin() as conn:
+        queries.update_sync_request(
+            conn,
+            request_id,
+            sync_requests.RUNNING,
+            status=status,
+            finishedAt=datetime.now(UTC),
+            runId=run_id,
+            **outcome,
+        )
 
 
 @dg.op(name="test_connection")
@@ -190,27 +205,13 @@ def test_connection_op(
             )
     except AccountFailure as failure:
         error = redact(failure.cause)
-        with pulse_db.begin() as conn:
-            queries.update_sync_request(
-                conn,
-                config.request_id,
-                sync_requests.RUNNING,
-                status=sync_requests.FAILED,
-                error=error,
-                finishedAt=datetime.now(UTC),
-                runId=context.run_id,
-            )
-        raise dg.Failure(description=error, allow_retries=False) from None
-    with pulse_db.begin() as conn:
-        queries.update_sync_request(
-            conn,
-            config.request_id,
-            sync_requests.RUNNING,
-            status=sync_requests.SUCCEEDED,
-            result=result,
-            finishedAt=datetime.now(UTC),
-            runId=context.run_id,
+        _finish_request(
+            pulse_db, config.request_id, context.run_id, sync_requests.FAILED, error=error
         )
+        raise dg.Failure(description=error, allow_retries=False) from None
+    _finish_request(
+        pulse_db, config.request_id, context.run_id, sync_requests.SUCCEEDED, result=result
+    )
     context.log.info(f"CloudAccount {config.cloud_account_id}: the connection works")
     return dg.Output(
         config.cloud_account_id,
