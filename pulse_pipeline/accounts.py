@@ -1,14 +1,9 @@
-"""A PULSE CloudAccount as the pipeline sees it, and the checks its connection must pass."""
+"""A PULSE CloudAccount as the pipeline sees it, and the sentence a failed sync of it ends with."""
 
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-
-ROLE_ARN = re.compile(r"arn:aws(?:-cn|-us-gov)?:iam::(\d{12}):role/[\w+=,.@/-]{1,512}", re.ASCII)
-EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
-_SESSION_NAME_UNSAFE = re.compile(r"[^\w+=,.@-]", re.ASCII)
 
 
 class SyncError(Exception):
@@ -59,103 +54,32 @@ class CloudAccount:
         return f"CloudAccount {self.id} ({self.name})"
 
 
-@dataclass(frozen=True)
-class AwsConnection:
-    """What STS needs to assume a customer's role; validated, so AWS is never asked in vain."""
-
-    account: CloudAccount
-    role_arn: str
-    external_id: str = field(repr=False)
-    aws_account_id: str
-
-    @property
-    def partition(self) -> str:
-        """The AWS partition of the role: aws, aws-cn or aws-us-gov."""
-        return self.role_arn.split(":")[1]
-
-    @property
-    def role_session_name(self) -> str:
-        """`pulse-<CloudAccount id>`, so CloudTrail in the customer's account shows who called."""
-        return _SESSION_NAME_UNSAFE.sub("-", f"pulse-{self.account.id}")[:64]
+# Dagster keeps partition keys in PostgreSQL btree indexes (dynamic_partitions, run_tags,
+# event_logs, asset_check_executions), and a batch run's key, a run tag, holds two of them. A
+# btree entry holds at most 2,704 bytes: beside a tag name, 2,676 bytes of incompressible text
+# (an id 2,680 characters long fails every insert with ProgramLimitExceeded). 1,024 bytes per
+# key leaves room for the two keys of a run key and the names beside them in every index.
+MAX_PARTITION_KEY_BYTES = 1024
+# What Dagster refuses in a partition key (its INVALID_PARTITION_SUBSTRINGS); PostgreSQL cannot
+# store a NUL either.
+REFUSED_SUBSTRINGS = ("...", "\a", "\b", "\f", "\n", "\r", "\t", "\v", "\0")
 
 
-def connection_for(account: CloudAccount) -> AwsConnection:
-    """Check an account's role ARN and external ID, or raise a SyncError saying what is wrong."""
-    if not account.role_arn:
-        raise SyncError(f"{account.label} has no IAM role ARN; reconnect the account in PULSE")
-    match = ROLE_ARN.fullmatch(account.role_arn)
-    if match is None:
-        raise SyncError(
-            f"{account.label} has a malformed IAM role ARN; expected "
-            "arn:aws:iam::<12-digit account id>:role/<role name>"
+def partition_key_problem(key: str) -> str | None:
+    """Why `key` cannot be a cloud_accounts partition key, or None if it can."""
+    if not key:
+        return "is empty"
+    try:
+        size = len(key.encode())
+    except UnicodeEncodeError:
+        return "is not valid Unicode"
+    if size > MAX_PARTITION_KEY_BYTES:
+        return (
+            f"is {size:,} bytes long, more than the {MAX_PARTITION_KEY_BYTES:,} bytes a "
+            "partition key can have in Dagster's storage"
         )
-    if not account.external_id:
-        raise SyncError(f"{account.label} has no external ID; reconnect the account in PULSE")
-    if not EXTERNAL_ID.fullmatch(account.external_id):
-        raise SyncError(
-            f"{account.label} has an external ID AWS would reject "
-            "(it must be 2 to 1224 characters of letters, digits and +=,.@:/-_)"
-        )
-    return AwsConnection(account, account.role_arn, account.external_id, match.group(1))
-
-
-def aws_account_id(role_arn: str | None) -> str | None:
-    """The 12-digit AWS account id in a role ARN, or None if the ARN is not valid."""
-    match = ROLE_ARN.fullmatch(role_arn or "")
-    return match.group(1) if match else None
-
-
-def covering_account(
-    account: CloudAccount, connected: Iterable[CloudAccount]
-) -> CloudAccount | None:
-    """The connection of the same organisation that syncs the same AWS account instead, if any.
-
-    Of several connected CloudAccounts of one organisation with the same AWS account (the
-    12-digit id in the role ARN), the one that syncs is the one that can: the one that synced
-    successfully most recently (`lastSyncedAt`), else, when none ever did, the newest (a
-    customer reconnecting after fixing their role). The others are refused before any AWS call.
-    """
-    target = aws_account_id(account.role_arn)
-    if target is None:
-        return None  # an invalid ARN is reported as such, not as a duplicate
-    rivals = {
-        other.id: other
-        for other in connected
-        if other.org_id == account.org_id and aws_account_id(other.role_arn) == target
-    }
-    rivals[account.id] = account
-    winner = max(rivals.values(), key=_precedence)
-    return None if winner.id == account.id else winner
-
-
-def _precedence(account: CloudAccount) -> tuple[bool, datetime, datetime, str]:
-    synced = account.last_synced_at
-    return (
-        synced is not None,
-        synced or datetime.min,
-        account.created_at or datetime.min,
-        account.id,
-    )
-
-
-def shares_external_id(account: CloudAccount, accounts: Iterable[CloudAccount]) -> bool:
-    """True if an older connection of another organisation has the same role and external ID.
-
-    Whoever knows a role ARN and its external ID could read that AWS account's costs through
-    PULSE (the confused deputy the external ID exists to prevent), so only the oldest such
-    connection, whatever its status, may use them.
-    """
-    if not account.role_arn or not account.external_id:
-        return False
-    role = account.role_arn.casefold()
-    return any(
-        other.org_id != account.org_id
-        and (other.role_arn or "").casefold() == role
-        and other.external_id == account.external_id
-        and _age(other) < _age(account)
-        for other in accounts
-    )
-
-
-def _age(account: CloudAccount) -> tuple[datetime, str]:
-    return (account.created_at or datetime.min, account.id)
+    found = [part for part in REFUSED_SUBSTRINGS if part in key]
+    if found:
+        shown = ", ".join(repr(part) for part in found)
+        return f"contains {shown}, which Dagster does not allow in a partition key"
+    return None

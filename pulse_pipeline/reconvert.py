@@ -6,14 +6,13 @@ row a new sync would write; its `fxRate`, `fxRateDate`, `fxProvisional` and `amo
 together. One transaction per account, holding the account's row like a sync's write does.
 """
 
+import logging
 from dataclasses import dataclass, field
 
-import dagster as dg
-
 from pulse_pipeline.db import queries
+from pulse_pipeline.db.database import Database
 from pulse_pipeline.fx import RateTable
 from pulse_pipeline.normalise import MalformedPayloadError, to_eur
-from pulse_pipeline.resources import PulseDatabase
 
 
 @dataclass
@@ -26,7 +25,7 @@ class Reconverted:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def reconvert_provisional(database: PulseDatabase, log: dg.DagsterLogManager) -> Reconverted:
+def reconvert_provisional(database: Database, log: logging.Logger) -> Reconverted:
     """Convert every fxProvisional CostRecord again at the stored rates; one account that cannot
     be converted (a currency without any rate) is logged and never stops the others."""
     done = Reconverted()

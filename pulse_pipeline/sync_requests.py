@@ -11,9 +11,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from pulse_pipeline.accounts import CloudAccount
+from pulse_pipeline.accounts import CloudAccount, partition_key_problem
 from pulse_pipeline.db import queries
-from pulse_pipeline.partitions import partition_key_problem
 from pulse_pipeline.sync_window import InvalidWindowError, resolve_window
 
 SYNC = "sync"

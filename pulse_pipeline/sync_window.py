@@ -3,9 +3,6 @@
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-import dagster as dg
-from pydantic import Field
-
 # Cost Explorer keeps daily data for the current month plus the previous 13 months.
 DAILY_HISTORY_MONTHS = 13
 # How the default window starts (PULSE_DEFAULT_WINDOW): at the oldest day Cost Explorer may
@@ -13,22 +10,6 @@ DAILY_HISTORY_MONTHS = 13
 REVISABLE = "revisable"
 PREVIOUS_MONTH = "previous-month"
 WINDOW_RULES = (REVISABLE, PREVIOUS_MONTH)
-
-
-class SyncWindowConfig(dg.Config):
-    """Which days to sync, both inclusive. Leave both empty for the default trailing window."""
-
-    start_date: str | None = Field(
-        default=None,
-        description=(
-            "First day to sync (YYYY-MM-DD). Default: the oldest day Cost Explorer may still "
-            "revise (see PULSE_DEFAULT_WINDOW)."
-        ),
-    )
-    end_date: str | None = Field(
-        default=None,
-        description="Last day to sync, inclusive (YYYY-MM-DD). Default: yesterday (UTC).",
-    )
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from pulse_pipeline.accounts import CloudAccount
-from pulse_pipeline.cost_explorer import cost_and_usage_request, fetch_pages
+from pulse_pipeline.aws.cost_explorer import cost_and_usage_request, fetch_pages
 from pulse_pipeline.db import queries
 from pulse_pipeline.db.migrate import upgrade
 from pulse_pipeline.db.schema import cost_record

@@ -32,9 +32,9 @@ from sqlalchemy import func, insert, select
 from pulse_pipeline.db.migrate import upgrade
 from pulse_pipeline.db.schema import cloud_account, cost_record
 from pulse_pipeline.db.urls import create_pulse_engine
-from pulse_pipeline.definitions import defs
-from pulse_pipeline.partitions import CLOUD_ACCOUNTS, accounts_in_run
-from pulse_pipeline.schedules import daily_aws_cost_sync
+from pulse_pipeline.defs.definitions import defs
+from pulse_pipeline.defs.partitions import CLOUD_ACCOUNTS, accounts_in_run
+from pulse_pipeline.defs.schedules import daily_aws_cost_sync
 from pulse_pipeline_dev.postgres import fresh_database
 from pulse_pipeline_dev.processes import BIN, LOCATION, ROOT, WORKSPACE, daemon, graphql, webserver
 from pulse_pipeline_dev.simulated_aws import SimulatedAws, SimulationSettings

@@ -26,7 +26,7 @@ from sqlalchemy import Date, bindparam, insert, select, text
 from pulse_pipeline.db.migrate import upgrade
 from pulse_pipeline.db.schema import cloud_account, cost_record, sync_request
 from pulse_pipeline.db.urls import create_pulse_engine, redacted
-from pulse_pipeline.definitions import defs
+from pulse_pipeline.defs.definitions import defs
 from pulse_pipeline_dev.processes import stop_process_group
 from pulse_pipeline_dev.simulated_aws import SimulatedAws, SimulationSettings
 

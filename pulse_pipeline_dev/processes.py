@@ -75,7 +75,7 @@ def code_server(environment: dict[str, str], log: Path, port: int) -> Iterator[N
     DATABASE_URL, AWS, the PULSE_* settings."""
     command = [
         str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", str(port),
-        "-m", "pulse_pipeline.definitions", "-a", "defs", "--location-name", LOCATION,
+        "-m", "pulse_pipeline.defs.definitions", "-a", "defs", "--location-name", LOCATION,
     ]  # fmt: skip
     health = [str(BIN / "dagster"), "api", "grpc-health-check", "-h", "127.0.0.1", "-p", str(port)]
     with process_group(command, environment, log):

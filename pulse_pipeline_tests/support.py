@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from pulse_pipeline.db.schema import cloud_account, cost_record
 from pulse_pipeline.db.urls import create_pulse_engine
-from pulse_pipeline.definitions import defs
+from pulse_pipeline.defs.definitions import defs
 from pulse_pipeline_tests.ce_results import ce_page, eur
 
 TODAY = datetime.now(UTC).date()

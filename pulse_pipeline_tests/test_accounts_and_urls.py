@@ -8,19 +8,19 @@ import dagster as dg
 import pytest
 
 from pulse_pipeline.accounts import (
-    AwsConnection,
+    MAX_PARTITION_KEY_BYTES,
+    REFUSED_SUBSTRINGS,
     CloudAccount,
     SyncError,
+    partition_key_problem,
+)
+from pulse_pipeline.aws.connection import (
+    AwsConnection,
     connection_for,
     covering_account,
     shares_external_id,
 )
 from pulse_pipeline.db.urls import DatabaseUrlError, redacted, to_sqlalchemy_url
-from pulse_pipeline.partitions import (
-    MAX_PARTITION_KEY_BYTES,
-    REFUSED_SUBSTRINGS,
-    partition_key_problem,
-)
 from pulse_pipeline.sync_status import redact
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/PulseCostReader"

@@ -14,9 +14,9 @@ from aiosmtpd.controller import Controller
 
 from pulse_pipeline.accounts import CloudAccount
 from pulse_pipeline.alerts import alert_for, email_message, webhook_payload
-from pulse_pipeline.definitions import defs
-from pulse_pipeline.resources import AlertChannels
-from pulse_pipeline.settings import SettingError
+from pulse_pipeline.defs.definitions import defs
+from pulse_pipeline.defs.resources import AlertChannels
+from pulse_pipeline.defs.settings import SettingError
 from pulse_pipeline_tests.alert_receivers import (
     MailReceiver,
     WebhookReceiver,

@@ -20,7 +20,7 @@ from moto.server import DomainDispatcherApplication
 from moto.sts.models import STSBackend
 from moto.sts.responses import TokenResponse
 
-from pulse_pipeline.cost_explorer import METRICS, cost_and_usage_request
+from pulse_pipeline.aws.cost_explorer import METRICS, cost_and_usage_request
 from pulse_pipeline.sync_window import SyncWindow
 from pulse_pipeline_dev.simulated_aws import (
     INJECTABLE_ERROR_CODES,

@@ -13,8 +13,8 @@ from sqlalchemy import delete, insert
 
 from pulse_pipeline.db.schema import cloud_account
 from pulse_pipeline.db.urls import create_pulse_engine
-from pulse_pipeline.definitions import defs
-from pulse_pipeline.resources import PulseDatabase
+from pulse_pipeline.defs.definitions import defs
+from pulse_pipeline.defs.resources import PulseDatabase
 from pulse_pipeline_dev.simulated_aws import SimulatedAws, SimulationSettings
 from pulse_pipeline_tests.support import (
     D1,

@@ -15,8 +15,9 @@ from botocore.exceptions import (
 )
 from botocore.stub import Stubber
 
-from pulse_pipeline.accounts import AwsConnection, CloudAccount, SyncError, connection_for
-from pulse_pipeline.cost_explorer import (
+from pulse_pipeline.accounts import CloudAccount, SyncError
+from pulse_pipeline.aws.connection import AwsConnection, connection_for
+from pulse_pipeline.aws.cost_explorer import (
     Page,
     RequestCount,
     RunawayPagination,
@@ -24,7 +25,7 @@ from pulse_pipeline.cost_explorer import (
     describe_aws_error,
     fetch_pages,
 )
-from pulse_pipeline.resources import AwsCostExplorer
+from pulse_pipeline.defs.resources import AwsCostExplorer
 from pulse_pipeline.sync_window import SyncWindow
 
 EXTERNAL_ID = "pulse-ext-9f8e7d6c5b4a"

@@ -7,8 +7,8 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from pulse_pipeline.definitions import defs
-from pulse_pipeline.sensors import cost_freshness
+from pulse_pipeline.defs.definitions import defs
+from pulse_pipeline.defs.sensors import cost_freshness
 from pulse_pipeline_tests.ce_results import ce_page, queue_results
 from pulse_pipeline_tests.support import D1, EC2, load_rates, run_sync, set_account
 

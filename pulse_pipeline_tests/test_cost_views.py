@@ -13,7 +13,7 @@ from sqlalchemy import text
 from pulse_pipeline.db.types import ExactDecimal
 from pulse_pipeline.db.urls import create_pulse_engine
 from pulse_pipeline.db.views import FOCUS_COSTS_VIEW
-from pulse_pipeline.definitions import defs
+from pulse_pipeline.defs.definitions import defs
 from pulse_pipeline_tests.ce_results import ce_page, queue_results
 from pulse_pipeline_tests.support import D1, D3, EC2, S3, TODAY, TWO_PAGES, load_rates, run_sync
 

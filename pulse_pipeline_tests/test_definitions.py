@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from pulse_pipeline.definitions import defs
+from pulse_pipeline.defs.definitions import defs
 
 
 def test_assets_partitions_and_lineage() -> None:
@@ -127,7 +127,7 @@ def test_loading_the_code_location_prints_no_beta_or_preview_warning(tmp_path: P
             "-W",
             "always",
             "-c",
-            "from pulse_pipeline.definitions import defs; "
+            "from pulse_pipeline.defs.definitions import defs; "
             "defs().resolve_job_def('sync_aws_costs'); defs().get_repository_def()",
         ],
         env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'pulse.db'}"},

@@ -15,8 +15,8 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
-from pulse_pipeline.definitions import defs
-from pulse_pipeline.settings import SETTINGS
+from pulse_pipeline.defs.definitions import defs
+from pulse_pipeline.defs.settings import SETTINGS
 from pulse_pipeline_dev.processes import LOCATION, PROD_WORKSPACE, ROOT
 
 DEPLOY = ROOT / "deploy"

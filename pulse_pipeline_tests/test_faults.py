@@ -20,12 +20,12 @@ import psycopg
 import pytest
 from sqlalchemy import select
 
-from pulse_pipeline.assets import sync_cloud_accounts
 from pulse_pipeline.db.schema import cost_explorer_page
 from pulse_pipeline.db.urls import create_pulse_engine, to_sqlalchemy_url
-from pulse_pipeline.definitions import defs
-from pulse_pipeline.partitions import RANGE_END_TAG, RANGE_START_TAG
-from pulse_pipeline.resources import AwsCostExplorer, CostSettings, PulseDatabase
+from pulse_pipeline.defs.assets import sync_cloud_accounts
+from pulse_pipeline.defs.definitions import defs
+from pulse_pipeline.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
+from pulse_pipeline.defs.resources import AwsCostExplorer, CostSettings, PulseDatabase
 from pulse_pipeline_dev.simulated_aws import SimulatedAws, SimulationSettings
 from pulse_pipeline_tests.support import (
     D1,
@@ -250,7 +250,7 @@ def test_8_two_syncs_of_one_account_at_once_leave_the_rows_of_one_sync(
     }
     command = [
         str(Path(sys.executable).with_name("dagster")), "asset", "materialize",
-        "-m", "pulse_pipeline.definitions", "--select", "cost_explorer_raw,daily_costs_eur",
+        "-m", "pulse_pipeline.defs.definitions", "--select", "cost_explorer_raw,daily_costs_eur",
         "--partition", "acc-1", "--config-json", json.dumps(config),
     ]  # fmt: skip
     logs = [(tmp_path / f"run-{n}.log").open("w") for n in range(2)]

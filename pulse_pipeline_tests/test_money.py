@@ -13,8 +13,8 @@ from sqlalchemy import insert, select
 
 from pulse_pipeline.db.schema import cloud_account, cost_explorer_page, cost_record
 from pulse_pipeline.db.urls import create_pulse_engine
-from pulse_pipeline.definitions import defs
-from pulse_pipeline.settings import SettingError
+from pulse_pipeline.defs.definitions import defs
+from pulse_pipeline.defs.settings import SettingError
 from pulse_pipeline_tests.ce_results import ce_page, ecb_history_csv, queue_results
 from pulse_pipeline_tests.support import (
     D1,

@@ -10,17 +10,17 @@ import dagster as dg
 import pytest
 from sqlalchemy import insert, update
 
+from pulse_pipeline.accounts import MAX_PARTITION_KEY_BYTES
 from pulse_pipeline.db.schema import cloud_account
 from pulse_pipeline.db.urls import create_pulse_engine
-from pulse_pipeline.definitions import defs
-from pulse_pipeline.partitions import (
+from pulse_pipeline.defs.definitions import defs
+from pulse_pipeline.defs.partitions import (
     COST_EXPLORER_POOL,
-    MAX_PARTITION_KEY_BYTES,
     accounts_in_run,
     cost_explorer_lanes,
     run_sizes,
 )
-from pulse_pipeline.resources import PulseDatabase
+from pulse_pipeline.defs.resources import PulseDatabase
 from pulse_pipeline_tests.ce_results import ce_page, queue_results
 from pulse_pipeline_tests.support import (
     D1,

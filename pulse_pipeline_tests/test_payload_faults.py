@@ -13,12 +13,12 @@ import psycopg
 import pytest
 from sqlalchemy import select
 
-from pulse_pipeline.accounts import AwsConnection
-from pulse_pipeline.assets import sync_cloud_accounts
+from pulse_pipeline.aws.connection import AwsConnection
 from pulse_pipeline.db.schema import cost_explorer_page
 from pulse_pipeline.db.urls import create_pulse_engine, to_sqlalchemy_url
-from pulse_pipeline.resources import AwsCostExplorer, CostSettings, PulseDatabase
-from pulse_pipeline.sync_status import outcomes_of
+from pulse_pipeline.defs.assets import sync_cloud_accounts
+from pulse_pipeline.defs.resources import AwsCostExplorer, CostSettings, PulseDatabase
+from pulse_pipeline.defs.run_outcomes import outcomes_of
 from pulse_pipeline_tests.ce_results import ce_page, queue_results
 from pulse_pipeline_tests.support import (
     D1,

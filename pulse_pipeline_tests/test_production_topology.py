@@ -26,8 +26,8 @@ from sqlalchemy.engine import make_url
 from pulse_pipeline.db.migrate import upgrade
 from pulse_pipeline.db.schema import cloud_account
 from pulse_pipeline.db.urls import create_pulse_engine
-from pulse_pipeline.definitions import defs
-from pulse_pipeline.partitions import CLOUD_ACCOUNTS, accounts_in_run
+from pulse_pipeline.defs.definitions import defs
+from pulse_pipeline.defs.partitions import CLOUD_ACCOUNTS, accounts_in_run
 from pulse_pipeline_dev.processes import (
     LOCATION,
     PROD_WORKSPACE,

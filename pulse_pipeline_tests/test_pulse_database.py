@@ -20,9 +20,9 @@ import pytest
 
 from pulse_pipeline.cli import main
 from pulse_pipeline.db.urls import to_sqlalchemy_url
-from pulse_pipeline.definitions import defs
-from pulse_pipeline.keys import FAILED_ACCOUNTS
-from pulse_pipeline.settings import SettingError
+from pulse_pipeline.defs.definitions import defs
+from pulse_pipeline.defs.keys import FAILED_ACCOUNTS
+from pulse_pipeline.defs.settings import SettingError
 from pulse_pipeline_dev.simulated_aws import SimulatedAws, SimulationSettings
 from pulse_pipeline_tests.support import (
     D1,

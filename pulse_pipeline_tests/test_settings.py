@@ -5,9 +5,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pulse_pipeline.definitions import defs
-from pulse_pipeline.resources import CostSettings
-from pulse_pipeline.settings import SETTINGS, SettingError
+from pulse_pipeline.defs.definitions import defs
+from pulse_pipeline.defs.resources import CostSettings
+from pulse_pipeline.defs.settings import SETTINGS, SettingError
 
 ACCEPTED = (
     "Usage, DiscountedUsage, Reservation applied usage, Savings Plan Covered Usage, Savings Plan "

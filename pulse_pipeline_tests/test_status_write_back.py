@@ -6,7 +6,7 @@ import json
 import dagster as dg
 import pytest
 
-from pulse_pipeline.definitions import defs
+from pulse_pipeline.defs.definitions import defs
 from pulse_pipeline_tests.ce_results import ce_page, queue_results
 from pulse_pipeline_tests.support import (
     D1,

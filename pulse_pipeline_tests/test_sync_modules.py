@@ -15,9 +15,9 @@ from sqlalchemy.exc import OperationalError
 
 from pulse_pipeline.accounts import SyncError
 from pulse_pipeline.db import queries
+from pulse_pipeline.defs.resources import AwsCostExplorer, PulseDatabase
 from pulse_pipeline.ecb_history import parse_ecb_history
 from pulse_pipeline.normalise import MalformedPayloadError
-from pulse_pipeline.resources import AwsCostExplorer, PulseDatabase
 from pulse_pipeline.sync import batch
 from pulse_pipeline.sync.batch import Synced, sync_accounts
 from pulse_pipeline.sync.failures import AccountFailure, BatchFailure, failing_cleanly

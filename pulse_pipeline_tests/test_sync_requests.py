@@ -19,9 +19,9 @@ from sqlalchemy import insert, select, update
 
 from pulse_pipeline.db.schema import cloud_account, cost_explorer_page, cost_record, sync_request
 from pulse_pipeline.db.urls import create_pulse_engine
-from pulse_pipeline.definitions import defs
-from pulse_pipeline.resources import ManualRequestLimits, PulseDatabase
-from pulse_pipeline.sensors import sync_requests
+from pulse_pipeline.defs.definitions import defs
+from pulse_pipeline.defs.resources import ManualRequestLimits, PulseDatabase
+from pulse_pipeline.defs.sensors import sync_requests
 from pulse_pipeline_dev.simulated_aws import SimulatedAws
 from pulse_pipeline_tests.ce_results import queue_results
 from pulse_pipeline_tests.daemon import graphql, wait_for

@@ -16,7 +16,7 @@ from sqlalchemy import insert, select
 
 from pulse_pipeline.db.schema import cloud_account, cost_explorer_page, cost_record
 from pulse_pipeline.db.urls import create_pulse_engine
-from pulse_pipeline.partitions import accounts_in_run
+from pulse_pipeline.defs.partitions import accounts_in_run
 from pulse_pipeline_dev.simulated_aws import SimulatedAws
 from pulse_pipeline_tests.daemon import graphql, wait_for
 from pulse_pipeline_tests.shared_dagster import (

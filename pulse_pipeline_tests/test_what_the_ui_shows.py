@@ -10,10 +10,10 @@ import pytest
 
 from pulse_pipeline.db.schema import cloud_account, cost_record
 from pulse_pipeline.db.urls import create_pulse_engine
-from pulse_pipeline.definitions import defs
-from pulse_pipeline.freshness import SYNCED_RECENTLY
-from pulse_pipeline.keys import DAILY_COSTS, RAW_PAGES
-from pulse_pipeline.partitions import RANGE_END_TAG, RANGE_START_TAG
+from pulse_pipeline.defs.checks import SYNCED_RECENTLY
+from pulse_pipeline.defs.definitions import defs
+from pulse_pipeline.defs.keys import DAILY_COSTS, RAW_PAGES
+from pulse_pipeline.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
 from pulse_pipeline.reconcile import CHECKS
 from pulse_pipeline_tests.ce_results import ce_page, queue_results
 from pulse_pipeline_tests.support import (

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, case, delete, func, insert, select, update
 
 from pulse_pipeline.accounts import CloudAccount
-from pulse_pipeline.cost_explorer import Page
+from pulse_pipeline.aws.cost_explorer import Page
 from pulse_pipeline.db.schema import (
     cloud_account,
     cost_explorer_page,

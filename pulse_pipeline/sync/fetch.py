@@ -5,16 +5,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pulse_pipeline.accounts import (
+from pulse_pipeline.accounts import CloudAccount, SyncError
+from pulse_pipeline.aws.connection import (
     AwsConnection,
-    CloudAccount,
-    SyncError,
     aws_account_id,
     connection_for,
     covering_account,
     shares_external_id,
 )
-from pulse_pipeline.cost_explorer import (
+from pulse_pipeline.aws.cost_explorer import (
     Fetch,
     RequestCount,
     cost_and_usage_request,
@@ -22,7 +21,8 @@ from pulse_pipeline.cost_explorer import (
     fetch_pages,
 )
 from pulse_pipeline.db import queries
-from pulse_pipeline.sync.run import Database, SyncRun
+from pulse_pipeline.db.database import Database
+from pulse_pipeline.sync.run import SyncRun
 from pulse_pipeline.sync_window import StoredDays, SyncWindow, resolve_window
 
 

@@ -5,11 +5,12 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
-from pulse_pipeline.accounts import AwsConnection, SyncError, connection_for
-from pulse_pipeline.cost_explorer import cost_and_usage_request, describe_aws_error
+from pulse_pipeline.accounts import SyncError
+from pulse_pipeline.aws.connection import AwsConnection, connection_for
+from pulse_pipeline.aws.cost_explorer import cost_and_usage_request, describe_aws_error
 from pulse_pipeline.db import queries
+from pulse_pipeline.db.database import Database
 from pulse_pipeline.sync.fetch import refuse_shared_external_id
-from pulse_pipeline.sync.run import Database
 from pulse_pipeline.sync_window import SyncWindow
 
 

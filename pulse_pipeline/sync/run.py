@@ -1,21 +1,13 @@
-"""What one run syncs, and the outside systems it syncs with."""
+"""What one run syncs: its accounts' window, settings and systems."""
 
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from sqlalchemy import Connection
-
-from pulse_pipeline.accounts import AwsConnection
-from pulse_pipeline.cost_explorer import DEFAULT_MAX_PAGES, RequestCount
+from pulse_pipeline.aws.connection import AwsConnection
+from pulse_pipeline.aws.cost_explorer import DEFAULT_MAX_PAGES, RequestCount
+from pulse_pipeline.db.database import Database
 from pulse_pipeline.sync_window import REVISABLE
-
-
-class Database(Protocol):
-    """PULSE's database: one transaction per `begin()`, committed when the block ends."""
-
-    def begin(self) -> AbstractContextManager[Connection]: ...
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,19 @@ from pulse_pipeline.accounts import CloudAccount
 from pulse_pipeline.alerts import alert_for
 from pulse_pipeline.db import queries
 from pulse_pipeline.db.urls import DatabaseUrlError
-from pulse_pipeline.freshness import accounts_freshness, evaluation
-from pulse_pipeline.keys import DAILY_COSTS, ECB_RATES, RAW_PAGES
-from pulse_pipeline.resources import AlertChannels, AwsCostExplorer, CostSettings, PulseDatabase
+from pulse_pipeline.defs.checks import freshness_evaluation as evaluation
+from pulse_pipeline.defs.keys import DAILY_COSTS, ECB_RATES, RAW_PAGES
+from pulse_pipeline.defs.resources import (
+    AlertChannels,
+    AwsCostExplorer,
+    CostSettings,
+    PulseDatabase,
+)
+from pulse_pipeline.defs.run_outcomes import outcomes_of
+from pulse_pipeline.freshness import accounts_freshness
 from pulse_pipeline.sync.failures import AccountFailure, failing_cleanly
 from pulse_pipeline.sync.probe import probe_connection
-from pulse_pipeline.sync_status import SyncOutcome, outcomes_of, redact
+from pulse_pipeline.sync_status import SyncOutcome, redact
 
 sync_aws_costs = dg.define_asset_job(
     name="sync_aws_costs",

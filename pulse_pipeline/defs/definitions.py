@@ -5,7 +5,7 @@ import warnings
 
 import dagster as dg
 
-from pulse_pipeline.assets import (
+from pulse_pipeline.defs.assets import (
     cost_freshness_check,
     ecb_fx_rates,
     ecb_rates_current,
@@ -14,21 +14,21 @@ from pulse_pipeline.assets import (
     reconcile_cost_records,
     sync_cloud_accounts,
 )
-from pulse_pipeline.jobs import (
+from pulse_pipeline.defs.jobs import (
     refresh_ecb_rates,
     report_cost_freshness,
     sync_aws_costs,
     test_aws_connection,
     write_sync_status_job,
 )
-from pulse_pipeline.schedules import daily_aws_cost_sync, daily_ecb_rates
-from pulse_pipeline.sensors import (
+from pulse_pipeline.defs.schedules import daily_aws_cost_sync, daily_ecb_rates
+from pulse_pipeline.defs.sensors import (
     cost_freshness,
     new_cloud_accounts,
     sync_requests,
     sync_status_writer,
 )
-from pulse_pipeline.settings import resources_from_environment
+from pulse_pipeline.defs.settings import resources_from_environment
 
 
 @dg.definitions

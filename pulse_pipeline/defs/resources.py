@@ -30,7 +30,7 @@ from pydantic import (
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from pulse_pipeline.accounts import AwsConnection, SyncError
+from pulse_pipeline.accounts import SyncError
 from pulse_pipeline.alerts import (
     Alert,
     AlertNotDelivered,
@@ -40,7 +40,8 @@ from pulse_pipeline.alerts import (
     send_email,
     webhook_payload,
 )
-from pulse_pipeline.cost_explorer import (
+from pulse_pipeline.aws.connection import AwsConnection
+from pulse_pipeline.aws.cost_explorer import (
     DEFAULT_MAX_PAGES,
     DEFAULT_METRIC,
     METRICS,

@@ -16,9 +16,9 @@ from typing import Any
 import dagster as dg
 from pydantic import ValidationError
 
-from pulse_pipeline.cost_explorer import DEFAULT_MAX_PAGES
+from pulse_pipeline.aws.cost_explorer import DEFAULT_MAX_PAGES
 from pulse_pipeline.db.urls import DatabaseUrlError, to_sqlalchemy_url
-from pulse_pipeline.resources import (
+from pulse_pipeline.defs.resources import (
     AlertChannels,
     AwsCostExplorer,
     CostSettings,

@@ -7,9 +7,9 @@ from collections.abc import Iterable, Sequence
 import dagster as dg
 from sqlalchemy import Connection
 
-from pulse_pipeline.accounts import CloudAccount
+from pulse_pipeline.accounts import CloudAccount, partition_key_problem
 from pulse_pipeline.db import queries
-from pulse_pipeline.keys import SYNC_ASSETS
+from pulse_pipeline.defs.keys import SYNC_ASSETS
 
 CLOUD_ACCOUNTS = "cloud_accounts"
 # Dagster's run tags for the partition of a run, or the partition range of a batch run.
@@ -29,37 +29,7 @@ MAX_ACCOUNTS_PER_RUN = 500
 # run start-up (seconds of CPU) for each.
 BACKFILL_ACCOUNTS_PER_RUN = 5
 
-# Dagster keeps partition keys in PostgreSQL btree indexes (dynamic_partitions, run_tags,
-# event_logs, asset_check_executions), and a batch run's key, a run tag, holds two of them. A
-# btree entry holds at most 2,704 bytes: beside a tag name, 2,676 bytes of incompressible text
-# (an id 2,680 characters long fails every insert with ProgramLimitExceeded). 1,024 bytes per
-# key leaves room for the two keys of a run key and the names beside them in every index.
-MAX_PARTITION_KEY_BYTES = 1024
-# What Dagster refuses in a partition key (its INVALID_PARTITION_SUBSTRINGS); PostgreSQL cannot
-# store a NUL either.
-REFUSED_SUBSTRINGS = ("...", "\a", "\b", "\f", "\n", "\r", "\t", "\v", "\0")
-
 cloud_accounts_partitions = dg.DynamicPartitionsDefinition(name=CLOUD_ACCOUNTS)
-
-
-def partition_key_problem(key: str) -> str | None:
-    """Why `key` cannot be a cloud_accounts partition key, or None if it can."""
-    if not key:
-        return "is empty"
-    try:
-        size = len(key.encode())
-    except UnicodeEncodeError:
-        return "is not valid Unicode"
-    if size > MAX_PARTITION_KEY_BYTES:
-        return (
-            f"is {size:,} bytes long, more than the {MAX_PARTITION_KEY_BYTES:,} bytes a "
-            "partition key can have in Dagster's storage"
-        )
-    found = [part for part in REFUSED_SUBSTRINGS if part in key]
-    if found:
-        shown = ", ".join(repr(part) for part in found)
-        return f"contains {shown}, which Dagster does not allow in a partition key"
-    return None
 
 
 def refuse_unpartitionable(

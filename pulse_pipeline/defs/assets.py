@@ -11,10 +11,11 @@ import sqlalchemy as sa
 from pulse_pipeline.db import queries
 from pulse_pipeline.db.schema import cost_explorer_page, cost_record, fx_rate
 from pulse_pipeline.db.views import FOCUS_COSTS_VIEW, MONTHLY_COSTS_VIEW, View, view_summary
-from pulse_pipeline.ecb_history import shown_location
-from pulse_pipeline.freshness import DESCRIPTION as FRESHNESS
-from pulse_pipeline.freshness import SYNCED_RECENTLY, accounts_freshness, evaluation, just_synced
-from pulse_pipeline.keys import (
+from pulse_pipeline.defs.checks import DESCRIPTION as FRESHNESS
+from pulse_pipeline.defs.checks import SYNCED_RECENTLY, just_synced
+from pulse_pipeline.defs.checks import freshness_evaluation as evaluation
+from pulse_pipeline.defs.config import SyncWindowConfig
+from pulse_pipeline.defs.keys import (
     DAILY_COSTS,
     ECB_RATES,
     FAILED_ACCOUNTS,
@@ -26,19 +27,21 @@ from pulse_pipeline.keys import (
     SYNC_ERROR,
     TAGS,
 )
-from pulse_pipeline.partitions import (
+from pulse_pipeline.defs.partitions import (
     BACKFILL_ACCOUNTS_PER_RUN,
     COST_EXPLORER_POOL,
     cloud_accounts_partitions,
 )
+from pulse_pipeline.defs.resources import AwsCostExplorer, CostSettings, EcbRates, PulseDatabase
+from pulse_pipeline.ecb_history import shown_location
+from pulse_pipeline.freshness import accounts_freshness
 from pulse_pipeline.reconcile import CHECKS, CheckOutcome
 from pulse_pipeline.reconvert import reconvert_provisional
-from pulse_pipeline.resources import AwsCostExplorer, CostSettings, EcbRates, PulseDatabase
 from pulse_pipeline.sync.batch import Synced, sync_accounts
 from pulse_pipeline.sync.failures import AccountFailure, BatchFailure, failing_cleanly
 from pulse_pipeline.sync.run import SyncRun
 from pulse_pipeline.sync.write import Markdown, verify
-from pulse_pipeline.sync_window import SyncWindowConfig, earliest_daily_day
+from pulse_pipeline.sync_window import earliest_daily_day
 from pulse_pipeline.target_calendar import business_days_after
 
 GROUP = "aws_costs"

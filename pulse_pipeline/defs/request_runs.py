@@ -13,15 +13,16 @@ from sqlalchemy import Connection
 from pulse_pipeline import sync_requests as rules
 from pulse_pipeline.accounts import CloudAccount
 from pulse_pipeline.db import queries
-from pulse_pipeline.partitions import (
+from pulse_pipeline.defs.partitions import (
     CLOUD_ACCOUNTS,
     accounts_in_run,
     balanced_batches,
     batch_run_request,
 )
-from pulse_pipeline.resources import ManualRequestLimits
+from pulse_pipeline.defs.resources import ManualRequestLimits
+from pulse_pipeline.defs.run_outcomes import outcomes_of
 from pulse_pipeline.sync_requests import SyncRequest
-from pulse_pipeline.sync_status import outcomes_of, redact
+from pulse_pipeline.sync_status import redact
 
 SYNC_JOB = "sync_aws_costs"
 TEST_JOB = "test_aws_connection"

@@ -10,8 +10,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from pulse_pipeline.db import queries
-from pulse_pipeline.freshness import freshness
-from pulse_pipeline.jobs import (
+from pulse_pipeline.defs.jobs import (
     FRESHNESS_OP,
     refresh_ecb_rates,
     report_cost_freshness,
@@ -19,8 +18,8 @@ from pulse_pipeline.jobs import (
     test_aws_connection,
     write_sync_status_job,
 )
-from pulse_pipeline.keys import ECB_RATES, SYNC_ASSETS
-from pulse_pipeline.partitions import (
+from pulse_pipeline.defs.keys import ECB_RATES, SYNC_ASSETS
+from pulse_pipeline.defs.partitions import (
     CLOUD_ACCOUNTS,
     PARTITION_TAG,
     RANGE_START_TAG,
@@ -31,8 +30,9 @@ from pulse_pipeline.partitions import (
     refuse_unpartitionable,
     unknown_partitions,
 )
-from pulse_pipeline.resources import CostSettings, ManualRequestLimits, PulseDatabase
-from pulse_pipeline.sync_request_runs import serve
+from pulse_pipeline.defs.request_runs import serve
+from pulse_pipeline.defs.resources import CostSettings, ManualRequestLimits, PulseDatabase
+from pulse_pipeline.freshness import freshness
 
 # Finished runs read per status-sensor tick; the cursor carries on from the last one.
 STATUS_BATCH = 500

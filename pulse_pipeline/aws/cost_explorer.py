@@ -21,7 +21,8 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from pulse_pipeline.accounts import AwsConnection, SyncError
+from pulse_pipeline.accounts import SyncError
+from pulse_pipeline.aws.connection import AwsConnection
 from pulse_pipeline.sync_window import SyncWindow
 
 DEFAULT_METRIC = "UnblendedCost"

@@ -3,15 +3,15 @@
 import dagster as dg
 
 from pulse_pipeline.db import queries
-from pulse_pipeline.jobs import refresh_ecb_rates, sync_aws_costs
-from pulse_pipeline.partitions import (
+from pulse_pipeline.defs.jobs import refresh_ecb_rates, sync_aws_costs
+from pulse_pipeline.defs.partitions import (
     CLOUD_ACCOUNTS,
     balanced_batches,
     batch_run_request,
     cost_explorer_lanes,
     refuse_unpartitionable,
 )
-from pulse_pipeline.resources import PulseDatabase
+from pulse_pipeline.defs.resources import PulseDatabase
 
 
 @dg.schedule(
