@@ -82,6 +82,47 @@ def _parse_day(value: str, field: str) -> date:
         raise InvalidWindowError(f"{field} {value!r} is not a date in YYYY-MM-DD form") from None
 
 
+@dataclass(frozen=True)
+class WindowRequest:
+    """The days a run was asked for (None: the default), validated once per run, before any
+    account is read: each account's window then only fills in what was left empty."""
+
+    start: date | None
+    end: date | None
+    today: date
+
+    def for_account(self, stored: StoredDays | None = None, rule: str = REVISABLE) -> SyncWindow:
+        """The account's window: the requested days, `default_window` for what was left empty
+        (with only an end date given, the start follows the `previous-month` rule, as a window
+        chosen by hand has nothing to do with what is still revisable)."""
+        fallback = default_window(self.today, stored, PREVIOUS_MONTH if self.end else rule)
+        return SyncWindow(start=self.start or fallback.start, end=self.end or fallback.end)
+
+
+def requested_window(start_date: str | None, end_date: str | None, today: date) -> WindowRequest:
+    """The run's window request, checked before any AWS request is made. Raises
+    InvalidWindowError naming the field and what is wrong with it."""
+    request = WindowRequest(
+        start=_parse_day(start_date, "start_date") if start_date else None,
+        end=_parse_day(end_date, "end_date") if end_date else None,
+        today=today,
+    )
+    # Stored days can only move a default start earlier, never past the requested end: the
+    # window without them is the one to check.
+    window = request.for_account()
+    if window.start > window.end:
+        raise InvalidWindowError(f"start_date {window.start} is after end_date {window.end}")
+    if window.end > today:
+        raise InvalidWindowError(f"end_date {window.end} is in the future (today is {today} UTC)")
+    oldest = earliest_daily_day(today)
+    if window.start < oldest:
+        raise InvalidWindowError(
+            f"start_date {window.start} is older than Cost Explorer keeps daily data "
+            f"(oldest: {oldest})"
+        )
+    return request
+
+
 def resolve_window(
     start_date: str | None,
     end_date: str | None,
@@ -89,20 +130,5 @@ def resolve_window(
     stored: StoredDays | None = None,
     rule: str = REVISABLE,
 ) -> SyncWindow:
-    """The window to sync, validated before any AWS request is made: the configured days, or
-    `default_window` for what is left empty (with only an end date given, the start is the
-    1st of the previous month's rule, as a window chosen by hand has nothing to do with what
-    is still revisable)."""
-    fallback = default_window(today, stored, PREVIOUS_MONTH if end_date else rule)
-    start = _parse_day(start_date, "start_date") if start_date else fallback.start
-    end = _parse_day(end_date, "end_date") if end_date else fallback.end
-    if start > end:
-        raise InvalidWindowError(f"start_date {start} is after end_date {end}")
-    if end > today:
-        raise InvalidWindowError(f"end_date {end} is in the future (today is {today} UTC)")
-    oldest = earliest_daily_day(today)
-    if start < oldest:
-        raise InvalidWindowError(
-            f"start_date {start} is older than Cost Explorer keeps daily data (oldest: {oldest})"
-        )
-    return SyncWindow(start=start, end=end)
+    """The window one account syncs: `requested_window` checked, then filled in for the account."""
+    return requested_window(start_date, end_date, today).for_account(stored, rule)

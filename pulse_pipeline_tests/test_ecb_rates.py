@@ -20,9 +20,9 @@ import pytest
 from currency_converter import CURRENCY_FILE
 from sqlalchemy import select
 
-from pulse_pipeline import assets
 from pulse_pipeline.db.schema import cost_explorer_page, cost_record, fx_rate
 from pulse_pipeline.db.urls import create_pulse_engine
+from pulse_pipeline.defs import assets
 from pulse_pipeline.defs.definitions import defs
 from pulse_pipeline.ecb_history import HistoryUnavailable, download_history, parse_ecb_history
 from pulse_pipeline.target_calendar import is_target_business_day

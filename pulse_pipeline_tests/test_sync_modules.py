@@ -4,6 +4,7 @@ import json
 import logging
 import sqlite3
 from collections.abc import Iterator
+from datetime import timedelta
 from decimal import Decimal
 
 import psycopg
@@ -23,7 +24,7 @@ from pulse_pipeline.sync.batch import Synced, sync_accounts
 from pulse_pipeline.sync.failures import AccountFailure, BatchFailure, failing_cleanly
 from pulse_pipeline.sync.fetch import keep_as_sent
 from pulse_pipeline.sync.run import SyncRun
-from pulse_pipeline.sync_window import InvalidWindowError
+from pulse_pipeline.sync_window import WindowRequest
 from pulse_pipeline_tests.ce_results import ecb_history_csv, queue_results
 from pulse_pipeline_tests.support import D1, D3, EXPECTED_ACC1, RATES, TWO_PAGES, stored_rows
 
@@ -37,8 +38,7 @@ def sync_run(database_url: str, run_id: str = "run-1", **changes: object) -> Syn
         "cost_explorer": AwsCostExplorer().cost_explorer_client,
         "metric": "UnblendedCost",
         "record_types": None,
-        "start_date": D1.isoformat(),
-        "end_date": D3.isoformat(),
+        "window": WindowRequest(D1, D3, today=D3 + timedelta(days=1)),
         "fetch": True,
         "write": True,
     }
@@ -89,7 +89,6 @@ def test_writing_alone_reconverts_the_latest_stored_fetch_without_aws(
     [
         (SyncError("CloudAccount a (x): AWS denied AssumeRole"), "CloudAccount a (x): AWS denied AssumeRole", False),
         (SyncError("CloudAccount a (x): throttled", retryable=True), "CloudAccount a (x): throttled", True),
-        (InvalidWindowError("start_date 2 is after end_date 1"), "CloudAccount a: start_date 2 is after end_date 1", False),
         (MalformedPayloadError("EC2 on 2026-01-01 has a non-numeric Amount"), "CloudAccount a: Cost Explorer's response was rejected, nothing was written: EC2 on 2026-01-01 has a non-numeric Amount", False),
         (OperationalError("INSERT", {}, ConnectionError("gone")), "CloudAccount a: PULSE's database failed during the sync (ConnectionError); nothing was written", True),
         (KeyError("surprise"), "CloudAccount a: the sync failed unexpectedly (KeyError: 'surprise')", False),
@@ -166,7 +165,11 @@ def scripted(outcomes: dict[str, list[str]], calls: list[str]) -> object:
     """A stand-in for one account's sync: each call takes the account's next scripted outcome."""
 
     def sync_account(
-        run: SyncRun, account_id: str, log: logging.Logger, prefetched: object = None
+        run: SyncRun,
+        account_id: str,
+        log: logging.Logger,
+        peers: object,
+        prefetched: object = None,
     ) -> Iterator[Synced]:
         calls.append(account_id)
         outcome = outcomes[account_id].pop(0)

@@ -6,10 +6,13 @@ from typing import Any
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import select
 
 from pulse_pipeline.db.schema import cloud_account, cost_explorer_page, cost_record
 from pulse_pipeline.db.urls import create_pulse_engine
+from pulse_pipeline.defs.definitions import defs
+from pulse_pipeline.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
 from pulse_pipeline_tests.ce_results import ce_page, queue_results
 from pulse_pipeline_tests.support import (
     D1,
@@ -21,6 +24,7 @@ from pulse_pipeline_tests.support import (
     S3,
     TODAY,
     TWO_PAGES,
+    account_row,
     account_status,
     expected_row,
     load_rates,
@@ -241,3 +245,55 @@ def test_status_op_marks_success_active_and_failure_error_with_its_cause(
         and healed["lastSyncError"] is None
         and healed["lastSyncedAt"] is not None
     )
+
+
+def test_a_batch_reads_the_connections_once_however_many_accounts_it_syncs(
+    pulse: str, dagster_instance: dg.DagsterInstance, moto_aws: None
+) -> None:
+    """Each account of a run is compared with every connection in PULSE (duplicates, the
+    confused deputy); the run reads them once, not once per account."""
+    load_rates(dagster_instance)
+    accounts = [f"acc-{n}" for n in range(1, 9)]
+    engine = create_pulse_engine(pulse)
+    with engine.begin() as conn:
+        conn.execute(
+            cloud_account.insert(),
+            [
+                account_row(a, f"org-{a}", f"arn:aws:iam::{n:012d}:role/R")
+                for n, a in enumerate(accounts[2:], 3)
+            ],
+        )
+    engine.dispose()
+    for n in range(1, len(accounts) + 1):
+        aws_account = {1: "111111111111", 2: "222222222222"}.get(n, f"{n:012d}")
+        queue_results(aws_account, [ce_page({D1: {EC2: ("1.5", "USD")}})])
+    dagster_instance.add_dynamic_partitions("cloud_accounts", accounts)
+    whole_table_reads: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if 'FROM "CloudAccount"' in statement and '"CloudAccount".id =' not in statement:
+            whole_table_reads.append(statement)
+
+    sa.event.listen(sa.Engine, "before_cursor_execute", count)
+    try:
+        result = (
+            defs()
+            .resolve_job_def("sync_aws_costs")
+            .execute_in_process(
+                instance=dagster_instance,
+                tags={RANGE_START_TAG: accounts[0], RANGE_END_TAG: accounts[-1]},
+                run_config={
+                    "ops": {
+                        "sync_cloud_accounts": {
+                            "config": {"start_date": D1.isoformat(), "end_date": D1.isoformat()}
+                        }
+                    }
+                },
+            )
+        )
+    finally:
+        sa.event.remove(sa.Engine, "before_cursor_execute", count)
+
+    assert result.success
+    assert all(stored_rows(pulse, account) for account in accounts)
+    assert len(whole_table_reads) == 1

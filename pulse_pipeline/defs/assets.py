@@ -41,7 +41,7 @@ from pulse_pipeline.sync.batch import Synced, sync_accounts
 from pulse_pipeline.sync.failures import AccountFailure, BatchFailure, failing_cleanly
 from pulse_pipeline.sync.run import SyncRun
 from pulse_pipeline.sync.write import Markdown, verify
-from pulse_pipeline.sync_window import earliest_daily_day
+from pulse_pipeline.sync_window import InvalidWindowError, earliest_daily_day, requested_window
 from pulse_pipeline.target_calendar import business_days_after
 
 GROUP = "aws_costs"
@@ -367,14 +367,21 @@ def sync_cloud_accounts(
             metadata={NOTHING_ATTEMPTED: True},
             allow_retries=False,
         )
+    try:
+        window = requested_window(config.start_date, config.end_date, today())
+    except InvalidWindowError as error:
+        raise dg.Failure(
+            description=f"no account was synced: {error}",
+            metadata={NOTHING_ATTEMPTED: True},
+            allow_retries=False,
+        ) from None
     run = SyncRun(
         run_id=context.run_id,
         database=pulse_db,
         cost_explorer=aws.cost_explorer_client,
         metric=settings.metric,
         record_types=settings.record_type_set(),
-        start_date=config.start_date,
-        end_date=config.end_date,
+        window=window,
         fetch=fetch,
         write=DAILY_COSTS in context.selected_asset_keys,
         max_pages=settings.max_pages,

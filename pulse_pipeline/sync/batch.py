@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pulse_pipeline.reconcile import CheckOutcome
 from pulse_pipeline.sync.failures import AccountFailure, BatchFailure, failing_cleanly
-from pulse_pipeline.sync.fetch import Download, download
+from pulse_pipeline.sync.fetch import Connections, Download, download
 from pulse_pipeline.sync.run import SyncRun
 from pulse_pipeline.sync.store import store
 from pulse_pipeline.sync.write import write
@@ -45,13 +45,16 @@ def sync_account(
     run: SyncRun,
     account_id: str,
     log: logging.Logger,
+    peers: Connections,
     prefetched: "Future[Download] | None" = None,
 ) -> Iterator[Synced]:
     """The run's assets for one account. Raises AccountFailure naming the account."""
     fetched = None
     if run.fetch:
         with failing_cleanly(account_id):
-            pages = prefetched.result() if prefetched is not None else download(run, account_id)
+            pages = prefetched or download(run, account_id, peers)
+            if isinstance(pages, Future):
+                pages = pages.result()
             raw, fetched = store(run, pages, log)
         yield Synced("raw", account_id, {**raw, "run_peak_memory_mb": peak_memory_mb()})
     if run.write:
@@ -72,8 +75,9 @@ def sync_accounts(
     still failed. While one account is written, the next one's pages download in a second
     thread, so a run keeps one Cost Explorer request in flight.
     """
+    peers = Connections(run.database)
     if len(accounts) == 1:
-        yield from sync_account(run, accounts[0], log)
+        yield from sync_account(run, accounts[0], log, peers)
         return
     failures: dict[str, AccountFailure] = {}
     pending = list(accounts)
@@ -82,7 +86,7 @@ def sync_accounts(
     def start_download(position: int) -> "Future[Download] | None":
         if not run.fetch or position >= len(pending):
             return None
-        return prefetch.submit(download, run, pending[position])
+        return prefetch.submit(download, run, pending[position], peers)
 
     try:
         for attempt in range(1 + BATCH_RETRIES):
@@ -93,7 +97,7 @@ def sync_accounts(
             for number, account_id in enumerate(pending, 1):
                 current, upcoming = upcoming, start_download(number)
                 try:
-                    yield from sync_account(run, account_id, log, current)
+                    yield from sync_account(run, account_id, log, peers, current)
                 except AccountFailure as failure:
                     failures[account_id] = failure
                     log.error(failure.cause)

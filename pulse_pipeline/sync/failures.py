@@ -10,7 +10,6 @@ from sqlalchemy import exc
 from pulse_pipeline.accounts import SyncError
 from pulse_pipeline.db.urls import DatabaseTimeout, DatabaseUrlError
 from pulse_pipeline.normalise import MalformedPayloadError
-from pulse_pipeline.sync_window import InvalidWindowError
 
 
 class AccountFailure(Exception):
@@ -106,8 +105,6 @@ def failing_cleanly(account_id: str) -> Iterator[None]:
         raise
     except SyncError as error:
         raise AccountFailure(account_id, str(error), retryable=error.retryable) from None
-    except InvalidWindowError as error:
-        raise AccountFailure(account_id, f"{label}: {error}", retryable=False) from None
     except MalformedPayloadError as error:
         raise AccountFailure(
             account_id,

@@ -1,8 +1,8 @@
 """Read an account, then download its window from Cost Explorer, page by page."""
 
 import json
+import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from pulse_pipeline.accounts import CloudAccount, SyncError
@@ -23,7 +23,7 @@ from pulse_pipeline.aws.cost_explorer import (
 from pulse_pipeline.db import queries
 from pulse_pipeline.db.database import Database
 from pulse_pipeline.sync.run import SyncRun
-from pulse_pipeline.sync_window import StoredDays, SyncWindow, resolve_window
+from pulse_pipeline.sync_window import StoredDays, SyncWindow
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,29 @@ class SyncTarget:
     stored: StoredDays
 
 
-def sync_target(database: Database, account_id: str) -> SyncTarget:
+class Connections:
+    """Every AWS connection in PULSE, read once per run when the first account needs it: what
+    each account of the run is compared with (a duplicate in its organisation, a role and
+    external ID another organisation connected first). A failed read fails that account only;
+    the next account reads again. Thread-safe."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._lock = threading.Lock()
+        self._accounts: list[CloudAccount] | None = None
+
+    def all(self) -> list[CloudAccount]:
+        with self._lock:
+            if self._accounts is None:
+                with self._database.begin() as conn:
+                    self._accounts = queries.aws_cost_explorer_accounts(conn)
+            return self._accounts
+
+
+def sync_target(database: Database, account_id: str, peers: Connections) -> SyncTarget:
     """Read the account before any AWS call; refuse a connection that must not sync: a duplicate
-    in its organisation, or a role and external ID another organisation connected first."""
+    in its organisation, or a role and external ID another organisation connected first
+    (among `peers`, the run's connections)."""
     with database.begin() as conn:
         account = queries.load_account(conn, account_id)
         if account is None:
@@ -46,10 +66,10 @@ def sync_target(database: Database, account_id: str) -> SyncTarget:
                 f"{account.label} is disconnected in PULSE (status {account.status!r}); "
                 "reconnect it to sync it again"
             )
-        accounts = queries.aws_cost_explorer_accounts(conn)
         stored = queries.stored_days(conn, account_id)
-    refuse_shared_external_id(account, accounts)
-    connected = [other for other in accounts if other.status in queries.SYNCABLE_STATUSES]
+    others = [other for other in peers.all() if other.id != account_id]
+    refuse_shared_external_id(account, others)
+    connected = [other for other in others if other.status in queries.SYNCABLE_STATUSES]
     covering = covering_account(account, connected)
     if covering is not None:
         raise SyncError(
@@ -89,15 +109,13 @@ class Download:
     fetch: Fetch
 
 
-def download(run: SyncRun, account_id: str) -> Download:
+def download(run: SyncRun, account_id: str, peers: Connections) -> Download:
     """Read the account, then fetch its window from Cost Explorer, page by page.
 
     Thread-safe, so a batch can download the next account while the current one is written.
     """
-    today = datetime.now(UTC).date()
-    resolve_window(run.start_date, run.end_date, today)  # bad config fails before any read
-    target = sync_target(run.database, account_id)
-    window = resolve_window(run.start_date, run.end_date, today, target.stored, run.window_rule)
+    target = sync_target(run.database, account_id, peers)
+    window = run.window.for_account(target.stored, run.window_rule)
     connection = connection_for(target.account)
     request = cost_and_usage_request(window, run.metric)
     requests = RequestCount()

@@ -7,16 +7,17 @@ from typing import Any
 from pulse_pipeline.aws.connection import AwsConnection
 from pulse_pipeline.aws.cost_explorer import DEFAULT_MAX_PAGES, RequestCount
 from pulse_pipeline.db.database import Database
-from pulse_pipeline.sync_window import REVISABLE
+from pulse_pipeline.sync_window import REVISABLE, WindowRequest
 
 
 @dataclass(frozen=True)
 class SyncRun:
     """One run's sync: its accounts' window, settings, systems, and which assets it makes.
 
-    `fetch` asks Cost Explorer and stores the raw pages (cost_explorer_raw); `write` converts
-    pages to EUR CostRecords (daily_costs_eur): this run's pages, else the latest stored ones.
-    `max_pages` caps each account's fetch; `window_rule` is PULSE_DEFAULT_WINDOW; `requests` collects every fetch's request count as it
+    `window` is the run's requested days, checked once; `fetch` asks Cost Explorer and stores the
+    raw pages (cost_explorer_raw); `write` converts pages to EUR CostRecords (daily_costs_eur):
+    this run's pages, else the latest stored ones. `max_pages` caps each account's fetch;
+    `window_rule` is PULSE_DEFAULT_WINDOW; `requests` collects every fetch's request count as it
     goes, failed fetches included, so the run can report what it paid.
     """
 
@@ -25,8 +26,7 @@ class SyncRun:
     cost_explorer: Callable[[AwsConnection], Any]
     metric: str
     record_types: frozenset[str] | None
-    start_date: str | None
-    end_date: str | None
+    window: WindowRequest
     fetch: bool
     write: bool
     max_pages: int = DEFAULT_MAX_PAGES
