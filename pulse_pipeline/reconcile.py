@@ -11,7 +11,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
 
-from pulse_pipeline.normalise import MONEY, CostLine, StoredPage
+from pulse_pipeline.costs import MONEY, CostLine, StoredPage
 
 # "To the cent": two sums agree when they differ by less than half a cent. Rounding each figure
 # to 10 places moves a day's sum by at most 0.5e-10 per row, far below this, whereas comparing

@@ -9,10 +9,10 @@ together. One transaction per account, holding the account's row like a sync's w
 import logging
 from dataclasses import dataclass, field
 
+from pulse_pipeline.costs import MalformedPayloadError, to_eur
 from pulse_pipeline.db import queries
 from pulse_pipeline.db.database import Database
 from pulse_pipeline.fx import RateTable
-from pulse_pipeline.normalise import MalformedPayloadError, to_eur
 
 
 @dataclass

@@ -23,11 +23,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from pulse_pipeline.accounts import CloudAccount
 from pulse_pipeline.aws.cost_explorer import cost_and_usage_request, fetch_pages
+from pulse_pipeline.costs import CostLine, EurCost
 from pulse_pipeline.db import queries
 from pulse_pipeline.db.migrate import upgrade
 from pulse_pipeline.db.schema import cost_record
 from pulse_pipeline.db.urls import create_pulse_engine
-from pulse_pipeline.normalise import CostLine, EurCost
 from pulse_pipeline.sync_window import StoredDays, SyncWindow, default_window
 from pulse_pipeline_dev import bench_dagster
 from pulse_pipeline_dev.postgres import fresh_database

@@ -13,10 +13,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from pulse_pipeline.cli import main
+from pulse_pipeline.costs import AMOUNT_LIMIT, AMOUNT_PLACES
 from pulse_pipeline.db.migrate import current_revision, head_revision, upgrade
 from pulse_pipeline.db.schema import UNIQUE_COST_KEY, cost_record, metadata
 from pulse_pipeline.db.urls import create_pulse_engine
-from pulse_pipeline.normalise import AMOUNT_LIMIT, AMOUNT_PLACES
 
 PASSWORD = "s3cret-pw"
 HEAD = "0004"

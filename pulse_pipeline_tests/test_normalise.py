@@ -6,17 +6,16 @@ from typing import Any
 
 import pytest
 
-from pulse_pipeline.fx import EcbRate, RateTable
-from pulse_pipeline.normalise import (
+from pulse_pipeline.aws.pages import charge_category, cost_lines
+from pulse_pipeline.costs import (
     CostLine,
     MalformedPayloadError,
     StoredPage,
-    charge_category,
     check_storable,
-    cost_lines,
     to_eur,
     totals_by_currency,
 )
+from pulse_pipeline.fx import EcbRate, RateTable
 from pulse_pipeline.sync_window import SyncWindow
 
 WINDOW = SyncWindow(date(2026, 10, 1), date(2026, 10, 3))

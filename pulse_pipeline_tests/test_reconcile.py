@@ -4,7 +4,7 @@ from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 
-from pulse_pipeline.normalise import CostLine, StoredPage
+from pulse_pipeline.costs import CostLine, StoredPage
 from pulse_pipeline.reconcile import WrittenRow, reconcile
 
 DAY = date(2026, 10, 5)

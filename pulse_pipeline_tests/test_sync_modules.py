@@ -15,14 +15,14 @@ from sqlalchemy import exc
 from sqlalchemy.exc import OperationalError
 
 from pulse_pipeline.accounts import SyncError
+from pulse_pipeline.aws.cost_explorer import keep_as_sent
+from pulse_pipeline.costs import MalformedPayloadError
 from pulse_pipeline.db import queries
 from pulse_pipeline.defs.resources import AwsCostExplorer, PulseDatabase
 from pulse_pipeline.ecb_history import parse_ecb_history
-from pulse_pipeline.normalise import MalformedPayloadError
 from pulse_pipeline.sync import batch
 from pulse_pipeline.sync.batch import Synced, sync_accounts
 from pulse_pipeline.sync.failures import AccountFailure, BatchFailure, failing_cleanly
-from pulse_pipeline.sync.fetch import keep_as_sent
 from pulse_pipeline.sync.run import SyncRun
 from pulse_pipeline.sync_window import WindowRequest
 from pulse_pipeline_tests.ce_results import ecb_history_csv, queue_results

@@ -113,3 +113,33 @@ def shares_external_id(account: CloudAccount, accounts: Iterable[CloudAccount]) 
 
 def _age(account: CloudAccount) -> tuple[datetime, str]:
     return (account.created_at or datetime.min, account.id)
+
+
+def refuse_shared_external_id(account: CloudAccount, accounts: list[CloudAccount]) -> None:
+    """Raise SyncError if an older connection of another organisation uses the same role ARN
+    and external ID (the confused deputy)."""
+    if shares_external_id(account, accounts):
+        raise SyncError(
+            f"{account.label} uses the same role ARN and external ID as a connection in another "
+            "organisation, so it could read that organisation's costs (the confused deputy the "
+            "external ID exists to prevent); PULSE must issue this connection a new external "
+            "ID, and the role's trust policy must require it"
+        )
+
+
+def _why_it_syncs(covering: CloudAccount) -> str:
+    if covering.last_synced_at is not None:
+        return f"syncs (last synced successfully at {covering.last_synced_at:%Y-%m-%d %H:%M} UTC)"
+    return "syncs (the newest connection; none has synced successfully yet)"
+
+
+def refuse_duplicate(account: CloudAccount, connected: Iterable[CloudAccount]) -> None:
+    """Raise SyncError if another connection of the organisation syncs the same AWS account
+    (`covering_account`), naming it and why it is the one that syncs."""
+    covering = covering_account(account, connected)
+    if covering is not None:
+        raise SyncError(
+            f"{account.label} connects AWS account {aws_account_id(account.role_arn)}, which "
+            f"CloudAccount {covering.id} ({covering.name}) of the same organisation "
+            f"{_why_it_syncs(covering)}; disconnect or delete the connection you no longer use"
+        )

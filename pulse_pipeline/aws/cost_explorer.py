@@ -6,6 +6,7 @@ page is a paid request ($0.01), so one fetch asks for at most `max_pages` pages 
 when Cost Explorer repeats a token.
 """
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -222,6 +223,30 @@ _CE_CAUSES: dict[str, tuple[str, bool]] = {
 }
 
 
+def fetch_window(
+    client_for: Callable[[AwsConnection], Any],
+    connection: AwsConnection,
+    window: SyncWindow,
+    metric: str,
+    *,
+    max_pages: int,
+    requests: RequestCount,
+) -> Fetch:
+    """Every page of one account's window (`fetch_pages`), through a client acting as its role
+    whose answers are kept as sent. Raises SyncError naming the account and the cause."""
+    try:
+        return fetch_pages(
+            lambda: as_sent(client_for(connection)),
+            cost_and_usage_request(window, metric),
+            max_pages=max_pages,
+            requests=requests,
+        )
+    except SyncError:
+        raise
+    except Exception as error:
+        raise describe_aws_error(connection, "GetCostAndUsage", error) from None
+
+
 def describe_aws_error(connection: AwsConnection, action: str, error: Exception) -> SyncError:
     """One secret-free sentence for an AWS failure: it names the account and what to do.
 
@@ -256,3 +281,34 @@ def describe_aws_error(connection: AwsConnection, action: str, error: Exception)
     if isinstance(error, BotoCoreError):
         return SyncError(f"{label}: {action} failed in the AWS client ({type(error).__name__})")
     return SyncError(f"{label}: {action} failed ({type(error).__name__})")
+
+
+def keep_as_sent(
+    response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
+) -> None:
+    """botocore's `before-parse` hook: the answer becomes Cost Explorer's JSON exactly as sent.
+
+    botocore reshapes a response to its model without checking it: a null member vanishes, a
+    string where a list belongs becomes the list of its characters (Keys "EC2" would be a
+    service "E" of record type "C"), and some wrong types crash its parser. The raw page is
+    stored and checked (`normalise.cost_lines`) as sent instead; botocore parses an empty
+    object and adds only its ResponseMetadata.
+    """
+    if response_dict.get("status_code") != 200:
+        return
+    try:
+        document = json.loads(response_dict["body"])
+    except (KeyError, TypeError, ValueError):
+        return  # botocore's own parser says what is wrong with it
+    if isinstance(document, dict):
+        document.pop("ResponseMetadata", None)  # botocore's own, with its retry count
+        customized_response_dict.update(document)
+        response_dict["body"] = b"{}"
+
+
+def as_sent(client: Any) -> Any:
+    """A Cost Explorer client whose GetCostAndUsage answers are kept as sent (see keep_as_sent)."""
+    events = getattr(getattr(client, "meta", None), "events", None)
+    if events is not None:
+        events.register("before-parse.cost-explorer.GetCostAndUsage", keep_as_sent)
+    return client

@@ -11,6 +11,8 @@ from sqlalchemy import Connection, bindparam, case, delete, func, insert, select
 
 from pulse_pipeline.accounts import CloudAccount
 from pulse_pipeline.aws.cost_explorer import Page
+from pulse_pipeline.aws.pages import charge_category
+from pulse_pipeline.costs import CostLine, EurCost, StoredPage
 from pulse_pipeline.db.schema import (
     cloud_account,
     cost_explorer_page,
@@ -19,7 +21,6 @@ from pulse_pipeline.db.schema import (
     sync_request,
 )
 from pulse_pipeline.fx import EcbRate
-from pulse_pipeline.normalise import CostLine, EurCost, StoredPage, charge_category
 from pulse_pipeline.reconcile import WrittenRow
 from pulse_pipeline.sync_window import StoredDays, SyncWindow
 

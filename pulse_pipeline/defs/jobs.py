@@ -10,6 +10,7 @@ from pydantic import Field
 from pulse_pipeline import sync_requests
 from pulse_pipeline.accounts import CloudAccount
 from pulse_pipeline.alerts import alert_for
+from pulse_pipeline.aws.probe import probe_connection
 from pulse_pipeline.db import queries
 from pulse_pipeline.db.urls import DatabaseUrlError
 from pulse_pipeline.defs.checks import freshness_evaluation as evaluation
@@ -23,7 +24,6 @@ from pulse_pipeline.defs.resources import (
 from pulse_pipeline.defs.run_outcomes import outcomes_of
 from pulse_pipeline.freshness import accounts_freshness
 from pulse_pipeline.sync.failures import AccountFailure, failing_cleanly
-from pulse_pipeline.sync.probe import probe_connection
 from pulse_pipeline.sync_status import SyncOutcome, redact
 
 sync_aws_costs = dg.define_asset_job(

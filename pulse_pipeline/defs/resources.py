@@ -47,6 +47,7 @@ from pulse_pipeline.aws.cost_explorer import (
     METRICS,
     describe_aws_error,
 )
+from pulse_pipeline.aws.pages import FOCUS_CHARGE_CATEGORY
 from pulse_pipeline.db.urls import (
     DEFAULT_CONNECT_TIMEOUT_SECONDS,
     MIN_CONNECT_TIMEOUT_SECONDS,
@@ -64,7 +65,6 @@ from pulse_pipeline.ecb_history import (
     parse_ecb_history,
 )
 from pulse_pipeline.fx import EcbRate
-from pulse_pipeline.normalise import FOCUS_CHARGE_CATEGORY
 from pulse_pipeline.sync_window import PREVIOUS_MONTH, REVISABLE, WINDOW_RULES
 
 # Cost Explorer has a single endpoint: every commercial region resolves to us-east-1.

@@ -8,8 +8,8 @@ import psycopg
 from sqlalchemy import exc
 
 from pulse_pipeline.accounts import SyncError
+from pulse_pipeline.costs import MalformedPayloadError
 from pulse_pipeline.db.urls import DatabaseTimeout, DatabaseUrlError
-from pulse_pipeline.normalise import MalformedPayloadError
 
 
 class AccountFailure(Exception):

@@ -1,24 +1,19 @@
 """Read an account, then download its window from Cost Explorer, page by page."""
 
-import json
 import threading
 from dataclasses import dataclass
-from typing import Any
 
 from pulse_pipeline.accounts import CloudAccount, SyncError
 from pulse_pipeline.aws.connection import (
     AwsConnection,
-    aws_account_id,
     connection_for,
-    covering_account,
-    shares_external_id,
+    refuse_duplicate,
+    refuse_shared_external_id,
 )
 from pulse_pipeline.aws.cost_explorer import (
     Fetch,
     RequestCount,
-    cost_and_usage_request,
-    describe_aws_error,
-    fetch_pages,
+    fetch_window,
 )
 from pulse_pipeline.db import queries
 from pulse_pipeline.db.database import Database
@@ -70,32 +65,8 @@ def sync_target(database: Database, account_id: str, peers: Connections) -> Sync
     others = [other for other in peers.all() if other.id != account_id]
     refuse_shared_external_id(account, others)
     connected = [other for other in others if other.status in queries.SYNCABLE_STATUSES]
-    covering = covering_account(account, connected)
-    if covering is not None:
-        raise SyncError(
-            f"{account.label} connects AWS account {aws_account_id(account.role_arn)}, which "
-            f"CloudAccount {covering.id} ({covering.name}) of the same organisation "
-            f"{_why_it_syncs(covering)}; disconnect or delete the connection you no longer use"
-        )
+    refuse_duplicate(account, connected)
     return SyncTarget(account, stored)
-
-
-def refuse_shared_external_id(account: CloudAccount, accounts: list[CloudAccount]) -> None:
-    """Raise SyncError if an older connection of another organisation uses the same role ARN
-    and external ID (the confused deputy)."""
-    if shares_external_id(account, accounts):
-        raise SyncError(
-            f"{account.label} uses the same role ARN and external ID as a connection in another "
-            "organisation, so it could read that organisation's costs (the confused deputy the "
-            "external ID exists to prevent); PULSE must issue this connection a new external "
-            "ID, and the role's trust policy must require it"
-        )
-
-
-def _why_it_syncs(covering: CloudAccount) -> str:
-    if covering.last_synced_at is not None:
-        return f"syncs (last synced successfully at {covering.last_synced_at:%Y-%m-%d %H:%M} UTC)"
-    return "syncs (the newest connection; none has synced successfully yet)"
 
 
 @dataclass(frozen=True)
@@ -117,49 +88,14 @@ def download(run: SyncRun, account_id: str, peers: Connections) -> Download:
     target = sync_target(run.database, account_id, peers)
     window = run.window.for_account(target.stored, run.window_rule)
     connection = connection_for(target.account)
-    request = cost_and_usage_request(window, run.metric)
     requests = RequestCount()
     run.requests.append(requests)  # counted as the pages arrive, even if the fetch fails
-    try:
-        fetch = fetch_pages(
-            lambda: as_sent(run.cost_explorer(connection)),
-            request,
-            max_pages=run.max_pages,
-            requests=requests,
-        )
-    except SyncError:
-        raise
-    except Exception as error:
-        raise describe_aws_error(connection, "GetCostAndUsage", error) from None
+    fetch = fetch_window(
+        run.cost_explorer,
+        connection,
+        window,
+        run.metric,
+        max_pages=run.max_pages,
+        requests=requests,
+    )
     return Download(target.account, window, connection, run.metric, fetch)
-
-
-def keep_as_sent(
-    response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
-) -> None:
-    """botocore's `before-parse` hook: the answer becomes Cost Explorer's JSON exactly as sent.
-
-    botocore reshapes a response to its model without checking it: a null member vanishes, a
-    string where a list belongs becomes the list of its characters (Keys "EC2" would be a
-    service "E" of record type "C"), and some wrong types crash its parser. The raw page is
-    stored and checked (`normalise.cost_lines`) as sent instead; botocore parses an empty
-    object and adds only its ResponseMetadata.
-    """
-    if response_dict.get("status_code") != 200:
-        return
-    try:
-        document = json.loads(response_dict["body"])
-    except (KeyError, TypeError, ValueError):
-        return  # botocore's own parser says what is wrong with it
-    if isinstance(document, dict):
-        document.pop("ResponseMetadata", None)  # botocore's own, with its retry count
-        customized_response_dict.update(document)
-        response_dict["body"] = b"{}"
-
-
-def as_sent(client: Any) -> Any:
-    """A Cost Explorer client whose GetCostAndUsage answers are kept as sent (see keep_as_sent)."""
-    events = getattr(getattr(client, "meta", None), "events", None)
-    if events is not None:
-        events.register("before-parse.cost-explorer.GetCostAndUsage", keep_as_sent)
-    return client

@@ -5,16 +5,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pulse_pipeline.db import queries
-from pulse_pipeline.normalise import (
+from pulse_pipeline.aws.pages import cost_lines
+from pulse_pipeline.costs import (
     CostLine,
     MalformedPayloadError,
     StoredPage,
     check_storable,
-    cost_lines,
-    surely_storable,
+    may_hold_unstorable_text,
     totals_by_currency,
 )
+from pulse_pipeline.db import queries
 from pulse_pipeline.sync.fetch import Download
 from pulse_pipeline.sync.run import SyncRun
 from pulse_pipeline.sync_window import SyncWindow
@@ -42,7 +42,7 @@ def store(run: SyncRun, download: Download, log: logging.Logger) -> tuple[dict[s
     # refusal would look like a database fault. A suspect page is read first, so that a service
     # name or record type it cannot hold is named as such.
     received = [StoredPage(page.number, page.request, page.response) for page in fetch.pages]
-    if not all(surely_storable(page) for page in received):
+    if may_hold_unstorable_text(received):
         cost_lines(received, window)
         check_storable(received)
     with run.database.begin() as conn:

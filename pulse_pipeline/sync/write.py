@@ -5,10 +5,11 @@ from decimal import Decimal
 from typing import Any
 
 from pulse_pipeline.accounts import SyncError
+from pulse_pipeline.aws.pages import charge_category, cost_lines
+from pulse_pipeline.costs import CostLine, EurCost, to_eur
 from pulse_pipeline.db import queries
 from pulse_pipeline.db.database import Database
 from pulse_pipeline.fx import RateTable
-from pulse_pipeline.normalise import CostLine, EurCost, charge_category, cost_lines, to_eur
 from pulse_pipeline.reconcile import CheckOutcome, reconcile
 from pulse_pipeline.sync.run import SyncRun
 from pulse_pipeline.sync.store import Fetched
