@@ -6,12 +6,13 @@ UV := .uv/bin/uv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: help install demo test lint validate dev bench clean
+.PHONY: help install demo test test-fast lint validate dev bench clean
 
 help:
 	@echo "make demo      install, then sync the demo accounts (SQLite, simulated AWS)"
 	@echo "make test      install, then lint, validate the definitions and run every test"
-	@echo "make dev       dagster dev (webserver + daemon) on the demo data, AWS simulated"
+	@echo "make test-fast the quick inner loop: every test except the dagster dev / daemon modules"
+	@echo "make dev       dagster dev (webserver + daemon) on the demo data, AWS simulated (PORT=3000)"
 	@echo "make install   create .venv from uv.lock (uv is bootstrapped into .uv/)"
 	@echo "make lint      ruff and mypy;  make validate: dagster definitions validate"
 	@echo "make bench     Cost Explorer requests per design and CostRecord write throughput"
@@ -43,8 +44,14 @@ validate: install $(DAGSTER_HOME)/dagster.yaml
 test: lint validate
 	$(BIN)/pytest
 
+# The modules that start `dagster dev` or the production processes take most of `make test`'s time.
+SLOW_TESTS := test_webserver_and_daemon test_alerts_through_daemon test_sync_requests test_production_topology
+test-fast: install
+	$(BIN)/pytest $(foreach module,$(SLOW_TESTS),--ignore=pulse_pipeline_tests/$(module).py) $(PYTEST_ARGS)
+
+PORT ?= 3000
 dev: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/python -m pulse_pipeline_dev.demo serve --port 3000
+	$(BIN)/python -m pulse_pipeline_dev.demo serve --port $(PORT)
 
 # Requests per design and write throughput; needs the local PostgreSQL (see README).
 bench: install

@@ -3,9 +3,7 @@
 import os
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import dagster as dg
 import psycopg
@@ -14,14 +12,10 @@ from sqlalchemy import insert
 
 from pulse_pipeline.db.schema import cloud_account
 from pulse_pipeline.db.urls import create_pulse_engine
-from pulse_pipeline_dev.postgres import fresh_database
 from pulse_pipeline_tests.ce_results import ecb_history_csv
+from pulse_pipeline_tests.databases import fresh_postgres_database
+from pulse_pipeline_tests.shared_dagster import SharedDagster, shared_dagster_dev
 from pulse_pipeline_tests.support import RATES, account_row
-
-if TYPE_CHECKING:
-    from pulse_pipeline_tests.shared_dagster import SharedDagster
-
-POSTGRES_SERVER = os.environ.get("PULSE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 
 
 @pytest.fixture(autouse=True)
@@ -42,13 +36,6 @@ def fake_aws_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PULSE_ECB_HISTORY_URL", "bundled")
 
 
-@contextmanager
-def fresh_postgres_database(prefix: str) -> Iterator[str]:
-    """A new, empty PostgreSQL database, dropped afterwards."""
-    with fresh_database(POSTGRES_SERVER, prefix) as url:
-        yield url
-
-
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session (PULSE schemas, one per test)."""
@@ -67,10 +54,8 @@ def dagster_postgres_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def shared_dagster(
     postgres_database: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator["SharedDagster"]:
+) -> Iterator[SharedDagster]:
     """One `dagster dev` for the session's end-to-end modules (see shared_dagster.py)."""
-    from pulse_pipeline_tests.shared_dagster import shared_dagster_dev
-
     with shared_dagster_dev(postgres_database, tmp_path_factory.mktemp("shared_dagster")) as dev:
         yield dev
 

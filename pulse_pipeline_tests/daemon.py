@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import requests
 
 from pulse_pipeline_dev.processes import stop_process_group
-from pulse_pipeline_tests.conftest import fresh_postgres_database
+from pulse_pipeline_tests.databases import fresh_postgres_database
 
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).with_name("dagster"))

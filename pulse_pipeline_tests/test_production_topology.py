@@ -40,7 +40,7 @@ from pulse_pipeline_dev.processes import (
 )
 from pulse_pipeline_dev.simulated_aws import SimulatedAws, SimulationSettings
 from pulse_pipeline_tests.ce_results import ecb_history_csv
-from pulse_pipeline_tests.conftest import fresh_postgres_database
+from pulse_pipeline_tests.databases import fresh_postgres_database
 from pulse_pipeline_tests.support import amounts_by_service
 from pulse_pipeline_tests.test_webserver_and_daemon import (
     BACKFILL_STATUS,
