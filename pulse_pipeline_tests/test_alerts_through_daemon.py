@@ -48,11 +48,6 @@ def receivers(shared_dagster: SharedDagster) -> Iterator[tuple[WebhookReceiver, 
 
 
 @pytest.fixture
-def dagster_dev(shared_dagster: SharedDagster) -> tuple[str, Path]:
-    return shared_dagster.base, shared_dagster.home
-
-
-@pytest.fixture
 def pulse(shared_dagster: SharedDagster) -> str:
     return shared_dagster.pulse_url
 
@@ -112,9 +107,9 @@ def sync_and_write(base: str, home: Path, account_id: str) -> str:
 
 
 def test_alerts_on_failure_and_recovery_once_and_never_at_the_cost_of_a_status(
-    dagster_dev: tuple[str, Path], pulse: str, receivers: tuple[WebhookReceiver, MailReceiver]
+    shared_dagster: SharedDagster, pulse: str, receivers: tuple[WebhookReceiver, MailReceiver]
 ) -> None:
-    base, home = dagster_dev
+    base, home = shared_dagster.base, shared_dagster.home
     webhook, mail = receivers
 
     # 1. Nobody launches anything: the first syncs run, acc-2's role is denied -> one alert.

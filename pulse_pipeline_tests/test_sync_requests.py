@@ -155,7 +155,7 @@ def webserver(shared_dagster: SharedDagster) -> str:
 
 
 @pytest.fixture
-def dagster_dev(shared_dagster: SharedDagster) -> Path:
+def dagster_home(shared_dagster: SharedDagster) -> Path:
     """DAGSTER_HOME of the session's `dagster dev`."""
     return shared_dagster.home
 
@@ -231,7 +231,7 @@ def runs_of(home: Path, request_id: str) -> list[dg.DagsterRun]:
 
 
 def test_a_sync_request_is_served_within_a_tick_and_answers_the_accounts_rows(
-    dagster_dev: Path, pulse_url: str
+    dagster_home: Path, pulse_url: str
 ) -> None:
     before = request_row(pulse_url, request_id := ask(pulse_url, "org-b", "acc-2-b"))
     asked = time.monotonic()
@@ -243,7 +243,7 @@ def test_a_sync_request_is_served_within_a_tick_and_answers_the_accounts_rows(
     assert launched_after < 30  # the sensor ticks every 10 s; a tick takes a few seconds
     assert after["status"] == "succeeded" and after["error"] is None
     assert after["startedAt"] >= after["requestedAt"] and after["finishedAt"] > after["startedAt"]
-    (run,) = runs_of(dagster_dev, request_id)
+    (run,) = runs_of(dagster_home, request_id)
     assert run.run_id == after["runId"] and run.job_name == "sync_aws_costs"
     assert run.tags["pulse/trigger"] == "manual" and run.tags["dagster/partition"] == "acc-2-b"
     assert after["result"] == [expected_result(pulse_url, "acc-2-b", run.run_id)]
@@ -264,7 +264,7 @@ def written_back(url: str, account_id: str, since: datetime) -> None:
 
 
 def test_the_rate_limit_per_organisation_and_a_request_after_the_interval(
-    dagster_dev: Path, pulse_url: str
+    dagster_home: Path, pulse_url: str
 ) -> None:
     first = ask(pulse_url, "org-r", "acc-8-r")
     wait_for(lambda: request_row(pulse_url, first)["startedAt"], "the first launch", 60)
@@ -274,7 +274,7 @@ def test_the_rate_limit_per_organisation_and_a_request_after_the_interval(
     assert limited["status"] == "rate_limited" and limited["runId"] is None
     elapsed = (limited["finishedAt"] - started).total_seconds()
     assert abs(limited["retryAfterSeconds"] - (15 * 60 - elapsed)) <= 1
-    assert runs_of(dagster_dev, second) == []
+    assert runs_of(dagster_home, second) == []
     assert settled(pulse_url, first)["status"] == "succeeded"
     # Fifteen minutes later (the clock moved on by moving the launch back): served.
     engine = create_pulse_engine(pulse_url)
@@ -290,12 +290,12 @@ def test_the_rate_limit_per_organisation_and_a_request_after_the_interval(
 
 
 def test_an_organisation_wide_request_syncs_its_connected_accounts(
-    dagster_dev: Path, pulse_url: str
+    dagster_home: Path, pulse_url: str
 ) -> None:
     request_id = ask(pulse_url, "org-a", None)
     row = settled(pulse_url, request_id)
     assert row["status"] == "succeeded", row["error"]
-    runs = runs_of(dagster_dev, request_id)
+    runs = runs_of(dagster_home, request_id)
     # org-a's accounts are partitions 1 and 3: a run each, never a range over org-b's account.
     assert sorted(run.tags["dagster/partition"] for run in runs) == ["acc-1-a", "acc-3-a"]
     assert all(run.tags["pulse/request-runs"] == "2" for run in runs)
@@ -307,7 +307,7 @@ def test_an_organisation_wide_request_syncs_its_connected_accounts(
     assert "acc-4-off" not in {r["cloudAccountId"] for r in row["result"]}
 
 
-def test_a_window_request_syncs_exactly_that_window(dagster_dev: Path, pulse_url: str) -> None:
+def test_a_window_request_syncs_exactly_that_window(dagster_home: Path, pulse_url: str) -> None:
     let_interval_pass(pulse_url, "org-b")
     start, end = TODAY - timedelta(days=40), TODAY - timedelta(days=33)
     request_id = ask(pulse_url, "org-b", "acc-2-b", startDate=start, endDate=end)
@@ -338,7 +338,7 @@ def requests_of_this_module(aws: SimulatedAws) -> dict[str, int]:
 
 
 def test_invalid_requests_are_rejected_without_any_aws_request(
-    dagster_dev: Path, pulse_url: str, simulated_aws: SimulatedAws
+    dagster_home: Path, pulse_url: str, simulated_aws: SimulatedAws
 ) -> None:
     requests_before = requests_of_this_module(simulated_aws)
     assume_before = {
@@ -367,7 +367,7 @@ def test_invalid_requests_are_rejected_without_any_aws_request(
         row = settled(pulse_url, request_id, 60)
         assert row["status"] == "rejected", row
         assert reason in row["error"] and row["finishedAt"] and row["runId"] is None
-        assert runs_of(dagster_dev, request_id) == []
+        assert runs_of(dagster_home, request_id) == []
     assert requests_of_this_module(simulated_aws) == requests_before
     assert {a: simulated_aws.assume_role_count(a) for a in assume_before} == assume_before
 
@@ -382,7 +382,7 @@ def _untouched(url: str, account_ids: list[str]) -> tuple[Any, ...]:
 
 
 def test_connection_tests_answer_and_change_no_account_or_cost_record(
-    dagster_dev: Path, webserver: str, pulse_url: str, simulated_aws: SimulatedAws
+    dagster_home: Path, webserver: str, pulse_url: str, simulated_aws: SimulatedAws
 ) -> None:
     tested = ["acc-2-b", "acc-5-denied", "acc-6-no-ce"]
     before = _untouched(pulse_url, tested)
@@ -401,7 +401,7 @@ def test_connection_tests_answer_and_change_no_account_or_cost_record(
         "costExplorer": "ok",
     }
     assert simulated_aws.request_count("222222222222") == pages_before + 1  # one page: $0.01
-    (run,) = runs_of(dagster_dev, good)
+    (run,) = runs_of(dagster_home, good)
     assert run.job_name == "test_aws_connection" and run.run_id == row["runId"]
     row = settled(pulse_url, denied)
     assert row["status"] == "failed" and row["result"] is None
@@ -419,7 +419,7 @@ def test_connection_tests_answer_and_change_no_account_or_cost_record(
     assert abs(limited["retryAfterSeconds"] - (60 - elapsed)) <= 1
     # Once the status sensor has gone past the tests' runs, it would have written their
     # outcomes, were it to mistake a test for a sync.
-    status_sensor_past(webserver, dagster_dev, [request_row(pulse_url, r)["runId"] for r in ran])
+    status_sensor_past(webserver, dagster_home, [request_row(pulse_url, r)["runId"] for r in ran])
     assert _untouched(pulse_url, tested) == before
 
 
@@ -454,7 +454,7 @@ def status_sensor_past(base: str, home: Path, run_ids: list[str]) -> None:
 
 
 def test_a_killed_runs_request_ends_failed(
-    dagster_dev: Path, pulse_url: str, simulated_aws: SimulatedAws
+    dagster_home: Path, pulse_url: str, simulated_aws: SimulatedAws
 ) -> None:
     pages_before = simulated_aws.request_count(SLOW_AWS_ACCOUNT)
     request_id = ask(pulse_url, "org-k", "acc-7-slow")
@@ -462,7 +462,7 @@ def test_a_killed_runs_request_ends_failed(
     def worker_pid() -> int | None:
         if simulated_aws.request_count(SLOW_AWS_ACCOUNT) == pages_before:
             return None
-        with dg.DagsterInstance.from_config(str(dagster_dev)) as instance:
+        with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
             for run in instance.get_runs(dg.RunsFilter(tags={"pulse/request": request_id})):
                 for event in instance.all_logs(
                     run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT

@@ -35,7 +35,8 @@ ACCOUNTS, SLOW = E2E_ACCOUNTS, E2E_SLOW
 
 
 @pytest.fixture
-def dagster_dev(shared_dagster: SharedDagster) -> str:
+def webserver(shared_dagster: SharedDagster) -> str:
+    """The address of the session's `dagster dev` webserver."""
     return shared_dagster.base
 
 
@@ -88,7 +89,7 @@ query Status($id: String!) {
 
 
 def test_the_pipeline_runs_itself_and_a_graphql_backfill_batches_accounts_into_one_run(
-    dagster_dev: str, pulse_url: str, dagster_home: Path, simulated_aws: SimulatedAws
+    webserver: str, pulse_url: str, dagster_home: Path, simulated_aws: SimulatedAws
 ) -> None:
     # 1. Nobody launches anything: ECB rates load, the accounts become partitions and sync.
     def settled() -> dict[str, dict[str, Any]] | None:
@@ -108,7 +109,7 @@ def test_the_pipeline_runs_itself_and_a_graphql_backfill_batches_accounts_into_o
     # 2. A date-range backfill of two accounts, launched over GraphQL with the window as config.
     start, end = TODAY - timedelta(days=100), TODAY - timedelta(days=94)
     launched = graphql(
-        dagster_dev,
+        webserver,
         LAUNCH_BACKFILL,
         {
             "params": {
@@ -129,7 +130,7 @@ def test_the_pipeline_runs_itself_and_a_graphql_backfill_batches_accounts_into_o
     status = wait_for(
         lambda: (
             (
-                s := graphql(dagster_dev, BACKFILL_STATUS, {"id": backfill_id})[
+                s := graphql(webserver, BACKFILL_STATUS, {"id": backfill_id})[
                     "partitionBackfillOrError"
                 ]["status"]
             )
