@@ -5,7 +5,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -32,6 +32,7 @@ from pulse_pipeline_dev.simulated_aws.api import (
     CostExplorerError,
     answer,
     encode_token,
+    first_estimated_day,
     parse_request,
 )
 from pulse_pipeline_dev.simulated_aws.data import day_lines, format_amount, window_lines
@@ -115,7 +116,7 @@ def test_pages_cover_the_window_once_and_tokens_belong_to_their_request() -> Non
     request = parse_request(body())
     pages = []
     while True:
-        page = answer(request, lines, currency="USD", page_size=7, estimated_days=2)
+        page = answer(request, lines, currency="USD", page_size=7, first_estimated=TEN_DAYS[-1])
         pages.append(page)
         if "NextPageToken" not in page:
             break
@@ -137,6 +138,28 @@ def test_pages_cover_the_window_once_and_tokens_belong_to_their_request() -> Non
         parse_request(body(NextPageToken="not-a-token"))
     assert changed.value.code == "RequestChangedException"
     assert garbage.value.code == "InvalidNextTokenException"
+
+
+@pytest.mark.parametrize(
+    ("today", "first_estimated"),
+    [
+        # The previous month's bill is open on the 1st to the 4th: its days are estimated.
+        (date(2026, 12, 1), date(2026, 11, 1)),
+        (date(2026, 12, 4), date(2026, 11, 1)),
+        # From the 5th on it is closed: only the open month is estimated.
+        (date(2026, 12, 5), date(2026, 12, 1)),
+        (date(2026, 12, 31), date(2026, 12, 1)),
+        (date(2027, 1, 2), date(2026, 12, 1)),
+        (date(2027, 3, 3), date(2027, 2, 1)),
+    ],
+)
+def test_days_are_estimated_by_the_calendar(today: date, first_estimated: date) -> None:
+    assert first_estimated_day(today) == first_estimated
+    assert SimulationSettings(today=today).estimated_since() == first_estimated
+    # An explicit first estimated day wins over the calendar.
+    assert SimulationSettings(today=today, estimated_from=today).estimated_since() == today
+    # The four days before today are always still estimated.
+    assert first_estimated_day(today) <= today - timedelta(days=4)
 
 
 def test_settings_are_validated() -> None:
@@ -164,6 +187,8 @@ def test_settings_are_validated() -> None:
         SimulationSettings(endless_pages=frozenset({"1234"}))
     with pytest.raises(ValueError, match=r"repeat_token_at_page\['111111111111'\] must be"):
         SimulationSettings(repeat_token_at_page={ACC_111: 1})
+    with pytest.raises(ValueError, match="today must be a date, not a datetime"):
+        SimulationSettings(today=datetime(2026, 11, 25, tzinfo=UTC))
     listed = SimulationSettings(fail_with={ACC_111: ["ValidationException", 2]})  # type: ignore[dict-item]
     assert listed.fail_with == {ACC_111: ("ValidationException", 2)}
 
@@ -218,7 +243,9 @@ def groups_of(pages: list[dict[str, Any]]) -> Counter[tuple[str, str, str]]:
 
 
 def test_a_window_is_answered_in_pages_with_exactly_the_requested_days() -> None:
-    with SimulatedAws(SimulationSettings(services_per_day=5, page_size=7)) as aws:
+    # October's bill is closed on 6 November: only November's days are still estimated.
+    settings = SimulationSettings(services_per_day=5, page_size=7, today=date(2026, 11, 6))
+    with SimulatedAws(settings) as aws:
         ce = ce_client(aws)
         pages = get_all_pages(ce, pipeline_request())
         again = get_all_pages(ce, pipeline_request())
@@ -243,7 +270,7 @@ def test_a_window_is_answered_in_pages_with_exactly_the_requested_days() -> None
         for r in p["ResultsByTime"]
     }
     assert periods == {
-        d.isoformat(): ((d + timedelta(days=1)).isoformat(), d >= TEN_DAYS[-2]) for d in TEN_DAYS
+        d.isoformat(): ((d + timedelta(days=1)).isoformat(), d.month == 11) for d in TEN_DAYS
     }
     for page in pages:
         for result in page["ResultsByTime"]:
@@ -253,6 +280,60 @@ def test_a_window_is_answered_in_pages_with_exactly_the_requested_days() -> None
                 assert amount["Unit"] == "USD"
                 assert Decimal(amount["Amount"]) == aws.expected_cost(ACC_111, day, *group["Keys"])
     assert [p["ResultsByTime"] for p in again] == [p["ResultsByTime"] for p in pages]
+
+
+def estimated_days(aws: SimulatedAws, window: SyncWindow) -> dict[date, bool]:
+    """Each day of the window with its ``Estimated``, as the pipeline's request gets them."""
+    pages = get_all_pages(ce_client(aws), cost_and_usage_request(window))
+    return {
+        date.fromisoformat(r["TimePeriod"]["Start"]): r["Estimated"]
+        for page in pages
+        for r in page["ResultsByTime"]
+    }
+
+
+def test_a_backfill_of_a_closed_month_comes_back_final_whatever_its_last_day() -> None:
+    september = SyncWindow(date(2026, 9, 1), date(2026, 9, 30))
+    november = SyncWindow(date(2026, 11, 1), date(2026, 11, 24))
+    with SimulatedAws(SimulationSettings(services_per_day=2, today=date(2026, 11, 25))) as aws:
+        backfill = estimated_days(aws, september)
+        month_to_date = estimated_days(aws, november)
+        # October's bill closed on 5 November: a window across it is final up to November.
+        across = estimated_days(aws, SyncWindow(date(2026, 10, 30), date(2026, 11, 2)))
+
+    # Nothing for the next default sync to re-read in September (the simulation used to mark
+    # the last two days of every window Estimated, so it re-read from 29 September).
+    assert len(backfill) == 30 and not any(backfill.values())
+    assert len(month_to_date) == 24 and all(month_to_date.values())
+    assert across == {
+        date(2026, 10, 30): False,
+        date(2026, 10, 31): False,
+        date(2026, 11, 1): True,
+        date(2026, 11, 2): True,
+    }
+
+
+def test_the_previous_month_stays_estimated_until_its_bill_closes() -> None:
+    october = SyncWindow(date(2026, 10, 1), date(2026, 10, 31))
+    with SimulatedAws(SimulationSettings(services_per_day=2, today=date(2026, 11, 3))) as aws:
+        open_bill = estimated_days(aws, october)
+        september = estimated_days(aws, SyncWindow(date(2026, 9, 1), date(2026, 9, 30)))
+
+    assert len(open_bill) == 31 and all(open_bill.values())
+    assert not any(september.values())
+
+
+def test_without_a_today_the_simulation_uses_the_current_utc_date() -> None:
+    today = datetime.now(UTC).date()
+    with SimulatedAws(SimulationSettings(services_per_day=1)) as aws:
+        days = estimated_days(aws, SyncWindow(today - timedelta(days=40), today))
+
+    # The previous month is open on the 1st to the 4th, the current month always.
+    first_estimated = today.replace(day=1)
+    if today.day < 5:
+        first_estimated = (first_estimated - timedelta(days=1)).replace(day=1)
+    assert days == {day: day >= first_estimated for day in days}
+    assert days[today - timedelta(days=1)] and not days[today - timedelta(days=40)]
 
 
 def test_every_cost_metric_reports_the_expected_cost_in_the_accounts_currency() -> None:

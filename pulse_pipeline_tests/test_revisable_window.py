@@ -1,7 +1,8 @@
 """The default window re-reads only the days Cost Explorer may still revise, through real Dagster
 runs against the simulated AWS (PULSE on SQLite and PostgreSQL): a previous month whose days are
-all final is not read again, one with a day still estimated is, and a restated estimated day
-replaces the stored one. Requests are counted by the simulated AWS."""
+all final is not read again, one with a day still estimated is, a restated estimated day
+replaces the stored one, and a backfill of a closed month adds nothing to re-read. Requests are
+counted by the simulated AWS."""
 
 import math
 from collections.abc import Iterator
@@ -22,6 +23,8 @@ PAGE_SIZE = 500  # groups per page, as in the benchmark
 THIS_MONTH = TODAY.replace(day=1)
 LAST_MONTH = (THIS_MONTH - timedelta(days=1)).replace(day=1)
 YESTERDAY = TODAY - timedelta(days=1)
+# The month before the previous one: its bill is closed whatever today is.
+CLOSED_MONTH = (LAST_MONTH - timedelta(days=1)).replace(day=1)
 
 pytestmark = pytest.mark.skipif(
     TODAY.day == 1, reason="on the 1st the current month has no complete day yet"
@@ -30,10 +33,11 @@ pytestmark = pytest.mark.skipif(
 
 @contextmanager
 def simulated_aws(
-    monkeypatch: pytest.MonkeyPatch, estimated_from: date, seed: int = 0
+    monkeypatch: pytest.MonkeyPatch, estimated_from: date | None, seed: int = 0
 ) -> Iterator[SimulatedAws]:
-    """Cost Explorer marking every day from `estimated_from` on Estimated; `seed` sets the
-    amounts, so a new seed restates every day it is asked for."""
+    """Cost Explorer marking every day from `estimated_from` on Estimated (None: by today's
+    calendar, as in the demo); `seed` sets the amounts, so a new seed restates every day it is
+    asked for."""
     settings = SimulationSettings(
         services_per_day=SERVICES, page_size=PAGE_SIZE, estimated_from=estimated_from, seed=seed
     )
@@ -117,3 +121,32 @@ def test_an_open_previous_month_is_read_again_and_a_restated_estimated_day_is_re
     assert restated != before.expected_cost(AWS_ACCOUNT, still_estimated, service, "Usage")
     assert usage(pulse, still_estimated, service) == restated
     assert usage(pulse, final_day, service) == final_amount  # final: not asked for again
+
+
+def test_a_backfill_of_a_closed_month_is_final_and_not_read_again_by_the_next_default_sync(
+    pulse: str, dagster_instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Estimated by the calendar: the current month, and the previous one until its bill
+    # closes on the 5th.
+    still_open = THIS_MONTH if TODAY.day >= 5 else LAST_MONTH
+    closed_end = LAST_MONTH - timedelta(days=1)
+    load_rates(dagster_instance)
+    with simulated_aws(monkeypatch, estimated_from=None) as aws:
+        assert run_sync(dagster_instance, "acc-1", None, None).success
+        backfill = run_sync(dagster_instance, "acc-1", CLOSED_MONTH, closed_end)
+        assert backfill.success
+        aws.reset_request_counts()
+
+        after = run_sync(dagster_instance, "acc-1", None, None)
+
+        assert after.success
+        # The backfill's last days are final, so the next sync starts where it would have
+        # without the backfill, and pays for those days only.
+        assert window_of(after) == (still_open.isoformat(), YESTERDAY.isoformat())
+        assert aws.request_count(AWS_ACCOUNT) == pages(still_open, YESTERDAY)
+    assert materialization(backfill, "cost_explorer_raw").metadata["estimated_days"].value == 0
+    backfilled = [row for row in stored_rows(pulse, "acc-1") if row[1] <= closed_end]
+    assert {row[1] for row in backfilled} == {
+        CLOSED_MONTH + timedelta(days=n) for n in range((closed_end - CLOSED_MONTH).days + 1)
+    }
+    assert not any(row[8] for row in backfilled)  # estimated

@@ -7,10 +7,12 @@ process, moto's own server with a thin WSGI layer in front (see ``wsgi.py``). It
   ``AmortizedCost``, ``NetUnblendedCost`` or ``NetAmortizedCost``, ``GroupBy`` ``SERVICE`` then
   ``RECORD_TYPE``, ``TimePeriod.End`` exclusive. Amounts are deterministic per (seed, account,
   day, service, record type); ``Usage`` for every service, sometimes ``Credit`` or ``Tax``; the
-  account's currency as ``Unit``; the last days ``Estimated``. Pages of ``page_size`` groups
-  with a ``NextPageToken`` tied to the request (``RequestChangedException`` if it changes,
-  ``InvalidNextTokenException`` if malformed). Any other request shape is a
-  ``ValidationException``, so a regression in the pipeline's request fails loudly.
+  account's currency as ``Unit``; days ``Estimated`` by the calendar as in Cost Explorer (the
+  open month, and the previous one until its bill closes on the 5th; see ``api.py``), never by
+  the requested window. Pages of ``page_size`` groups with a ``NextPageToken`` tied to the
+  request (``RequestChangedException`` if it changes, ``InvalidNextTokenException`` if
+  malformed). Any other request shape is a ``ValidationException``, so a regression in the
+  pipeline's request fails loudly.
 * **AssumeRole** through moto (credentials in the role ARN's account), with
   ``denied_role_arns`` and ``required_external_ids`` answered by ``AccessDenied`` (403).
 * **Failures to provoke through botocore's real HTTP and retry path**: throttling

@@ -4,6 +4,25 @@ Only the request pulse_pipeline sends is simulated: ``DAILY`` granularity, one c
 ``GroupBy`` ``SERVICE`` then ``RECORD_TYPE``, and ``NextPageToken``. Any other request fails with
 a ``ValidationException`` that names what is not simulated, so a change in the pipeline's
 request shows at once instead of being answered with made-up data.
+
+Which days are ``Estimated`` follows the calendar, as in Cost Explorer, never the requested
+window (``first_estimated_day``): every day of the open month, and the previous month's days
+until its bill closes on the ``BILL_CLOSES_ON_DAY``th. On 1-4 December all of November is still
+estimated; from 5 December on it is final and only December's days are estimated. Why:
+
+* AWS estimates the month in progress and finalises a month's bill in the first days of the
+  next one; a day it answers with ``Estimated: false`` no longer changes. AWS names no fixed
+  closing day: the 5th is an assumption, the one the benchmark (``pulse_pipeline_dev/bench.py``)
+  makes too.
+* The last days before today, which Cost Explorer also still revises, need no rule of their
+  own: with the bill closing on the 5th, the four days before today are always in an open month.
+* A backfill of a closed month therefore comes back final whatever its last day, so the next
+  default sync does not reach back into it (it did while the last two days of every window
+  were marked ``Estimated``).
+
+"Today" is ``SimulationSettings.today``, or else the UTC date when the request is answered
+(the pipeline's own "today"); ``SimulationSettings.estimated_from`` replaces the rule by a
+fixed first estimated day.
 """
 
 import base64
@@ -39,6 +58,9 @@ INJECTABLE_ERROR_CODES: Mapping[str, str] = MappingProxyType(
         "AccessDeniedException": "User is not authorized to perform: ce:GetCostAndUsage",
     }
 )
+
+#: The day of the month on which the previous month's bill closes and its days become final.
+BILL_CLOSES_ON_DAY = 5
 
 _SIMULATED_KEYS = frozenset({"TimePeriod", "Granularity", "Metrics", "GroupBy", "NextPageToken"})
 
@@ -151,27 +173,34 @@ def parse_request(body: bytes) -> CostRequest:
     return CostRequest(start, end, metrics[0], request_fingerprint, offset)
 
 
+def first_estimated_day(today: date) -> date:
+    """The oldest day Cost Explorer still answers ``Estimated`` on ``today`` (UTC): the 1st of
+    the current month, or of the previous month while its bill is open (before the
+    ``BILL_CLOSES_ON_DAY``th)."""
+    first_of_month = today.replace(day=1)
+    if today.day >= BILL_CLOSES_ON_DAY:
+        return first_of_month
+    return (first_of_month - timedelta(days=1)).replace(day=1)
+
+
 def answer(
     request: CostRequest,
     lines: Sequence[CostLine],
     *,
     currency: str,
     page_size: int,
-    estimated_days: int,
-    estimated_from: date | None = None,
+    first_estimated: date,
     endless: bool = False,
 ) -> dict[str, Any]:
     """The response page for ``request`` over the window's ``lines``.
 
     A page holds at most ``page_size`` groups, so a day may continue on the next page (its
-    ``TimePeriod`` then ends one page and starts the next), as in the real service. The last
-    ``estimated_days`` days of the requested period are ``Estimated`` (with ``estimated_from``,
-    every day from that one on instead). ``endless``: after the
-    last group, empty pages follow forever, each with a new ``NextPageToken``.
+    ``TimePeriod`` then ends one page and starts the next), as in the real service. Every day
+    from ``first_estimated`` on is ``Estimated``, whatever the requested period. ``endless``:
+    after the last group, empty pages follow forever, each with a new ``NextPageToken``.
     """
     if request.offset > len(lines) and not endless:
         raise known_error("InvalidNextTokenException")
-    first_estimated = estimated_from or request.end - timedelta(days=estimated_days)
     page = lines[request.offset : request.offset + page_size]
     results: list[dict[str, Any]] = []
     for line in page:

@@ -2,9 +2,9 @@
 
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 
-from pulse_pipeline_dev.simulated_aws.api import INJECTABLE_ERROR_CODES
+from pulse_pipeline_dev.simulated_aws.api import INJECTABLE_ERROR_CODES, first_estimated_day
 
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -28,10 +28,11 @@ class SimulationSettings:
         page_size: At most this many groups per ``GetCostAndUsage`` page.
         latency_seconds: Sleep before answering each ``GetCostAndUsage`` request.
         currency_by_account: Account -> ``Unit`` of its amounts (default ``USD``).
-        estimated_days: The last N days of the requested period are ``Estimated: true``.
+        today: The simulation's today (UTC), which decides the days answered ``Estimated``
+            (the open month, and the previous one until its bill closes on the 5th: see
+            ``api.py``); None: the UTC date when each request is answered.
         estimated_from: When set, every day on or after it is ``Estimated: true`` and every
-            day before it final, whatever the requested period (AWS's own marking: the days of
-            a month whose bill is closed are final); replaces ``estimated_days``.
+            day before it final, whatever ``today`` is.
         seed: Changes every generated amount.
         denied_role_arns: Role ARNs whose ``AssumeRole`` fails with ``AccessDenied`` (403).
         required_external_ids: Role ARN -> the ``ExternalId`` it requires; a missing or
@@ -65,7 +66,7 @@ class SimulationSettings:
     page_size: int = 200
     latency_seconds: float = 0.0
     currency_by_account: dict[str, str] = field(default_factory=dict)
-    estimated_days: int = 2
+    today: date | None = None
     estimated_from: date | None = None
     seed: int = 0
     denied_role_arns: frozenset[str] = frozenset()
@@ -92,8 +93,9 @@ class SimulationSettings:
             raise ValueError("latency_seconds must not be negative")
         if self.sts_latency_seconds < 0:
             raise ValueError("sts_latency_seconds must not be negative")
-        if self.estimated_days < 0:
-            raise ValueError("estimated_days must not be negative")
+        for name in ("today", "estimated_from"):
+            if isinstance(getattr(self, name), datetime):
+                raise ValueError(f"{name} must be a date, not a datetime")
         for name in (
             "currency_by_account",
             "latency_by_account",
@@ -140,6 +142,12 @@ class SimulationSettings:
                 raise ValueError(f"fail_with[{account_id!r}]: the page number must be >= 1")
             valid[account_id] = (code, page)
         return valid
+
+    def estimated_since(self) -> date:
+        """The first day answered ``Estimated: true``; every day before it is final."""
+        if self.estimated_from is not None:
+            return self.estimated_from
+        return first_estimated_day(self.today or datetime.now(UTC).date())
 
     def currency_for(self, account_id: str) -> str:
         """The ``Unit`` of the amounts of ``account_id``."""

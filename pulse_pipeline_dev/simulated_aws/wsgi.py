@@ -110,8 +110,7 @@ class SimulationApp:
             lines,
             currency=self.settings.currency_for(account_id),
             page_size=self.settings.page_size,
-            estimated_days=self.settings.estimated_days,
-            estimated_from=self.settings.estimated_from,
+            first_estimated=self.settings.estimated_since(),
             endless=account_id in self.settings.endless_pages,
         )
         if self.settings.repeat_token_at_page.get(account_id) == page:
