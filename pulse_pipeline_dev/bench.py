@@ -32,14 +32,12 @@ from pulse_pipeline.sync_window import StoredDays, SyncWindow, default_window
 from pulse_pipeline_dev import bench_dagster
 from pulse_pipeline_dev.postgres import fresh_database
 from pulse_pipeline_dev.simulated_aws import SimulatedAws, SimulationSettings
+from pulse_pipeline_dev.simulated_aws.api import first_estimated_day
 
 PRICE_PER_REQUEST = Decimal("0.01")
 AWS_ACCOUNT = "111111111111"
 
 
-# Cost Explorer keeps the previous month estimated until its bill closes, in the first days of
-# the month; the benchmark assumes every day of it is final from the 5th on.
-BILL_CLOSED_ON_DAY = 5
 DESIGNS = (
     "pulse_pipeline (days still revisable)",
     "Estuary (1st of previous month on)",
@@ -61,10 +59,10 @@ def design_windows(today: date) -> dict[str, list[SyncWindow]]:
     """The windows each design asks for on one day's sync of an account synced every day."""
     yesterday = today - timedelta(days=1)
     previous_month = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
-    still_open = today.day < BILL_CLOSED_ON_DAY
+    # What PULSE holds after yesterday's sync: the days Cost Explorer still estimates, by the
+    # same calendar as the simulation's (the previous month's bill closes on the 5th).
     stored = StoredDays(
-        estimated_since=previous_month if still_open else today.replace(day=1),
-        last_day=today - timedelta(days=2),
+        estimated_since=first_estimated_day(today), last_day=today - timedelta(days=2)
     )
     estuary = SyncWindow(previous_month, yesterday)
     return {
