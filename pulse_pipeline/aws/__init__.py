@@ -1,2 +1,10 @@
-"""What is specific to AWS: the connection rules (role ARN, external ID), Cost Explorer's requests
-and pages, and the error sentences. The sync core calls it; nothing here imports Dagster."""
+"""What is specific to AWS. The sync core calls these entry points, and nothing here imports
+Dagster:
+
+- `connection.connection_for(account)`: the role ARN and external ID checked before any AWS call;
+  `refuse_duplicate` / `refuse_shared_external_id`: a connection that must not sync.
+- `cost_explorer.fetch_window(client_for, connection, window, metric, ...)`: every
+  `GetCostAndUsage` page of one account's window, counted and priced, kept as sent.
+- `pages.cost_lines(pages, window)`: the stored pages, checked, as exact cost lines.
+- `probe.probe_connection(...)`: the PULSE app's "Test connection" (one paid request).
+"""
