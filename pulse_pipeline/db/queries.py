@@ -7,7 +7,18 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Text,
+    bindparam,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from pulse_pipeline.accounts import CloudAccount
 from pulse_pipeline.aws.cost_explorer import Page
@@ -412,33 +423,86 @@ def record_sync_result(
     return result.rowcount > 0
 
 
-def sync_requests_with_status(
-    conn: Connection, status: str, limit: int | None = None
-) -> list[dict[str, Any]]:
-    """SyncRequest rows in one status, oldest first."""
+# The SyncRequest columns the pipeline reads, each cast to text: a value PostgreSQL holds but
+# Python cannot ('infinity', a year 20260, a BC date), or any text or number SQLite holds in a
+# date column, would fail a typed read of every row; request_rows parses them row by row.
+SYNC_REQUEST_COLUMNS = (
+    "id",
+    "orgId",
+    "cloudAccountId",
+    "kind",
+    "startDate",
+    "endDate",
+    "status",
+    "requestedAt",
+    "startedAt",
+    "runId",
+)
+
+
+def sync_request_texts(
+    conn: Connection,
+    *,
+    statuses: Sequence[str] = (),
+    other_than: Sequence[str] = (),
+    request_id: str | None = None,
+    limit: int | None = None,
+) -> list[dict[str, str | None]]:
+    """SyncRequest rows as text, oldest first: those in `statuses`, those in none of
+    `other_than`, or the one with `request_id`."""
     r = sync_request.c
-    query = select(sync_request).where(r.status == status).order_by(r.requestedAt, r.id)
+    query = select(*(cast(r[name], Text).label(name) for name in SYNC_REQUEST_COLUMNS))
+    if statuses:
+        query = query.where(r.status.in_(statuses))
+    if other_than:
+        query = query.where(r.status.not_in(other_than))
+    if request_id is not None:
+        query = query.where(r.id == request_id)
+    query = query.order_by(r.requestedAt, r.id)
     if limit is not None:
         query = query.limit(limit)
     return [dict(row) for row in conn.execute(query).mappings()]
 
 
-def last_launch(
-    conn: Connection, kind: str, *, org_id: str, cloud_account_id: str | None = None
-) -> datetime | None:
-    """When the organisation's (or the account's) latest request of `kind` was launched."""
+def launch_times(
+    conn: Connection,
+    kind: str,
+    statuses: Sequence[str],
+    since: datetime,
+    *,
+    org_id: str,
+    cloud_account_id: str | None = None,
+    other_than_id: str | None = None,
+) -> list[str]:
+    """startedAt, as text, of the organisation's (or the account's) requests of `kind` in
+    `statuses` launched at or after `since`, leaving out the request `other_than_id`."""
     r = sync_request.c
-    query = select(func.max(r.startedAt)).where(r.kind == kind, r.orgId == org_id)
+    query = select(cast(r.startedAt, Text)).where(
+        r.kind == kind, r.orgId == org_id, r.status.in_(statuses), r.startedAt >= since
+    )
     if cloud_account_id is not None:
         query = query.where(r.cloudAccountId == cloud_account_id)
-    return conn.execute(query).scalar()
+    if other_than_id is not None:
+        query = query.where(r.id != other_than_id)
+    return [text for text in conn.execute(query).scalars() if text is not None]
 
 
-def update_sync_request(conn: Connection, request_id: str, from_status: str, **values: Any) -> bool:
-    """Move a request on from `from_status`; False if it was no longer in that status."""
+def update_sync_request(
+    conn: Connection, request_id: str, requested_at: str, from_status: str, **values: Any
+) -> bool:
+    """Move a request on from `from_status`; False if it was no longer in that status.
+
+    `requested_at` is the row's requestedAt as sync_request_texts read it: a row deleted and
+    inserted again with the same id meanwhile is another request, and is left alone.
+    """
+    r = sync_request.c
     result = conn.execute(
         update(sync_request)
-        .where(sync_request.c.id == request_id, sync_request.c.status == from_status)
+        .where(
+            r.id == request_id,
+            cast(r.requestedAt, Text) == requested_at,
+            r.status == from_status,
+        )
         .values(**values)
     )
     return result.rowcount > 0

@@ -7,7 +7,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from pulse_pipeline import sync_requests
+from pulse_pipeline import request_rows
 from pulse_pipeline.accounts import CloudAccount
 from pulse_pipeline.alerts import alert_for
 from pulse_pipeline.aws.probe import probe_connection
@@ -23,6 +23,8 @@ from pulse_pipeline.defs.resources import (
 )
 from pulse_pipeline.defs.run_outcomes import outcomes_of
 from pulse_pipeline.freshness import accounts_freshness
+from pulse_pipeline.request_rows import shown
+from pulse_pipeline.request_rules import finish_running
 from pulse_pipeline.sync.failures import AccountFailure, failing_cleanly
 from pulse_pipeline.sync_status import SyncOutcome, redact
 
@@ -169,22 +171,35 @@ class ConnectionTestConfig(dg.Config):
     """The PULSE app's connection test to serve."""
 
     request_id: str = Field(description="SyncRequest.id; the result is written to that row.")
+    request_key: str = Field(
+        description="The request's identity (pulse/request-key): a row inserted again with the "
+        "same id is another request and gets no result from this run."
+    )
     cloud_account_id: str = Field(description="The CloudAccount whose connection to test.")
 
 
 def _finish_request(
-    pulse_db: PulseDatabase, request_id: str, run_id: str, status: str, **outcome: Any
+    context: dg.OpExecutionContext,
+    pulse_db: PulseDatabase,
+    config: ConnectionTestConfig,
+    status: str,
+    **outcome: Any,
 ) -> None:
     """Write a connection test's final status and outcome to its (running) SyncRequest row."""
     with pulse_db.begin() as conn:
-        queries.update_sync_request(
+        written = finish_running(
             conn,
-            request_id,
-            sync_requests.RUNNING,
-            status=status,
-            finishedAt=datetime.now(UTC),
-            runId=run_id,
+            config.request_id,
+            config.request_key,
+            status,
+            datetime.now(UTC),
+            runId=context.run_id,
             **outcome,
+        )
+    if not written:
+        context.log.warning(
+            f"SyncRequest {shown(config.request_id)} is no longer this running request (deleted, "
+            "replaced or ended); its outcome is not written"
         )
 
 
@@ -212,13 +227,9 @@ def test_connection_op(
             )
     except AccountFailure as failure:
         error = redact(failure.cause)
-        _finish_request(
-            pulse_db, config.request_id, context.run_id, sync_requests.FAILED, error=error
-        )
+        _finish_request(context, pulse_db, config, request_rows.FAILED, error=error)
         raise dg.Failure(description=error, allow_retries=False) from None
-    _finish_request(
-        pulse_db, config.request_id, context.run_id, sync_requests.SUCCEEDED, result=result
-    )
+    _finish_request(context, pulse_db, config, request_rows.SUCCEEDED, result=result)
     context.log.info(f"CloudAccount {config.cloud_account_id}: the connection works")
     return dg.Output(
         config.cloud_account_id,

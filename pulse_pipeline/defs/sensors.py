@@ -312,25 +312,47 @@ def cost_freshness(
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         'Serves the PULSE app\'s SyncRequest rows ("Sync now", "Test connection"), oldest '
-        "first: checks each request before any AWS call (rejected: unknown or disconnected "
-        "account, another organisation's, invalid window or kind), applies the rate limits "
-        "(one sync per organisation per PULSE_MANUAL_SYNC_INTERVAL_MINUTES, one test per "
-        "account per minute), launches sync_aws_costs for the account(s), or test_aws_connection, "
-        "tagged pulse/trigger=manual and pulse/request=<id>, and writes each request's final "
-        "status, result or error once its runs end (killed and canceled runs included)."
+        "first, each row judged alone: a row PULSE cannot read (a date or timestamp out of "
+        "range or of the wrong type, a kind or status it never writes, an id too long for a "
+        "run tag or with control characters, 'running' without startedAt) ends rejected with "
+        "one sentence naming the field, and the others are served. Checks each request before "
+        "any AWS call (rejected: unknown or disconnected account, another organisation's, "
+        "invalid window), applies the rate limits (one sync per organisation per "
+        "PULSE_MANUAL_SYNC_INTERVAL_MINUTES, one test per account per minute) and at most 20 "
+        "launches per tick, launches sync_aws_costs for the account(s), or test_aws_connection, "
+        "tagged pulse/trigger=manual, pulse/request=<id> and pulse/request-key=<identity>, and "
+        "writes each request's final status, result or error once its runs end (killed and "
+        "canceled runs included). A request whose run never appeared within 5 minutes passes "
+        "the same checks and limits again and is launched once more at most; then it fails."
     ),
 )
 def sync_requests(
     context: dg.SensorEvaluationContext,
     pulse_db: PulseDatabase,
     request_limits: ManualRequestLimits,
-) -> dg.SensorResult | dg.SkipReason:
+) -> dg.SensorResult:
+    relaunched = _relaunched(context.cursor)
     with pulse_db.begin() as conn:
-        served = serve(conn, context.instance, request_limits, datetime.now(UTC), context.log)
+        served = serve(
+            conn, context.instance, request_limits, datetime.now(UTC), context.log, relaunched
+        )
+    cursor = json.dumps({"relaunched": sorted(served.relaunched)})
     if not served.notes:
-        return dg.SkipReason("no SyncRequest to launch or complete")
+        return dg.SensorResult(skip_reason="no SyncRequest to launch or complete", cursor=cursor)
     added = cloud_accounts_partitions.build_add_request(served.new_partitions)
     return dg.SensorResult(
         run_requests=served.run_requests,
         dynamic_partitions_requests=[added] if served.new_partitions else [],
+        cursor=cursor,
     )
+
+
+def _relaunched(cursor: str | None) -> frozenset[str]:
+    """The running requests already launched a second time (the sync_requests cursor)."""
+    if not cursor:
+        return frozenset()
+    try:
+        keys = json.loads(cursor).get("relaunched", [])
+    except (ValueError, AttributeError):
+        return frozenset()
+    return frozenset(key for key in keys if isinstance(key, str))
