@@ -13,7 +13,13 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from pulse_pipeline.accounts import CloudAccount
-from pulse_pipeline.alerts import alert_for, email_message, webhook_payload
+from pulse_pipeline.alerts import (
+    ChannelSettings,
+    alert_for,
+    email_message,
+    send_alerts,
+    webhook_payload,
+)
 from pulse_pipeline.defs.definitions import defs
 from pulse_pipeline.defs.resources import AlertChannels
 from pulse_pipeline.defs.settings import SettingError
@@ -40,6 +46,7 @@ FINISHED = datetime(2026, 11, 25, 5, 3, 7, tzinfo=UTC)
 RUN_ID = "0f3c9a52-6a1e-4b8e-9d7c-2f1d1c3b4a5e"
 GOOD_ARN = "arn:aws:iam::111111111111:role/PulseRead"
 BAD_ARN = "arn:aws:iam::111111111111:user/not-a-role"
+LOG = logging.getLogger("alerts")
 
 
 def account(status: str, name: str = "Acme <prod> & co") -> CloudAccount:
@@ -167,7 +174,7 @@ def webhook() -> Iterator[WebhookReceiver]:
 def test_no_password_is_sent_to_a_server_without_starttls(
     mail: MailReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:
-    channels = AlertChannels(
+    channels = ChannelSettings(
         smtp_host="127.0.0.1",
         smtp_port=mail.port,
         smtp_user="pulse",
@@ -177,7 +184,7 @@ def test_no_password_is_sent_to_a_server_without_starttls(
     )
     alert = alert_for(account("active"), "CloudAccount acc-1: denied", RUN_ID, FINISHED)
     assert alert is not None
-    assert channels.send(alert, logging.getLogger("alerts")) == 1
+    assert send_alerts(channels, [alert], LOG) == 1
     assert mail.attempts == 0
     assert caplog.messages == [
         "CloudAccount acc-1 (Acme <prod> & co): failed alert not sent by e-mail: the SMTP server "
@@ -218,7 +225,7 @@ def test_starttls_is_used_when_the_server_offers_it(
     )
     controller.start()
     try:
-        channels = AlertChannels(
+        channels = ChannelSettings(
             smtp_host="127.0.0.1",
             smtp_port=port,
             smtp_from="pulse@example.com",
@@ -226,7 +233,7 @@ def test_starttls_is_used_when_the_server_offers_it(
         )
         alert = alert_for(account("error"), None, RUN_ID, FINISHED)
         assert alert is not None
-        assert channels.send(alert, logging.getLogger("alerts")) == 0
+        assert send_alerts(channels, [alert], LOG) == 0
     finally:
         controller.stop()
     assert [m["Subject"] for m in receiver.messages] == [
@@ -317,7 +324,7 @@ def test_an_unreachable_webhook_is_a_warning_that_never_quotes_its_url(
     alert = alert_for(account("active"), "CloudAccount acc-1: denied", RUN_ID, FINISHED)
     assert alert is not None
 
-    assert AlertChannels(webhook_url=url).send(alert, logging.getLogger("alerts")) == 1
+    assert send_alerts(ChannelSettings(webhook_url=url), [alert], LOG) == 1
 
     [warning] = caplog.messages
     assert warning.startswith(
