@@ -68,7 +68,7 @@ def _exchange(
 ) -> None:
     # What SMTP(host) sets before connecting; TLS checks the certificate against it. Connecting
     # here instead lets the deadline's watchdog reach the socket while the server greets.
-    smtp._host = host
+    smtp._host = host  # type: ignore[attr-defined]
     smtp.connect(host, port)
     smtp.ehlo()
     encrypted = port == SMTPS_PORT
