@@ -145,13 +145,15 @@ def http_peer(*answers: Respond) -> Iterator[HttpPeer]:
 
 
 def trickle(every: float) -> Respond:
-    """A status line, then a header one byte every `every` seconds that never ends."""
+    """A 200 answer written one byte every `every` seconds, its last header never ending."""
 
     def answer(handler: BaseHTTPRequestHandler, stopped: threading.Event) -> None:
-        handler.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        start = b"HTTP/1.1 200 OK\r\nX-Slow: "
+        position = 0
         while not stopped.wait(every):
-            handler.wfile.write(b"a")
+            handler.wfile.write(start[position : position + 1] or b"a")
             handler.wfile.flush()
+            position += 1
 
     return answer
 

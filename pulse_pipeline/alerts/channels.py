@@ -110,6 +110,7 @@ def send_alerts(settings: ChannelSettings, alerts: list[Alert], log: logging.Log
     budget = Deadline(settings.run_budget_seconds)
     channels = _channels(settings)
     missed: dict[str, str] = {}  # channel -> why it is not tried again in this run
+    spent = f"this status run's {settings.run_budget_seconds:g} s for alerting were spent"
     failed = 0
     for alert in alerts:
         link = run_link(settings.dagster_ui_url, alert.run_id)
@@ -117,16 +118,17 @@ def send_alerts(settings: ChannelSettings, alerts: list[Alert], log: logging.Log
             if name in missed:
                 reason = f"not tried again: {missed[name]} earlier in this status run"
             elif budget.left() <= 0:
-                reason = (
-                    f"not tried: this status run's {settings.run_budget_seconds:g} s for "
-                    "alerting were spent"
-                )
+                reason = f"not tried: {spent}"
             else:
-                outcome = _deliver(deliver, alert, link, settings, budget)
+                cut_by_budget = budget.left() < settings.deadline_seconds
+                deadline = Deadline(min(settings.deadline_seconds, budget.left()))
+                outcome = _deliver(deliver, alert, link, deadline)
                 if outcome is None:
                     continue
                 reason, deadline_missed = outcome
-                if deadline_missed:
+                if deadline_missed and cut_by_budget:
+                    reason = f"not finished when {spent}"
+                elif deadline_missed:
                     missed[name] = reason
             failed += 1
             for secret in settings.secrets():
@@ -136,10 +138,9 @@ def send_alerts(settings: ChannelSettings, alerts: list[Alert], log: logging.Log
 
 
 def _deliver(
-    deliver: Deliver, alert: Alert, link: str | None, settings: ChannelSettings, budget: Deadline
+    deliver: Deliver, alert: Alert, link: str | None, deadline: Deadline
 ) -> tuple[str, bool] | None:
     """None once delivered, else why not (on one line) and whether the deadline passed."""
-    deadline = Deadline(min(settings.deadline_seconds, budget.left()))
     try:
         deliver(alert, link, deadline)
     except Exception as error:

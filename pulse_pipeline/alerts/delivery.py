@@ -47,7 +47,8 @@ def closing_at(
     deadline: Deadline, current_socket: Callable[[], socket.socket | None], missed: str
 ) -> Iterator[None]:
     """Shut down `current_socket()` (whichever socket the exchange uses by then, TLS included)
-    when the deadline passes; anything the block then raises becomes MissedDeadline(missed)."""
+    when the deadline passes. A block the deadline overtook raises MissedDeadline(missed),
+    whatever it raised or returned (a shut socket may also read as a clean end of the answer)."""
     expired = threading.Event()
 
     def expire() -> None:
@@ -72,6 +73,8 @@ def closing_at(
         raise
     finally:
         watchdog.cancel()
+    if expired.is_set():
+        raise MissedDeadline(missed)
 
 
 @dataclass(frozen=True)

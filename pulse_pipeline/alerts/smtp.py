@@ -29,16 +29,14 @@ def send_email(
     def current_socket() -> socket.socket | None:
         return smtp.sock
 
+    missed = f"the SMTP server did not finish within {deadline.seconds:.4g} s"
     try:
-        with closing_at(
-            deadline,
-            current_socket,
-            f"the SMTP server did not finish within {deadline.seconds:.4g} s",
-        ):
-            try:
-                _exchange(smtp, message, host, port, user, password, context)
-            finally:
-                smtp.close()
+        with closing_at(deadline, current_socket, missed):
+            _exchange(smtp, message, host, port, user, password, context)
+        # Sent: a QUIT left unanswered changes nothing.
+        with suppress(AlertNotDelivered, smtplib.SMTPException, OSError):
+            with closing_at(deadline, current_socket, missed):
+                smtp.quit()
     except smtplib.SMTPResponseException as error:
         text = (
             error.smtp_error.decode(errors="replace")
@@ -55,6 +53,8 @@ def send_email(
         raise AlertNotDelivered(
             f"the SMTP server could not be used ({type(error).__name__}: {error})"
         ) from None
+    finally:
+        smtp.close()
 
 
 def _exchange(
@@ -84,5 +84,3 @@ def _exchange(
             )
         smtp.login(user, password)
     smtp.send_message(message)
-    with suppress(smtplib.SMTPException, OSError):  # sent: a QUIT left unanswered changes nothing
-        smtp.quit()
