@@ -662,3 +662,9 @@ def test_the_bot_token_shows_as_its_variable_never_its_value(
     )
     assert fields["run_budget_seconds"] == 60
     assert TOKEN not in repr(alerts)
+    resolved = ChannelSettings(  # as a run hands the values to the core
+        webhook_url="https://hooks.example.com/s3cr3t-token",
+        smtp_password="hunter2",
+        telegram_bot_token=TOKEN,
+    )
+    assert no_secret_in(repr(resolved))

@@ -10,7 +10,7 @@ never a URL, token or password.
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pulse_pipeline.alerts.delivery import AlertNotDelivered, Deadline, MissedDeadline
 from pulse_pipeline.alerts.messages import (
@@ -31,17 +31,18 @@ DEFAULT_RUN_BUDGET_SECONDS = 60
 
 @dataclass(frozen=True)
 class ChannelSettings:
-    """Where alerts go; an empty webhook URL, SMTP host or bot token leaves that channel out."""
+    """Where alerts go; an empty webhook URL, SMTP host or bot token leaves that channel out.
+    The credentials (the webhook's URL, the password, the token) never appear in its repr."""
 
-    webhook_url: str = ""
+    webhook_url: str = field(default="", repr=False)
     dagster_ui_url: str = ""
     smtp_host: str = ""
     smtp_port: int = 587
     smtp_user: str = ""
-    smtp_password: str = ""
+    smtp_password: str = field(default="", repr=False)
     smtp_from: str = ""
     smtp_to: str = ""
-    telegram_bot_token: str = ""
+    telegram_bot_token: str = field(default="", repr=False)
     telegram_chat_id: str = ""
     telegram_api_url: str = TELEGRAM_API_URL
     deadline_seconds: float = DEFAULT_DEADLINE_SECONDS
