@@ -1,12 +1,20 @@
 """The status write-back never loses an outcome: when a write_sync_status run fails, the status
-sensor asks again for the sync runs it covered, and a later status run writes them."""
+sensor asks again for the sync runs it covered, and a later status run writes them. A slow alert
+channel holds a status run no longer than its deadline, and nothing from the database or a peer
+forges a log line."""
 
 import json
+import logging
+from datetime import UTC, datetime
 
 import dagster as dg
 import pytest
 
 from pulse_pipeline.defs.definitions import defs
+from pulse_pipeline.defs.resources import PulseDatabase
+from pulse_pipeline.status_write_back import write_statuses
+from pulse_pipeline.sync_status import SyncOutcome
+from pulse_pipeline_tests.alert_receivers import http_peer, telegram_sent, trickle
 from pulse_pipeline_tests.ce_results import ce_page, queue_results
 from pulse_pipeline_tests.support import (
     D1,
@@ -16,11 +24,13 @@ from pulse_pipeline_tests.support import (
     load_rates,
     run_sync,
     set_account,
+    write_status,
 )
 
 STATUS_SENSOR = defs().resolve_sensor_def("sync_status_writer")
 # A password with an unencoded "@": a DATABASE_URL no status run can read, so it fails at once.
 UNREADABLE_URL = "postgresql://pulse:pa@ss@127.0.0.1:5432/pulse"
+LOG = logging.getLogger("status_write_back")
 
 
 def tick(instance: dg.DagsterInstance, cursor: str | None) -> dg.SensorResult:
@@ -123,3 +133,67 @@ def test_a_status_run_still_going_is_waited_for_and_repeated_failures_back_off(
     assert not third.run_requests
     assert "failed (2 in a row); its sync runs are requested again in" in str(third.skip_message)
     assert account_status(pulse, "acc-2")["status"] == "pending"
+
+
+TOKEN = "123456789:AAHs3cr3t-bot_token-0123456789abcdef"
+DEADLINE = 2
+
+
+def test_a_status_run_holds_a_trickling_webhook_to_its_deadline_and_telegram_still_gets_the_alert(
+    pulse: str,
+    dagster_instance: dg.DagsterInstance,
+    moto_aws: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with http_peer(trickle(every=0.2)) as webhook, http_peer(telegram_sent()) as telegram:
+        for variable, value in {
+            "PULSE_ALERT_WEBHOOK_URL": f"{webhook.url}/hooks/T0/B0/s3cr3t-token",
+            "PULSE_TELEGRAM_BOT_TOKEN": TOKEN,
+            "PULSE_TELEGRAM_CHAT_ID": "-100200300",
+            "PULSE_TELEGRAM_API_URL": telegram.url,
+            "PULSE_ALERT_DEADLINE_SECONDS": str(DEADLINE),
+        }.items():
+            monkeypatch.setenv(variable, value)
+        load_rates(dagster_instance)
+        set_account(pulse, "acc-2", roleArn="arn:aws:iam::222222222222:user/not-a-role")
+        broken = run_sync(dagster_instance, "acc-2", D1, D3)
+
+        status = write_status(dagster_instance, [broken.run_id])
+
+    assert status.success
+    assert account_status(pulse, "acc-2")["status"] == "error"
+    [(_, path, sent)] = telegram.requests
+    assert path == f"/bot{TOKEN}/sendMessage" and sent["chat_id"] == "-100200300"
+    assert sent["text"].startswith("PULSE sync failed for AWS account org-2 production")
+    assert account_status(pulse, "acc-2")["lastSyncError"] in sent["text"]
+    logs = dagster_instance.all_logs(status.run_id)
+    warnings = [e.user_message for e in logs if e.dagster_event is None and e.level >= 30]
+    assert warnings == [
+        "CloudAccount acc-2 (org-2 production): failed alert not sent by webhook: the webhook "
+        f"did not answer within {DEADLINE} s"
+    ]
+    started, finished = (
+        next(e.timestamp for e in logs if e.dagster_event_type == kind)
+        for kind in (dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS)
+    )
+    assert DEADLINE <= finished - started < DEADLINE + 1.5
+    [output] = [e.step_output_data for e in status.all_node_events if e.is_successful_output]
+    assert output.metadata["alerts"] == dg.IntMetadataValue(1)
+    assert output.metadata["alerts_not_delivered"] == dg.IntMetadataValue(1)
+    for entry in logs:  # no log line, event or metadata of the run holds a secret
+        assert TOKEN not in str(entry) and "s3cr3t" not in str(entry)
+
+
+def test_ids_from_the_database_reach_the_log_escaped(
+    pulse: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The write-back as the core runs it, without Dagster: an outcome for an account id with a
+    line break (gone from PULSE meanwhile) is one log line, its break shown as `\\n`."""
+    forged = "acc-9\n2026-11-25 05:03:07 - dagster - INFO - all accounts synced"
+    outcome = SyncOutcome(forged, "run-1", datetime.now(UTC), None)
+    written, alerts = write_statuses(PulseDatabase(url=pulse), [outcome], LOG)
+    assert (written, alerts) == (0, [])
+    assert caplog.messages == [
+        "CloudAccount acc-9\\n2026-11-25 05:03:07 - dagster - INFO - all accounts synced is no "
+        "longer in PULSE"
+    ]

@@ -8,10 +8,7 @@ import dagster as dg
 from pydantic import Field
 
 from pulse_pipeline import request_rows
-from pulse_pipeline.accounts import CloudAccount
-from pulse_pipeline.alerts import alert_for
 from pulse_pipeline.aws.probe import probe_connection
-from pulse_pipeline.db import queries
 from pulse_pipeline.db.urls import DatabaseUrlError
 from pulse_pipeline.defs.checks import freshness_evaluation as evaluation
 from pulse_pipeline.defs.keys import DAILY_COSTS, ECB_RATES, RAW_PAGES
@@ -25,8 +22,9 @@ from pulse_pipeline.defs.run_outcomes import outcomes_of
 from pulse_pipeline.freshness import accounts_freshness
 from pulse_pipeline.request_rows import shown
 from pulse_pipeline.request_rules import finish_running
+from pulse_pipeline.status_write_back import write_back
 from pulse_pipeline.sync.failures import AccountFailure, failing_cleanly
-from pulse_pipeline.sync_status import SyncOutcome, redact
+from pulse_pipeline.sync_status import redact
 
 sync_aws_costs = dg.define_asset_job(
     name="sync_aws_costs",
@@ -68,53 +66,23 @@ def write_sync_status_op(
     Success: `active`, the run's end time, no error. Failure, cancellation or a killed run:
     `error` and one secret-free sentence naming the cause; `lastSyncedAt` keeps the last success.
     Outcomes are written oldest first in one transaction, so the newest run of an account has
-    the last word; an outcome older than the account's last success is left out, so writing the
-    same runs again changes nothing. Alerts go out after the commit, one per account whose
-    status changed (see pulse_pipeline.alerts); a channel that fails is a warning, never a
-    failure of this step.
+    the last word; writing the same runs again changes nothing. Alerts go out after the commit
+    (see pulse_pipeline.alerts), each channel within its deadline and all of them within the
+    alerting budget; a channel that fails is a warning, never a failure of this step.
     """
     outcomes = [o for run_id in config.run_ids for o in outcomes_of(context.instance, run_id)]
-    outcomes.sort(key=lambda outcome: outcome.finished_at)
     try:
-        pulse_db.engine()
+        done = write_back(pulse_db, outcomes, alerts.channel_settings(), context.log)
     except DatabaseUrlError as unreadable:  # no attempt can read it: fail without retries
         raise dg.Failure(description=str(unreadable), allow_retries=False) from None
-    written = 0
-    before: dict[str, CloudAccount] = {}
-    last_written: dict[str, tuple[SyncOutcome, str | None]] = {}
-    with pulse_db.begin() as conn:
-        for outcome in outcomes:
-            account = queries.load_account(conn, outcome.account_id, lock=True)
-            if account is None:
-                context.log.warning(f"CloudAccount {outcome.account_id} is no longer in PULSE")
-                continue
-            before.setdefault(account.id, account)
-            synced = account.last_synced_at
-            if synced is not None and outcome.finished_at.replace(tzinfo=None) <= synced:
-                context.log.info(f"{account.label} has synced since run {outcome.run_id}")
-                continue
-            error = redact(outcome.error, [account.external_id]) if outcome.error else None
-            if queries.record_sync_result(conn, account.id, error, outcome.finished_at):
-                written += 1
-                last_written[account.id] = (outcome, error)
-                # The cause already names the account.
-                context.log.info(f"error: {error}" if error else f"{account.label}: active")
-            else:
-                context.log.info(f"{account.label} is {account.status} in PULSE; left as it is")
-    changes = [
-        alert
-        for account_id, (outcome, error) in last_written.items()
-        if (alert := alert_for(before[account_id], error, outcome.run_id, outcome.finished_at))
-    ]
-    undelivered = sum(alerts.send(alert, context.log) for alert in changes)
     return dg.Output(
-        written,
+        done.accounts_updated,
         metadata={
-            "accounts_updated": written,
-            "errors": sum(1 for outcome in outcomes if outcome.error),
+            "accounts_updated": done.accounts_updated,
+            "errors": done.errors,
             "runs_seen": len(config.run_ids),
-            "alerts": len(changes),
-            "alerts_not_delivered": undelivered,
+            "alerts": done.alerts,
+            "alerts_not_delivered": done.alerts_not_delivered,
         },
     )
 

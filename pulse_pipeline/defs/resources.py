@@ -5,7 +5,7 @@ environment): none reads the environment or connects before a run uses it.
 """
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -31,15 +31,9 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from pulse_pipeline.accounts import SyncError
-from pulse_pipeline.alerts import (
-    Alert,
-    AlertNotDelivered,
-    email_message,
-    post_webhook,
-    run_link,
-    send_email,
-    webhook_payload,
-)
+from pulse_pipeline.alerts import ChannelSettings, email_addresses
+from pulse_pipeline.alerts.channels import DEFAULT_DEADLINE_SECONDS, DEFAULT_RUN_BUDGET_SECONDS
+from pulse_pipeline.alerts.telegram import TELEGRAM_API_URL, check_bot_token, check_chat_id
 from pulse_pipeline.aws.connection import AwsConnection
 from pulse_pipeline.aws.cost_explorer import (
     DEFAULT_MAX_PAGES,
@@ -333,11 +327,13 @@ _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 class AlertChannels(dg.ConfigurableResource):
-    """Where an account's failure and recovery alerts go: a webhook (Slack-compatible JSON) and
-    e-mail over SMTP, each used when configured; with neither, no alert is sent.
+    """Where an account's failure and recovery alerts go: a webhook (Slack-compatible JSON),
+    e-mail over SMTP and a Telegram chat, each used when configured; with none, no alert is sent.
 
-    One message per account and channel when its sync starts failing or works again. A channel
-    that fails is logged as a warning; the status is already written by then.
+    One message per account and channel when its sync starts failing or works again, each
+    within `deadline_seconds` (connect, send and answer, however slowly the peer answers), and
+    one status run's alerts within `run_budget_seconds` in all. A channel that fails is logged
+    as a warning; the status is already written by then.
     """
 
     webhook_url: str = Field(
@@ -352,13 +348,29 @@ class AlertChannels(dg.ConfigurableResource):
     smtp_password: str = Field(default="", description="SMTP password (an EnvVar, never shown).")
     smtp_from: str = Field(default="", description="Sender address of alert e-mails.")
     smtp_to: str = Field(default="", description="Comma-separated recipients of alert e-mails.")
-    timeout_seconds: float = Field(default=10.0, gt=0, description="Per channel and alert.")
+    telegram_bot_token: str = Field(
+        default="", description="Telegram bot token (an EnvVar, never shown); empty = none."
+    )
+    telegram_chat_id: str = Field(
+        default="", description="Telegram chat the bot writes to: its numeric id or @channel."
+    )
+    telegram_api_url: str = Field(
+        default=TELEGRAM_API_URL, description="Telegram's Bot API address."
+    )
+    deadline_seconds: int = Field(
+        default=DEFAULT_DEADLINE_SECONDS,
+        description="Seconds per channel and alert: connect, send and answer together.",
+    )
+    run_budget_seconds: int = Field(
+        default=DEFAULT_RUN_BUDGET_SECONDS,
+        description="Seconds for all the alerts of one status run; alerts left are not sent.",
+    )
 
-    @field_validator("webhook_url", "dagster_ui_url", mode="before")
+    @field_validator("webhook_url", "dagster_ui_url", "telegram_api_url", mode="before")
     @classmethod
     def _url(cls, value: str, info: ValidationInfo) -> str:
         if value and not _read_at_run_start(value):
-            _http_url(value, secret=info.field_name == "webhook_url")
+            _http_url(value, secret=info.field_name != "dagster_ui_url")
         return value
 
     @field_validator("smtp_port", mode="before")
@@ -378,57 +390,48 @@ class AlertChannels(dg.ConfigurableResource):
     @classmethod
     def _addresses(cls, value: str) -> str:
         if value and not _read_at_run_start(value):
-            if any("@" not in address for address in _addresses(value)):
+            if any("@" not in address for address in email_addresses(value)):
                 raise ValueError("must be e-mail addresses (name@domain), comma-separated")
         return value
 
-    def send(self, alert: Alert, log: Any) -> int:
-        """Send one alert to every configured channel; returns how many channels failed, each
-        logged as a warning naming the account and the cause (never the URL or the password).
-        Nothing a channel raises reaches the caller."""
-        link = run_link(self.dagster_ui_url, alert.run_id)
-        channels: list[tuple[str, Callable[[Alert, str | None], None]]] = []
-        if self.webhook_url:
-            channels.append(("webhook", self._post))
-        if self.smtp_host:
-            channels.append(("e-mail", self._email))
-        failed = 0
-        for name, deliver in channels:
-            try:
-                deliver(alert, link)
-            except Exception as error:
-                failed += 1
-                reason = str(error)
-                if not isinstance(error, AlertNotDelivered):  # a defect: say what it was
-                    reason = f"{type(error).__name__}: {error}"
-                for secret in (self.webhook_url, self.smtp_password):
-                    reason = reason.replace(secret, "***") if secret else reason
-                log.warning(
-                    f"{alert.account.label}: {alert.kind} alert not sent by {name}: "
-                    + " ".join(reason.split())
-                )
-        return failed
+    @field_validator("telegram_bot_token", "telegram_chat_id", mode="before")
+    @classmethod
+    def _telegram(cls, value: str, info: ValidationInfo) -> str:
+        if value and not _read_at_run_start(value):
+            check = check_bot_token if info.field_name == "telegram_bot_token" else check_chat_id
+            check(value)
+        return value
 
-    def _post(self, alert: Alert, link: str | None) -> None:
-        post_webhook(self.webhook_url, webhook_payload(alert, link), self.timeout_seconds)
+    @field_validator("deadline_seconds", "run_budget_seconds", mode="wrap")
+    @classmethod
+    def _whole_seconds(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        if _read_at_run_start(value):
+            return value
+        try:
+            seconds: int = handler(value)
+        except ValueError:
+            seconds = 0
+        if seconds < 1:
+            raise ValueError("must be a whole number of seconds, at least 1")
+        return seconds
 
-    def _email(self, alert: Alert, link: str | None) -> None:
-        recipients = _addresses(self.smtp_to)
-        if not recipients or not self.smtp_from:
-            raise AlertNotDelivered("PULSE_ALERT_SMTP_FROM and PULSE_ALERT_SMTP_TO must be set")
-        message = email_message(alert, link, self.smtp_from, recipients)
-        send_email(
-            message,
-            self.smtp_host,
-            self.smtp_port,
-            self.smtp_user,
-            self.smtp_password,
-            self.timeout_seconds,
+    def channel_settings(self) -> ChannelSettings:
+        """The values, as the Dagster-free alerting takes them."""
+        return ChannelSettings(
+            webhook_url=self.webhook_url,
+            dagster_ui_url=self.dagster_ui_url,
+            smtp_host=self.smtp_host,
+            smtp_port=self.smtp_port,
+            smtp_user=self.smtp_user,
+            smtp_password=self.smtp_password,
+            smtp_from=self.smtp_from,
+            smtp_to=self.smtp_to,
+            telegram_bot_token=self.telegram_bot_token,
+            telegram_chat_id=self.telegram_chat_id,
+            telegram_api_url=self.telegram_api_url,
+            deadline_seconds=self.deadline_seconds,
+            run_budget_seconds=self.run_budget_seconds,
         )
-
-
-def _addresses(value: str) -> list[str]:
-    return [address.strip() for address in value.split(",") if address.strip()]
 
 
 class CostSettings(dg.ConfigurableResource):

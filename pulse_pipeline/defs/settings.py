@@ -93,6 +93,26 @@ SETTINGS = (
     Setting("PULSE_ALERT_SMTP_PASSWORD", "alerts", "smtp_password", ""),
     Setting("PULSE_ALERT_SMTP_FROM", "alerts", "smtp_from", ""),
     Setting("PULSE_ALERT_SMTP_TO", "alerts", "smtp_to", ""),
+    Setting("PULSE_TELEGRAM_BOT_TOKEN", "alerts", "telegram_bot_token", ""),
+    Setting("PULSE_TELEGRAM_CHAT_ID", "alerts", "telegram_chat_id", ""),
+    Setting(
+        "PULSE_TELEGRAM_API_URL",
+        "alerts",
+        "telegram_api_url",
+        AlertChannels.model_fields["telegram_api_url"].default,
+    ),
+    Setting(
+        "PULSE_ALERT_DEADLINE_SECONDS",
+        "alerts",
+        "deadline_seconds",
+        AlertChannels.model_fields["deadline_seconds"].default,
+    ),
+    Setting(
+        "PULSE_ALERT_RUN_BUDGET_SECONDS",
+        "alerts",
+        "run_budget_seconds",
+        AlertChannels.model_fields["run_budget_seconds"].default,
+    ),
 )
 
 RESOURCES: dict[str, type[dg.ConfigurableResource]] = {

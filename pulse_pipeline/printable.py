@@ -1,0 +1,18 @@
+"""Text from the database or a peer, made safe to write into a log line."""
+
+import unicodedata
+
+# Control characters, line and paragraph separators, format characters (bidi overrides) and
+# lone surrogates: each could start a new log line or make one read as something else.
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def printable(text: str) -> str:
+    """`text` with every character that could forge or disguise a log line written as its
+    Python escape (a line break becomes the two characters `\\n`); everything else unchanged."""
+    return "".join(
+        character.encode("unicode_escape", "backslashreplace").decode("ascii")
+        if unicodedata.category(character) in _UNPRINTABLE
+        else character
+        for character in text
+    )
