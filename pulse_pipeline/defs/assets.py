@@ -8,6 +8,13 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 
+# The documented type of AssetCheckEvaluation(target_materialization_data=...), which Dagster
+# 1.13 does not export: without it a partition's check result never counts for the partition's
+# latest materialization, and the check's Partitions tab shows every partition as missing.
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData as CheckedMaterialization,
+)
+
 from pulse_pipeline.db import queries
 from pulse_pipeline.db.schema import cost_explorer_page, cost_record, fx_rate
 from pulse_pipeline.db.views import FOCUS_COSTS_VIEW, MONTHLY_COSTS_VIEW, View, view_summary
@@ -225,7 +232,7 @@ def _metadata(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _events(
-    synced: Synced, run: SyncRun, freshness_hours: int
+    instance: dg.DagsterInstance, synced: Synced, run: SyncRun, freshness_hours: int
 ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
     """One account's asset as Dagster events: its partition's materialization and checks (a
     partition of daily_costs_eur written from pages fetched in this run has synced recently)."""
@@ -233,9 +240,73 @@ def _events(
     account = synced.account_id
     yield dg.AssetMaterialization(key, partition=account, metadata=_metadata(synced.metadata))
     if key == DAILY_COSTS and run.fetch:
-        yield just_synced(account, datetime.now(UTC).replace(tzinfo=None), freshness_hours)
+        now = datetime.now(UTC).replace(tzinfo=None)
+        yield on_latest(instance, just_synced(account, now, freshness_hours))
     for outcome in synced.checks:
-        yield _evaluation(account, outcome)
+        yield on_latest(instance, _evaluation(account, outcome))
+
+
+def on_latest(
+    instance: dg.DagsterInstance, evaluation: dg.AssetCheckEvaluation
+) -> dg.AssetCheckEvaluation:
+    """The evaluation, pointing at its partition's latest materialization as Dagster's own
+    AssetCheckResult does for a single partition (not for a batch): the check's Partitions tab
+    counts a result only for the materialization it names."""
+    if evaluation.partition is None:
+        return evaluation
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(evaluation.asset_key, asset_partitions=[evaluation.partition]),
+        limit=1,
+    ).records
+    if not records:
+        return evaluation
+    latest = records[0]
+    return dg.AssetCheckEvaluation(
+        asset_key=evaluation.asset_key,
+        check_name=evaluation.check_name,
+        passed=evaluation.passed,
+        metadata=evaluation.metadata,
+        target_materialization_data=CheckedMaterialization(
+            storage_id=latest.storage_id, run_id=latest.run_id, timestamp=latest.timestamp
+        ),
+        severity=evaluation.severity,
+        description=evaluation.description,
+        blocking=evaluation.blocking,
+        partition=evaluation.partition,
+    )
+
+
+def stored_checks(
+    context: dg.AssetExecutionContext,
+    pulse_db: PulseDatabase,
+    settings: CostSettings,
+    accounts: list[str],
+) -> Iterator[dg.AssetCheckEvaluation]:
+    """The checks of daily_costs_eur on what failed accounts have stored, which their failed
+    sync left as it was: what reconcile_cost_records and cost_freshness_check report.
+
+    A backfill run plans every check of its assets for each of its partitions, and Dagster
+    shows a planned check that got no result in a failed run as "Execution failed", on the
+    check's badge too when that partition is the run's last. An account with nothing stored
+    yet has nothing to reconcile and keeps that status.
+    """
+    if DAILY_COSTS not in context.selected_asset_keys:
+        return
+    stored = []
+    for account in accounts:
+        try:
+            with failing_cleanly(account):
+                outcomes = verify(pulse_db, account, settings.record_type_set())
+        except AccountFailure:
+            continue
+        stored.append(account)
+        for outcome in outcomes:
+            yield on_latest(context.instance, _evaluation(account, outcome))
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with pulse_db.begin() as conn:
+        states = accounts_freshness(conn, stored, now, settings.freshness_hours)
+    for _, state in states:
+        yield on_latest(context.instance, evaluation(state, settings.freshness_hours))
 
 
 def _evaluation(account: str, outcome: CheckOutcome) -> dg.AssetCheckEvaluation:
@@ -293,7 +364,7 @@ def reconcile_cost_records(
             raise dg.Failure(description=failure.cause, allow_retries=False) from None
         for outcome in outcomes:
             if outcome.name in selected:
-                yield _evaluation(account, outcome)
+                yield on_latest(context.instance, _evaluation(account, outcome))
     # The evaluations name their partitions; these close the step's outputs quietly.
     for key in context.selected_asset_check_keys:
         yield dg.Output(None, output_name=f"{key.asset_key.to_python_identifier()}_{key.name}")
@@ -316,7 +387,7 @@ def cost_freshness_check(
     with pulse_db.begin() as conn:
         states = accounts_freshness(conn, context.partition_keys, now, hours)
     for _, state in states:
-        yield evaluation(state, hours)
+        yield on_latest(context.instance, evaluation(state, hours))
     yield dg.Output(None, output_name=f"{DAILY_COSTS.to_python_identifier()}_{SYNCED_RECENTLY}")
 
 
@@ -391,9 +462,10 @@ def sync_cloud_accounts(
         for synced in sync_accounts(
             run, context.partition_keys, context.log, TRANSIENT_RETRIES.delay or 0
         ):
-            yield from _events(synced, run, settings.freshness_hours)
+            yield from _events(context.instance, synced, run, settings.freshness_hours)
     except AccountFailure as failure:
         yield _failed_partition(context, failure.account_id, failure.cause)
+        yield from stored_checks(context, pulse_db, settings, [failure.account_id])
         raise dg.Failure(
             description=failure.cause,
             metadata=run.requests_total().metadata(),
@@ -402,6 +474,7 @@ def sync_cloud_accounts(
     except BatchFailure as batch:
         for account, cause in batch.failures.items():
             yield _failed_partition(context, account, cause.cause)
+        yield from stored_checks(context, pulse_db, settings, list(batch.failures))
         raise dg.Failure(
             description=batch.summary,
             metadata={
