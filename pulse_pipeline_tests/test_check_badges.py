@@ -20,8 +20,8 @@ from sqlalchemy import insert, update
 
 from pulse_pipeline.db.schema import cloud_account
 from pulse_pipeline.db.urls import create_pulse_engine
-from pulse_pipeline.freshness import SYNCED_RECENTLY
-from pulse_pipeline.keys import DAILY_COSTS
+from pulse_pipeline.defs.checks import SYNCED_RECENTLY
+from pulse_pipeline.defs.keys import DAILY_COSTS
 from pulse_pipeline.reconcile import CHECKS
 from pulse_pipeline_dev import processes
 from pulse_pipeline_dev.simulated_aws import SimulatedAws, SimulationSettings

@@ -1,7 +1,7 @@
 """The AWS cost assets: raw Cost Explorer pages, ECB rates, and the EUR daily cost table."""
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -19,8 +19,7 @@ from pulse_pipeline.db import queries
 from pulse_pipeline.db.schema import cost_explorer_page, cost_record, fx_rate
 from pulse_pipeline.db.views import FOCUS_COSTS_VIEW, MONTHLY_COSTS_VIEW, View, view_summary
 from pulse_pipeline.defs.checks import DESCRIPTION as FRESHNESS
-from pulse_pipeline.defs.checks import SYNCED_RECENTLY, just_synced
-from pulse_pipeline.defs.checks import freshness_evaluation as evaluation
+from pulse_pipeline.defs.checks import SYNCED_RECENTLY, freshness_evaluation, just_synced
 from pulse_pipeline.defs.config import SyncWindowConfig
 from pulse_pipeline.defs.keys import (
     DAILY_COSTS,
@@ -239,41 +238,52 @@ def _events(
     key = RAW_PAGES if synced.asset == "raw" else DAILY_COSTS
     account = synced.account_id
     yield dg.AssetMaterialization(key, partition=account, metadata=_metadata(synced.metadata))
+    checks = [_evaluation(account, outcome) for outcome in synced.checks]
     if key == DAILY_COSTS and run.fetch:
         now = datetime.now(UTC).replace(tzinfo=None)
-        yield on_latest(instance, just_synced(account, now, freshness_hours))
-    for outcome in synced.checks:
-        yield on_latest(instance, _evaluation(account, outcome))
+        checks.insert(0, just_synced(account, now, freshness_hours))
+    yield from on_latest(instance, checks)
 
 
 def on_latest(
-    instance: dg.DagsterInstance, evaluation: dg.AssetCheckEvaluation
-) -> dg.AssetCheckEvaluation:
-    """The evaluation, pointing at its partition's latest materialization as Dagster's own
+    instance: dg.DagsterInstance, evaluations: Iterable[dg.AssetCheckEvaluation]
+) -> Iterator[dg.AssetCheckEvaluation]:
+    """The evaluations, each pointing at its partition's latest materialization as Dagster's own
     AssetCheckResult does for a single partition (not for a batch): the check's Partitions tab
-    counts a result only for the materialization it names."""
-    if evaluation.partition is None:
-        return evaluation
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(evaluation.asset_key, asset_partitions=[evaluation.partition]),
-        limit=1,
-    ).records
-    if not records:
-        return evaluation
-    latest = records[0]
-    return dg.AssetCheckEvaluation(
-        asset_key=evaluation.asset_key,
-        check_name=evaluation.check_name,
-        passed=evaluation.passed,
-        metadata=evaluation.metadata,
-        target_materialization_data=CheckedMaterialization(
-            storage_id=latest.storage_id, run_id=latest.run_id, timestamp=latest.timestamp
-        ),
-        severity=evaluation.severity,
-        description=evaluation.description,
-        blocking=evaluation.blocking,
-        partition=evaluation.partition,
-    )
+    counts a result only for the materialization it names. One lookup per partition."""
+    latest: dict[tuple[dg.AssetKey, str], CheckedMaterialization | None] = {}
+    for evaluation in evaluations:
+        if evaluation.partition is None:
+            yield evaluation
+            continue
+        target = (evaluation.asset_key, evaluation.partition)
+        if target not in latest:
+            records = instance.fetch_materializations(
+                dg.AssetRecordsFilter(
+                    evaluation.asset_key, asset_partitions=[evaluation.partition]
+                ),
+                limit=1,
+            ).records
+            latest[target] = (
+                CheckedMaterialization(
+                    storage_id=records[0].storage_id,
+                    run_id=records[0].run_id,
+                    timestamp=records[0].timestamp,
+                )
+                if records
+                else None
+            )
+        yield dg.AssetCheckEvaluation(
+            asset_key=evaluation.asset_key,
+            check_name=evaluation.check_name,
+            passed=evaluation.passed,
+            metadata=evaluation.metadata,
+            target_materialization_data=latest[target],
+            severity=evaluation.severity,
+            description=evaluation.description,
+            blocking=evaluation.blocking,
+            partition=evaluation.partition,
+        )
 
 
 def stored_checks(
@@ -300,13 +310,16 @@ def stored_checks(
         except AccountFailure:
             continue
         stored.append(account)
-        for outcome in outcomes:
-            yield on_latest(context.instance, _evaluation(account, outcome))
+        yield from on_latest(
+            context.instance, [_evaluation(account, outcome) for outcome in outcomes]
+        )
     now = datetime.now(UTC).replace(tzinfo=None)
     with pulse_db.begin() as conn:
         states = accounts_freshness(conn, stored, now, settings.freshness_hours)
-    for _, state in states:
-        yield on_latest(context.instance, evaluation(state, settings.freshness_hours))
+    yield from on_latest(
+        context.instance,
+        [freshness_evaluation(state, settings.freshness_hours) for _, state in states],
+    )
 
 
 def _evaluation(account: str, outcome: CheckOutcome) -> dg.AssetCheckEvaluation:
@@ -362,9 +375,10 @@ def reconcile_cost_records(
                 outcomes = verify(pulse_db, account, settings.record_type_set())
         except AccountFailure as failure:
             raise dg.Failure(description=failure.cause, allow_retries=False) from None
-        for outcome in outcomes:
-            if outcome.name in selected:
-                yield on_latest(context.instance, _evaluation(account, outcome))
+        yield from on_latest(
+            context.instance,
+            [_evaluation(account, outcome) for outcome in outcomes if outcome.name in selected],
+        )
     # The evaluations name their partitions; these close the step's outputs quietly.
     for key in context.selected_asset_check_keys:
         yield dg.Output(None, output_name=f"{key.asset_key.to_python_identifier()}_{key.name}")
@@ -386,8 +400,9 @@ def cost_freshness_check(
     hours = settings.freshness_hours
     with pulse_db.begin() as conn:
         states = accounts_freshness(conn, context.partition_keys, now, hours)
-    for _, state in states:
-        yield on_latest(context.instance, evaluation(state, hours))
+    yield from on_latest(
+        context.instance, [freshness_evaluation(state, hours) for _, state in states]
+    )
     yield dg.Output(None, output_name=f"{DAILY_COSTS.to_python_identifier()}_{SYNCED_RECENTLY}")
 
 

@@ -10,7 +10,7 @@ from pydantic import Field
 from pulse_pipeline import request_rows
 from pulse_pipeline.aws.probe import probe_connection
 from pulse_pipeline.db.urls import DatabaseUrlError
-from pulse_pipeline.defs.checks import freshness_evaluation as evaluation
+from pulse_pipeline.defs.checks import freshness_evaluation
 from pulse_pipeline.defs.keys import DAILY_COSTS, ECB_RATES, RAW_PAGES
 from pulse_pipeline.defs.resources import (
     AlertChannels,
@@ -121,7 +121,7 @@ def evaluate_synced_recently(
             f"{account.label}: "
             + ("synced recently" if state.fresh else "not synced within the limit")
         )
-        yield evaluation(state, settings.freshness_hours)
+        yield freshness_evaluation(state, settings.freshness_hours)
 
 
 @dg.job(
