@@ -1,10 +1,10 @@
 """Dagster's processes started by the demo, the benchmark and the tests: each in its own process
 group, stopped by that group's id (never by name).
 
-`code_server`, `daemon` and `webserver` are the production topology on loopback (README
-"Deploying"): the code location in its own process, the webserver and the daemon reaching it
-through `workspace.prod.yaml`. Given `workspace.yaml` instead, the webserver and the daemon load
-the code location themselves (as the benchmark does).
+`code_server`, `daemon` and `webserver` are the production topology on loopback
+(docs/operations.md "Deployment"): the code location in its own process, the webserver and the
+daemon reaching it through `workspace.prod.yaml`. Given `workspace.yaml` instead, the webserver
+and the daemon load the code location themselves (as the benchmark does).
 """
 
 import os

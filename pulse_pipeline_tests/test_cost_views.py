@@ -17,7 +17,7 @@ from pulse_pipeline.defs.definitions import defs
 from pulse_pipeline_tests.ce_results import ce_page, queue_results
 from pulse_pipeline_tests.support import D1, D3, EC2, S3, TODAY, TWO_PAGES, load_rates, run_sync
 
-# The README's answer to "what did account X cost this month so far, and in FOCUS terms?"
+# docs/pulse-app.md's answer to "what did account X cost this month so far, and in FOCUS terms?"
 MONTH_TO_DATE_FOCUS = """
 SELECT "SubAccountId", "SubAccountName", "BillingCurrency", "ChargeCategory",
        SUM("BilledCost") AS "BilledCost", SUM("EffectiveCost") AS "EffectiveCost",

@@ -1,8 +1,8 @@
 """deploy/ agrees with itself and with the code: the compose file, the Helm values, the Dockerfile
 and the compose dagster.yaml name the same module, port, image, network, settings and limits;
 the dagster.yaml loads as an instance; no UI or gRPC port is published beyond loopback except
-through the authenticating proxy. (Containers cannot run here: README "Deploying" says what was
-run and what was only read.)"""
+through the authenticating proxy. (Containers cannot run here: docs/operations.md "What was run
+here and what was only read" says which.)"""
 
 import re
 import shlex
@@ -164,21 +164,26 @@ def test_helm_values_match_the_image_and_the_instance_limits() -> None:
     assert values["postgresql"]["postgresqlScheme"] == scheme
 
 
-def test_no_command_of_ours_binds_the_ui_beyond_loopback() -> None:
-    """The README, `make dev` and the demo bind 127.0.0.1; only deploy/ binds 0.0.0.0, inside
-    containers whose ports are published on 127.0.0.1 (see the compose test)."""
-    for path in [
-        ROOT / "README.md",
-        ROOT / "Makefile",
-        *(ROOT / "pulse_pipeline_dev").glob("*.py"),
-    ]:
-        assert "0.0.0.0" not in path.read_text(), path
-    code = "".join(re.findall(r"^```sh\n(.*?)^```", (ROOT / "README.md").read_text(), re.M | re.S))
-    commands = [
+def webserver_commands(path: Path) -> list[list[str]]:
+    """The webserver commands (`dagster-webserver`, `dagster dev`) of a page's ```sh blocks."""
+    code = "".join(re.findall(r"^```sh\n(.*?)^```", path.read_text(), re.M | re.S))
+    return [
         shlex.split(line.strip().removesuffix("\\"))
         for line in code.replace("\\\n", " ").splitlines()
         if re.search(r"dagster-webserver |dagster dev ", line)
     ]
-    assert commands, "the README names the webserver's command"
-    for command in commands:
-        assert option(command, "-h") == "127.0.0.1", command
+
+
+def test_no_command_of_ours_binds_the_ui_beyond_loopback() -> None:
+    """The README, docs/, `make dev` and the demo bind 127.0.0.1; only deploy/ binds 0.0.0.0,
+    inside containers whose ports are published on 127.0.0.1 (see the compose test)."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for path in [*pages, ROOT / "Makefile", *(ROOT / "pulse_pipeline_dev").glob("*.py")]:
+        assert "0.0.0.0" not in path.read_text(), path
+    assert webserver_commands(ROOT / "README.md"), "the README names the webserver's command"
+    operations = webserver_commands(ROOT / "docs" / "operations.md")
+    assert any("--read-only" not in command for command in operations), "the operators' webserver"
+    assert any("--read-only" in command for command in operations), "the read-only webserver"
+    for path in pages:
+        for command in webserver_commands(path):
+            assert option(command, "-h") == "127.0.0.1", (path.name, command)

@@ -1,7 +1,7 @@
 """Payloads Cost Explorer should never send, through real Dagster runs against moto's queued
 results: each one fails at once after its single request, nothing retried, the account's earlier
 rows kept, its `lastSyncError` naming the field and the day; amounts of any scale are stored as
-README's "How numbers are computed" says, and their checks pass on every sync."""
+docs/numbers.md "How numbers are computed" says, and their checks pass on every sync."""
 
 from collections import Counter
 from collections.abc import Callable, Iterator

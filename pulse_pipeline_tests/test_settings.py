@@ -188,9 +188,9 @@ def test_without_database_url_a_run_refuses_to_start_and_writes_no_local_file(
     assert list(tmp_path.rglob("*.db")) == []
 
 
-def test_every_setting_has_a_row_in_the_readmes_configuration_table() -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+def test_every_setting_has_a_row_in_the_configuration_table_of_docs_operations() -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text()
+    table = page.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
     rows = {line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| `")}
     for setting in SETTINGS:
         assert f"`{setting.variable}`" in rows, setting.variable

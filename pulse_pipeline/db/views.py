@@ -1,7 +1,7 @@
 """The read-only views pulse_pipeline keeps over CostRecord: monthly totals and FOCUS 1.2 rows.
 
 Created by `pulse-pipeline db upgrade` (migration 0004) and described here once, for the
-migration, the assets that report on them and the README. Each view has one SQL text per
+migration, the assets that report on them and docs/pulse-app.md. Each view has one SQL text per
 dialect (PostgreSQL for PULSE, SQLite for the demo and tests): month arithmetic and boolean
 aggregates differ, everything else is the same. Amounts stay NUMERIC: no float anywhere.
 """
@@ -73,7 +73,7 @@ FROM (
 )
 
 # FOCUS 1.2 (https://focus.finops.org) columns as far as Cost Explorer's grouped daily data
-# allows; the README lists how each is derived and which FOCUS columns cannot be given.
+# allows; docs/pulse-app.md lists how each is derived and which FOCUS columns cannot be given.
 FOCUS_COSTS_VIEW = View(
     name="focus_costs",
     description=(
