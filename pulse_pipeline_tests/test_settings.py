@@ -138,8 +138,8 @@ def test_set_variables_show_as_their_names_and_unset_ones_as_their_defaults(
         (
             "PULSE_DB_STATEMENT_TIMEOUT_SECONDS",
             "5m",
-            "PULSE_DB_STATEMENT_TIMEOUT_SECONDS is invalid: Input should be a valid integer, "
-            "unable to parse string as an integer",
+            "PULSE_DB_STATEMENT_TIMEOUT_SECONDS is invalid: must be a whole number of seconds, "
+            "at least 1",
         ),
     ],
 )
