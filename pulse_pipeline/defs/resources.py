@@ -9,14 +9,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import boto3
 import dagster as dg
 from botocore.config import Config
 from botocore.exceptions import UnknownRegionError
 from currency_converter import CURRENCY_FILE
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -34,6 +34,7 @@ from pulse_pipeline.aws.connection import AwsConnection
 from pulse_pipeline.aws.cost_explorer import describe_aws_error
 from pulse_pipeline.aws.regions import aws_partition
 from pulse_pipeline.db.urls import DatabaseTimeout, create_pulse_engine, timed_out
+from pulse_pipeline.defs.setting_fields import SettingsResource, from_setting
 from pulse_pipeline.ecb_history import (
     DEFAULT_MAX_BYTES,
     HistoryUnavailable,
@@ -44,48 +45,9 @@ from pulse_pipeline.ecb_history import (
 from pulse_pipeline.fx import EcbRate
 from pulse_pipeline.setting_kinds import BUNDLED, record_type_set
 from pulse_pipeline.setting_kinds import split_addresses as _addresses
-from pulse_pipeline.settings import setting_named, setting_of
 
 # Cost Explorer has a single endpoint: every commercial region resolves to us-east-1.
 COST_EXPLORER_REGION = "us-east-1"
-
-
-def read_at_run_start(value: Any) -> bool:
-    """An `EnvVar` (or `EnvVar.int`) field: its value is read, and parsed, when a run starts."""
-    return isinstance(value, dg.EnvVar) or hasattr(value, "env_var_name")
-
-
-def from_setting(variable: str) -> Any:
-    """A field filled by a deployment setting: its default and description are the setting's."""
-    setting = setting_named(variable)
-    if setting.required:
-        return Field(description=setting.description)
-    return Field(default=setting.default, description=setting.description)
-
-
-class SettingsResource(dg.ConfigurableResource):
-    """A resource whose fields are deployment settings (`pulse_pipeline.settings`).
-
-    Every value given to a field goes through its setting's parser, as the text it would have
-    been in the environment: a value given in code, and an `EnvVar`'s once the run has read it,
-    so a run whose environment differs from the load's fails with the sentence the load gave.
-    """
-
-    resource_key: ClassVar[str]  # its key in the code location, as settings rows name it
-
-    @model_validator(mode="before")
-    @classmethod
-    def _parsed_by_their_settings(cls, values: Any) -> Any:
-        if not isinstance(values, dict):
-            return values
-        parsed = dict(values)
-        for name, value in values.items():
-            setting = setting_of(cls.resource_key, name)
-            if value in (None, "") or read_at_run_start(value):
-                continue  # unset, or parsed here again once the run has read it
-            if setting and setting.parsed_at_run_start:
-                parsed[name] = setting.parse(value if isinstance(value, str) else str(value))
-        return parsed
 
 
 class PulseDatabase(SettingsResource):

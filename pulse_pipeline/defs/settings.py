@@ -4,9 +4,10 @@
 that is set becomes an `EnvVar` field, so the UI's Resources page names the variable and each
 run reads its value when it starts; one that is unset gives the field its default, shown as
 is. An invalid value fails the load with one sentence naming the variable (never its value),
-and fails a run again if the run's environment differs (`SettingsResource`). `DATABASE_URL` has
-no default: without it every run and tick refuses to start rather than writing anywhere else
-(the demo and the tests set it to their embedded SQLite or throw-away PostgreSQL explicitly).
+and fails a run again if the run's environment differs (`setting_fields.SettingsResource`).
+`DATABASE_URL` has no default: without it every run and tick refuses to start rather than
+writing anywhere else (the demo and the tests set it to their embedded SQLite or throw-away
+PostgreSQL explicitly).
 """
 
 from collections.abc import Mapping
@@ -21,8 +22,8 @@ from pulse_pipeline.defs.resources import (
     EcbRates,
     ManualRequestLimits,
     PulseDatabase,
-    SettingsResource,
 )
+from pulse_pipeline.defs.setting_fields import SettingsResource
 from pulse_pipeline.settings import SETTINGS, Setting, SettingError
 
 __all__ = ["RESOURCES", "SETTINGS", "SettingError", "resources_from_environment"]
