@@ -7,7 +7,7 @@ import pytest
 
 from pulse_pipeline.defs.definitions import defs
 from pulse_pipeline.defs.resources import CostSettings
-from pulse_pipeline.defs.settings import SETTINGS, SettingError
+from pulse_pipeline.defs.settings import RESOURCES, SETTINGS, SettingError
 
 ACCEPTED = (
     "Usage, DiscountedUsage, Reservation applied usage, Savings Plan Covered Usage, Savings Plan "
@@ -138,8 +138,8 @@ def test_set_variables_show_as_their_names_and_unset_ones_as_their_defaults(
         (
             "PULSE_DB_STATEMENT_TIMEOUT_SECONDS",
             "5m",
-            "PULSE_DB_STATEMENT_TIMEOUT_SECONDS is invalid: Input should be a valid integer, "
-            "unable to parse string as an integer",
+            "PULSE_DB_STATEMENT_TIMEOUT_SECONDS is invalid: must be a whole number of seconds, "
+            "at least 1",
         ),
     ],
 )
@@ -198,3 +198,69 @@ def test_every_setting_has_a_row_in_the_configuration_table_of_docs_operations()
             line for line in table.splitlines() if line.startswith(f"| `{setting.variable}`")
         )
         assert f"`{setting.resource}.{setting.field}`" in row, setting.variable
+
+
+def test_every_default_is_one_its_own_setting_accepts_and_the_ui_shows_it() -> None:
+    """The defaults are production's: the Resources page shows each with its description, and
+    each passes the parser a value from the environment would."""
+    for setting in SETTINGS:
+        field = RESOURCES[setting.resource].model_fields[setting.field]
+        assert field.description == setting.description and setting.description, setting
+        if setting.required:
+            assert field.is_required(), setting.variable
+            continue
+        assert field.default == setting.default, setting.variable
+        if setting.default not in (None, ""):
+            assert setting.parse(str(setting.default)) == setting.default, setting.variable
+
+
+def run_failure(result: dg.ExecuteInProcessResult) -> list[str]:
+    """The messages of a failed run's error and of each error that caused it."""
+    data = result.get_run_failure_event().event_specific_data
+    error = getattr(data, "error", None)
+    messages = []
+    while error is not None:
+        messages.append(error.message)
+        error = error.cause
+    return messages
+
+
+@pytest.mark.parametrize(
+    ("job", "variable", "valid", "invalid"),
+    [
+        ("refresh_ecb_rates", "PULSE_ECB_HISTORY_URL", "bundled", "http://mirror.example/e.zip"),
+        ("refresh_ecb_rates", "PULSE_DB_CONNECT_TIMEOUT_SECONDS", "5", "1"),
+        ("write_sync_status", "PULSE_ALERT_SMTP_TO", "ops@example.com", "ops"),
+        ("write_sync_status", "PULSE_ALERT_WEBHOOK_URL", "https://hooks.example/T/B/token", "x"),
+    ],
+)
+def test_a_run_whose_environment_differs_fails_with_the_sentence_the_load_gives(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    job: str,
+    variable: str,
+    valid: str,
+    invalid: str,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'pulse.db'}")
+    monkeypatch.setenv("PULSE_ALERT_SMTP_PASSWORD", "hunter2")
+    monkeypatch.setenv(variable, valid)
+    loaded = defs()
+    monkeypatch.setenv(variable, invalid)
+    with pytest.raises(SettingError) as load:
+        defs()
+    config = {"ops": {"write_cloud_account_status": {"config": {"run_ids": []}}}}
+
+    with dg.instance_for_test() as instance:
+        result = loaded.resolve_job_def(job).execute_in_process(
+            instance=instance,
+            run_config=config if job == "write_sync_status" else None,
+            raise_on_error=False,
+        )
+        logged = " ".join(str(entry) for entry in instance.all_logs(result.run_id))
+
+    assert not result.success and result.get_step_success_events() == []
+    messages = run_failure(result)
+    assert messages[-1].strip().endswith(f"SettingError: {load.value}")
+    assert str(load.value) in logged  # the event log holds the sentence, and no secret
+    assert "hunter2" not in logged and "token" not in logged

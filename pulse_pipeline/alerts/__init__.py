@@ -2,7 +2,7 @@
 (`webhook`, `smtp`, `telegram`), the deadline they share (`delivery`), and sending one status
 run's alerts to all of them in bounded time (`channels`)."""
 
-from pulse_pipeline.alerts.channels import ChannelSettings, email_addresses, send_alerts
+from pulse_pipeline.alerts.channels import ChannelSettings, send_alerts, split_addresses
 from pulse_pipeline.alerts.delivery import AlertNotDelivered, Deadline, MissedDeadline
 from pulse_pipeline.alerts.messages import (
     Alert,
@@ -20,10 +20,10 @@ __all__ = [
     "Deadline",
     "MissedDeadline",
     "alert_for",
-    "email_addresses",
     "email_message",
     "run_link",
     "send_alerts",
+    "split_addresses",
     "telegram_text",
     "webhook_payload",
 ]

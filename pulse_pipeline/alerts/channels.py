@@ -55,7 +55,7 @@ class ChannelSettings:
         return sorted((value for value in values if len(value) >= 4), key=len, reverse=True)
 
 
-def email_addresses(value: str) -> list[str]:
+def split_addresses(value: str) -> list[str]:
     """The addresses of a comma-separated list, blanks left out."""
     return [address.strip() for address in value.split(",") if address.strip()]
 
@@ -70,7 +70,7 @@ def _channels(settings: ChannelSettings) -> list[tuple[str, Deliver]]:
         post_webhook(settings.webhook_url, webhook_payload(alert, link), deadline)
 
     def email(alert: Alert, link: str | None, deadline: Deadline) -> None:
-        recipients = email_addresses(settings.smtp_to)
+        recipients = split_addresses(settings.smtp_to)
         if not recipients or not settings.smtp_from:
             raise AlertNotDelivered("PULSE_ALERT_SMTP_FROM and PULSE_ALERT_SMTP_TO must be set")
         message = email_message(alert, link, settings.smtp_from, recipients)

@@ -4,87 +4,44 @@ Each resource gets its values as fields (see `settings.py`, which fills them fro
 environment): none reads the environment or connects before a run uses it.
 """
 
-import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import boto3
 import dagster as dg
 from botocore.config import Config
 from botocore.exceptions import UnknownRegionError
-from botocore.loaders import create_loader
-from botocore.regions import EndpointResolver
 from currency_converter import CURRENCY_FILE
-from pydantic import (
-    Field,
-    PrivateAttr,
-    ValidationInfo,
-    ValidatorFunctionWrapHandler,
-    field_validator,
-)
+from pydantic import Field, PrivateAttr
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from pulse_pipeline.accounts import SyncError
-from pulse_pipeline.alerts import ChannelSettings, email_addresses
-from pulse_pipeline.alerts.channels import DEFAULT_DEADLINE_SECONDS, DEFAULT_RUN_BUDGET_SECONDS
-from pulse_pipeline.alerts.telegram import TELEGRAM_API_URL, check_bot_token, check_chat_id
+from pulse_pipeline.alerts import ChannelSettings
 from pulse_pipeline.aws.connection import AwsConnection
-from pulse_pipeline.aws.cost_explorer import (
-    DEFAULT_MAX_PAGES,
-    DEFAULT_METRIC,
-    METRICS,
-    describe_aws_error,
-)
-from pulse_pipeline.aws.pages import FOCUS_CHARGE_CATEGORY
-from pulse_pipeline.db.urls import (
-    DEFAULT_CONNECT_TIMEOUT_SECONDS,
-    MIN_CONNECT_TIMEOUT_SECONDS,
-    DatabaseTimeout,
-    create_pulse_engine,
-    timed_out,
-)
+from pulse_pipeline.aws.cost_explorer import describe_aws_error
+from pulse_pipeline.aws.regions import aws_partition
+from pulse_pipeline.db.urls import DatabaseTimeout, create_pulse_engine, timed_out
+from pulse_pipeline.defs.setting_fields import SettingsResource, from_setting
 from pulse_pipeline.ecb_history import (
     DEFAULT_MAX_BYTES,
-    ECB_HISTORY_URL,
     HistoryUnavailable,
-    acceptable_url,
     download_history,
     is_download,
     parse_ecb_history,
 )
 from pulse_pipeline.fx import EcbRate
-from pulse_pipeline.sync_window import PREVIOUS_MONTH, REVISABLE, WINDOW_RULES
+from pulse_pipeline.setting_kinds import BUNDLED, record_type_set
 
 # Cost Explorer has a single endpoint: every commercial region resolves to us-east-1.
 COST_EXPLORER_REGION = "us-east-1"
-BUNDLED = "bundled"
-# AWS's RECORD_TYPE names, exactly as Cost Explorer spells them.
-RECORD_TYPES = tuple(FOCUS_CHARGE_CATEGORY)
 
 
-@functools.cache
-def _endpoints() -> EndpointResolver:
-    return EndpointResolver(create_loader().load_data("endpoints"))
-
-
-def aws_partition(region: str) -> str:
-    """The AWS partition of a region (aws, aws-cn, aws-us-gov, ...) from botocore's own data,
-    without an API call. Raises UnknownRegionError."""
-    return str(_endpoints().get_partition_for_region(region))
-
-
-def _read_at_run_start(value: Any) -> bool:
-    """An `EnvVar` (or `EnvVar.int`) field: validated once the run has read its value."""
-    return isinstance(value, dg.EnvVar) or hasattr(value, "env_var_name")
-
-
-class PulseDatabase(dg.ConfigurableResource):
+class PulseDatabase(SettingsResource):
     """PULSE's PostgreSQL (or the demo's SQLite): CloudAccounts in, CostRecords and statuses out.
 
     The PULSE app's Prisma URL form `postgresql://user:pass@host:5432/db?schema=public` is
@@ -93,31 +50,11 @@ class PulseDatabase(dg.ConfigurableResource):
     included) within its timeout raises DatabaseTimeout, which names the timeout.
     """
 
-    url: str = Field(description="SQLAlchemy or Prisma URL of PULSE's database.")
-    connect_timeout_seconds: int = Field(
-        default=DEFAULT_CONNECT_TIMEOUT_SECONDS,
-        description=f"Seconds to wait for a connection (at least {MIN_CONNECT_TIMEOUT_SECONDS}).",
-    )
-    statement_timeout_seconds: int = Field(
-        default=300,
-        description="Seconds a statement may run or wait for a lock (SQLite: its busy timeout).",
-    )
+    resource_key = "pulse_db"
+    url: str = from_setting("DATABASE_URL")
+    connect_timeout_seconds: int = from_setting("PULSE_DB_CONNECT_TIMEOUT_SECONDS")
+    statement_timeout_seconds: int = from_setting("PULSE_DB_STATEMENT_TIMEOUT_SECONDS")
     _engine: Engine | None = PrivateAttr(default=None)
-
-    @field_validator("connect_timeout_seconds", "statement_timeout_seconds", mode="wrap")
-    @classmethod
-    def _bounded(
-        cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
-    ) -> Any:
-        if _read_at_run_start(value):
-            return value
-        seconds: int = handler(value)
-        minimum = 1
-        if info.field_name == "connect_timeout_seconds":
-            minimum = MIN_CONNECT_TIMEOUT_SECONDS
-        if seconds < minimum:
-            raise ValueError(f"must be a whole number of seconds, at least {minimum}")
-        return seconds
 
     def engine(self) -> Engine:
         if self._engine is None:
@@ -148,7 +85,7 @@ class PulseDatabase(dg.ConfigurableResource):
             self._engine.dispose()
 
 
-class AwsCostExplorer(dg.ConfigurableResource):
+class AwsCostExplorer(SettingsResource):
     """AWS access: assumes each CloudAccount's IAM role with STS and returns a Cost Explorer client.
 
     pulse_pipeline's own credentials and endpoints come from the standard AWS settings
@@ -156,13 +93,9 @@ class AwsCostExplorer(dg.ConfigurableResource):
     memory for one run and are never stored or logged.
     """
 
-    profile_name: str | None = Field(
-        default=None, description="AWS profile for PULSE's own credentials; empty = boto3's chain."
-    )
-    region_name: str | None = Field(
-        default=None,
-        description="Region of the STS endpoint; empty = the AWS config, else us-east-1.",
-    )
+    resource_key = "aws"
+    profile_name: str | None = from_setting("AWS_PROFILE")
+    region_name: str | None = from_setting("AWS_REGION")
     session_duration_seconds: int = Field(
         default=3600, ge=900, le=43200, description="Lifetime of the assumed-role credentials."
     )
@@ -173,19 +106,6 @@ class AwsCostExplorer(dg.ConfigurableResource):
     )
     connect_timeout_seconds: float = Field(default=10.0, gt=0)
     read_timeout_seconds: float = Field(default=60.0, gt=0)
-
-    @field_validator("region_name", mode="before")
-    @classmethod
-    def _known_region(cls, value: str | None) -> str | None:
-        if not value or _read_at_run_start(value):
-            return value
-        try:
-            aws_partition(value)
-        except UnknownRegionError:
-            raise ValueError(
-                f"unknown AWS region {value!r}; use one such as us-east-1 or eu-central-1"
-            ) from None
-        return value
 
     # One boto3 session per run: a new session would load botocore's endpoint and service
     # models from disk again for every account (most of a small account's CPU time).
@@ -262,7 +182,7 @@ class LoadedRates:
     fallback_reason: str | None = None
 
 
-class EcbRates(dg.ConfigurableResource):
+class EcbRates(SettingsResource):
     """The ECB's euro reference rates (1 EUR = X currency), one row per ECB business day.
 
     By default the ECB's own `eurofxref-hist.zip`, downloaded from ecb.europa.eu at every
@@ -272,26 +192,12 @@ class EcbRates(dg.ConfigurableResource):
     or `bundled` to use the bundled copy on purpose (offline: the demo, the tests).
     """
 
-    history_url: str = Field(
-        default=ECB_HISTORY_URL,
-        description="https URL or path of eurofxref-hist.zip (or its CSV), or `bundled`.",
-    )
+    resource_key = "ecb"
+    history_url: str = from_setting("PULSE_ECB_HISTORY_URL")
     timeout_seconds: float = Field(default=30.0, gt=0, description="Per download attempt.")
     max_bytes: int = Field(
         default=DEFAULT_MAX_BYTES, gt=0, description="The largest file (and CSV inside) read."
     )
-
-    @field_validator("history_url", mode="before")
-    @classmethod
-    def _known_source(cls, value: str) -> str:
-        if _read_at_run_start(value):
-            return value
-        if value != BUNDLED and "://" in value and not acceptable_url(value):
-            raise ValueError(
-                "must be an https:// URL (plain http:// only on 127.0.0.1 or localhost), a file "
-                "path, or `bundled`"
-            )
-        return value
 
     def _read(self, location: str, since: date) -> list[EcbRate]:
         if is_download(location):
@@ -311,22 +217,7 @@ class EcbRates(dg.ConfigurableResource):
         return LoadedRates(self._read(BUNDLED, since), BUNDLED, fallback_reason=reason)
 
 
-def _http_url(value: str, *, secret: bool) -> None:
-    """Refuse a URL that is not http(s), or that holds a user name or password. A `secret` URL
-    (a Slack webhook's path is its credential) must be https unless it is on this machine."""
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http:// or https:// URL")
-    if parts.username or parts.password:
-        raise ValueError("must not hold a user name or password")
-    if secret and parts.scheme == "http" and parts.hostname not in _LOOPBACK:
-        raise ValueError("must be an https:// URL (http:// only on this machine)")
-
-
-_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
-
-
-class AlertChannels(dg.ConfigurableResource):
+class AlertChannels(SettingsResource):
     """Where an account's failure and recovery alerts go: a webhook (Slack-compatible JSON),
     e-mail over SMTP and a Telegram chat, each used when configured; with none, no alert is sent.
 
@@ -336,84 +227,20 @@ class AlertChannels(dg.ConfigurableResource):
     as a warning; the status is already written by then.
     """
 
-    webhook_url: str = Field(
-        default="", description="URL the alert JSON is POSTed to (e.g. a Slack incoming webhook)."
-    )
-    dagster_ui_url: str = Field(
-        default="", description="Address of the Dagster UI, for a link to the run; empty = none."
-    )
-    smtp_host: str = Field(default="", description="SMTP server for e-mail alerts; empty = none.")
-    smtp_port: int = Field(default=587, description="SMTP port (465: implicit TLS).")
-    smtp_user: str = Field(default="", description="SMTP login; empty = no login.")
-    smtp_password: str = Field(default="", description="SMTP password (an EnvVar, never shown).")
-    smtp_from: str = Field(default="", description="Sender address of alert e-mails.")
-    smtp_to: str = Field(default="", description="Comma-separated recipients of alert e-mails.")
-    telegram_bot_token: str = Field(
-        default="", description="Telegram bot token (an EnvVar, never shown); empty = none."
-    )
-    telegram_chat_id: str = Field(
-        default="", description="Telegram chat the bot writes to: its numeric id or @channel."
-    )
-    telegram_api_url: str = Field(
-        default=TELEGRAM_API_URL, description="Telegram's Bot API address."
-    )
-    deadline_seconds: int = Field(
-        default=DEFAULT_DEADLINE_SECONDS,
-        description="Seconds per channel and alert: connect, send and answer together.",
-    )
-    run_budget_seconds: int = Field(
-        default=DEFAULT_RUN_BUDGET_SECONDS,
-        description="Seconds for all the alerts of one status run; alerts left are not sent.",
-    )
-
-    @field_validator("webhook_url", "dagster_ui_url", "telegram_api_url", mode="before")
-    @classmethod
-    def _url(cls, value: str, info: ValidationInfo) -> str:
-        if value and not _read_at_run_start(value):
-            _http_url(value, secret=info.field_name != "dagster_ui_url")
-        return value
-
-    @field_validator("smtp_port", mode="before")
-    @classmethod
-    def _port(cls, value: Any) -> Any:
-        if _read_at_run_start(value):
-            return value
-        try:
-            port = int(value)
-        except (TypeError, ValueError):
-            port = 0
-        if not 1 <= port <= 65535:
-            raise ValueError("must be a TCP port, 1 to 65535")
-        return port
-
-    @field_validator("smtp_from", "smtp_to", mode="before")
-    @classmethod
-    def _addresses(cls, value: str) -> str:
-        if value and not _read_at_run_start(value):
-            if any("@" not in address for address in email_addresses(value)):
-                raise ValueError("must be e-mail addresses (name@domain), comma-separated")
-        return value
-
-    @field_validator("telegram_bot_token", "telegram_chat_id", mode="before")
-    @classmethod
-    def _telegram(cls, value: str, info: ValidationInfo) -> str:
-        if value and not _read_at_run_start(value):
-            check = check_bot_token if info.field_name == "telegram_bot_token" else check_chat_id
-            check(value)
-        return value
-
-    @field_validator("deadline_seconds", "run_budget_seconds", mode="wrap")
-    @classmethod
-    def _whole_seconds(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-        if _read_at_run_start(value):
-            return value
-        try:
-            seconds: int = handler(value)
-        except ValueError:
-            seconds = 0
-        if seconds < 1:
-            raise ValueError("must be a whole number of seconds, at least 1")
-        return seconds
+    resource_key = "alerts"
+    webhook_url: str = from_setting("PULSE_ALERT_WEBHOOK_URL")
+    dagster_ui_url: str = from_setting("PULSE_DAGSTER_UI_URL")
+    smtp_host: str = from_setting("PULSE_ALERT_SMTP_HOST")
+    smtp_port: int = from_setting("PULSE_ALERT_SMTP_PORT")
+    smtp_user: str = from_setting("PULSE_ALERT_SMTP_USER")
+    smtp_password: str = from_setting("PULSE_ALERT_SMTP_PASSWORD")
+    smtp_from: str = from_setting("PULSE_ALERT_SMTP_FROM")
+    smtp_to: str = from_setting("PULSE_ALERT_SMTP_TO")
+    telegram_bot_token: str = from_setting("PULSE_TELEGRAM_BOT_TOKEN")
+    telegram_chat_id: str = from_setting("PULSE_TELEGRAM_CHAT_ID")
+    telegram_api_url: str = from_setting("PULSE_TELEGRAM_API_URL")
+    deadline_seconds: int = from_setting("PULSE_ALERT_DEADLINE_SECONDS")
+    run_budget_seconds: int = from_setting("PULSE_ALERT_RUN_BUDGET_SECONDS")
 
     def channel_settings(self) -> ChannelSettings:
         """The values, as the Dagster-free alerting takes them."""
@@ -434,7 +261,7 @@ class AlertChannels(dg.ConfigurableResource):
         )
 
 
-class CostSettings(dg.ConfigurableResource):
+class CostSettings(SettingsResource):
     """What a sync asks for and keeps: the Cost Explorer metric, and which AWS record types
     (charge types) become CostRecords. Raw pages always keep every record type.
 
@@ -442,107 +269,19 @@ class CostSettings(dg.ConfigurableResource):
     the account.
     """
 
-    metric: str = Field(default=DEFAULT_METRIC, description=f"One of {', '.join(METRICS)}.")
-    record_types: str = Field(
-        default="",
-        description="Comma-separated AWS record types to write, e.g. Usage,Tax; empty = all.",
-    )
-    max_pages: int = Field(
-        default=DEFAULT_MAX_PAGES,
-        description="The most Cost Explorer pages ($0.01 each) one account's fetch may ask for.",
-    )
-    freshness_hours: int = Field(
-        default=30,
-        description="Hours after an account's last successful sync before synced_recently fails.",
-    )
-    default_window: str = Field(
-        default=REVISABLE,
-        description=(
-            f"Where a daily sync's window starts: `{REVISABLE}` (the oldest day Cost Explorer "
-            f"may still revise) or `{PREVIOUS_MONTH}` (always the 1st of last month)."
-        ),
-    )
-
-    @field_validator("metric", mode="before")
-    @classmethod
-    def _known_metric(cls, value: str) -> str:
-        if _read_at_run_start(value):
-            return value
-        if value not in METRICS:
-            raise ValueError(f"unknown cost metric {value!r}; choose one of {', '.join(METRICS)}")
-        return value
-
-    @field_validator("default_window", mode="before")
-    @classmethod
-    def _known_window_rule(cls, value: str) -> str:
-        if _read_at_run_start(value) or value in WINDOW_RULES:
-            return value
-        raise ValueError(f"unknown window rule {value!r}; choose {' or '.join(WINDOW_RULES)}")
-
-    @field_validator("record_types", mode="before")
-    @classmethod
-    def _known_record_types(cls, value: str) -> str:
-        if not _read_at_run_start(value):
-            parse_record_types(value)
-        return value
-
-    @field_validator("freshness_hours", mode="before")
-    @classmethod
-    def _at_least_one_hour(cls, value: Any) -> Any:
-        if _read_at_run_start(value):
-            return value
-        try:
-            hours = int(value.strip()) if isinstance(value, str) else value
-        except ValueError:
-            hours = None
-        if not isinstance(hours, int) or isinstance(hours, bool) or hours < 1:
-            raise ValueError("must be a whole number of hours, at least 1")
-        return hours
-
-    @field_validator("max_pages", mode="before")
-    @classmethod
-    def _at_least_one_page(cls, value: Any) -> Any:
-        if _read_at_run_start(value):
-            return value
-        try:
-            pages = int(value.strip()) if isinstance(value, str) else value
-        except ValueError:
-            pages = None
-        if not isinstance(pages, int) or isinstance(pages, bool) or pages < 1:
-            raise ValueError(
-                "must be a whole number of at least 1 (the most Cost Explorer pages, $0.01 "
-                "each, one account's fetch may ask for)"
-            )
-        return pages
+    resource_key = "settings"
+    metric: str = from_setting("PULSE_COST_METRIC")
+    record_types: str = from_setting("PULSE_RECORD_TYPES")
+    max_pages: int = from_setting("PULSE_MAX_PAGES")
+    freshness_hours: int = from_setting("PULSE_COST_FRESHNESS_HOURS")
+    default_window: str = from_setting("PULSE_DEFAULT_WINDOW")
 
     def record_type_set(self) -> frozenset[str] | None:
         """The record types to write, or None for all of them."""
-        return parse_record_types(self.record_types)
+        return record_type_set(self.record_types)
 
 
-def parse_record_types(value: str) -> frozenset[str] | None:
-    """The record types of a comma-separated list (None: empty, all of them).
-
-    Names must be AWS's exact RECORD_TYPE names; raises ValueError listing them otherwise.
-    """
-    chosen = list(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
-    if not chosen:
-        if value.strip():
-            raise ValueError("names no record type; leave it empty to write all of them")
-        return None
-    unknown = [name for name in chosen if name not in RECORD_TYPES]
-    if unknown:
-        by_lower = {name.lower(): name for name in RECORD_TYPES}
-        meant = [by_lower[name.lower()] for name in unknown if name.lower() in by_lower]
-        hint = f" (did you mean {', '.join(meant)}?)" if meant else ""
-        raise ValueError(
-            f"unknown record type {', '.join(repr(name) for name in unknown)}{hint}; use AWS's "
-            f"exact names ({', '.join(RECORD_TYPES)}) or leave it empty for all"
-        )
-    return frozenset(chosen)
-
-
-class ManualRequestLimits(dg.ConfigurableResource):
+class ManualRequestLimits(SettingsResource):
     """How often the PULSE app's buttons may start AWS work (SyncRequest rows).
 
     At most one `sync` request per organisation per `sync_interval_minutes`, counted from the
@@ -550,22 +289,8 @@ class ManualRequestLimits(dg.ConfigurableResource):
     daily schedule, backfills and the new-account sensor are not limited by either.
     """
 
-    sync_interval_minutes: int = Field(
-        default=15, description="Minutes between two launched sync requests of an organisation."
-    )
+    resource_key = "request_limits"
+    sync_interval_minutes: int = from_setting("PULSE_MANUAL_SYNC_INTERVAL_MINUTES")
     test_interval_seconds: int = Field(
-        default=60, description="Seconds between two launched connection tests of an account."
+        default=60, ge=1, description="Seconds between two launched connection tests of an account."
     )
-
-    @field_validator("sync_interval_minutes", "test_interval_seconds", mode="wrap")
-    @classmethod
-    def _at_least_one(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-        if _read_at_run_start(value):
-            return value
-        try:
-            number: int = handler(value)
-        except ValueError:
-            number = 0
-        if number < 1:
-            raise ValueError("must be a whole number of at least 1")
-        return number

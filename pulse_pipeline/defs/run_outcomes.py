@@ -7,11 +7,9 @@ import dagster as dg
 
 from pulse_pipeline.defs.keys import DAILY_COSTS, FAILED_ACCOUNTS, NOTHING_ATTEMPTED, RAW_PAGES
 from pulse_pipeline.defs.partitions import accounts_in_run
-from pulse_pipeline.defs.settings import variable_of
 from pulse_pipeline.sync_status import SyncOutcome, redact
 
 _PYDANTIC_DETAIL = re.compile(r" \[type=.*$")
-_INVALID_FIELD = re.compile(r"1 validation error for (\w+) (\w+) Value error, (.*)$")
 
 
 def _step_failure(instance: dg.DagsterInstance, run_id: str) -> tuple[str | None, dict[str, str]]:
@@ -59,10 +57,9 @@ def _run_failure(instance: dg.DagsterInstance, run_id: str) -> str | None:
             error = error.cause
         # pydantic's messages end with "[type=..., input_value=...]" and a link: keep the reason.
         message = _PYDANTIC_DETAIL.sub("", " ".join(error.message.split()))
-        invalid = _INVALID_FIELD.search(message)
-        variable = invalid and variable_of(invalid.group(1), invalid.group(2))
-        if invalid and variable:  # the sentence a load with this value would have given
-            return f"the sync run could not start ({variable} is invalid: {invalid.group(3)})"
+        if error.cls_name == "SettingError":  # the sentence a load with this value gives
+            sentence = message.partition("SettingError: ")[2]
+            return f"the sync run could not start ({sentence})"
         return f"the sync run could not start ({error.cls_name}: {message})"
     return None
 
