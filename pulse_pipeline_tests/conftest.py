@@ -1,39 +1,24 @@
 """Shared fixtures: fake AWS settings, and PULSE databases on SQLite and the real PostgreSQL."""
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
-import psycopg
 import pytest
-from sqlalchemy import insert
 
-from pulse_pipeline.db.schema import cloud_account
-from pulse_pipeline.db.urls import create_pulse_engine
-from pulse_pipeline_tests.ce_results import ecb_history_csv
 from pulse_pipeline_tests.databases import fresh_postgres_database
+from pulse_pipeline_tests.pulse_setup import (
+    empty_database_url,
+    fake_aws_environment,
+    seed_two_accounts,
+)
 from pulse_pipeline_tests.shared_dagster import SharedDagster, shared_dagster_dev
-from pulse_pipeline_tests.support import RATES, account_row
 
 
 @pytest.fixture(autouse=True)
 def fake_aws_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test can reach real AWS, the ECB or a developer's settings: fake credentials, one
-    region, the bundled ECB history, no profile, endpoint, other PULSE_* setting or
-    DATABASE_URL left over."""
-    for name in list(os.environ):
-        if name.startswith(("AWS_", "PULSE_")) or name in ("DATABASE_URL", "DAGSTER_HOME"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-    # Offline ECB rates unless a test serves its own: tests never reach the ECB.
-    monkeypatch.setenv("PULSE_ECB_HISTORY_URL", "bundled")
+    """No test can reach real AWS, the ECB or a developer's settings (see fake_aws_environment)."""
+    fake_aws_environment(monkeypatch)
 
 
 @pytest.fixture(scope="session")
@@ -63,13 +48,8 @@ def shared_dagster(
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty PULSE database: a SQLite file, or a fresh schema given in the Prisma URL form."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'pulse.db'}"
-    server_db: str = request.getfixturevalue("postgres_database")
-    schema = f"t_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_db, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    return f"{server_db}?schema={schema}"
+    server_db = None if request.param == "sqlite" else request.getfixturevalue("postgres_database")
+    return empty_database_url(request.param, tmp_path, server_db)
 
 
 @pytest.fixture
@@ -115,17 +95,5 @@ def moto_aws() -> Iterator[None]:
 @pytest.fixture
 def pulse(pulse_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """PULSE with two accounts of two orgs, and the ECB history the sync reads."""
-    history = tmp_path / "eurofxref-hist.csv"
-    history.write_text(ecb_history_csv(RATES))
-    monkeypatch.setenv("PULSE_ECB_HISTORY_URL", str(history))
-    engine = create_pulse_engine(pulse_database)
-    with engine.begin() as conn:
-        conn.execute(
-            insert(cloud_account),
-            [
-                account_row("acc-1", "org-1", "arn:aws:iam::111111111111:role/PulseRead"),
-                account_row("acc-2", "org-2", "arn:aws:iam::222222222222:role/PulseRead"),
-            ],
-        )
-    engine.dispose()
+    seed_two_accounts(pulse_database, tmp_path, monkeypatch)
     return pulse_database

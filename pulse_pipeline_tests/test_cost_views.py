@@ -25,14 +25,14 @@ SELECT "SubAccountId", "SubAccountName", "BillingCurrency", "ChargeCategory",
        MAX("ChargePeriodEnd") AS "through"
 FROM focus_costs
 WHERE "x_CloudAccountId" = :account
-  AND "BillingPeriodStart" = date_trunc('month', now() AT TIME ZONE 'UTC')
+  AND "BillingPeriodStart" = date_trunc('month', now(), 'UTC')
 GROUP BY "SubAccountId", "SubAccountName", "BillingCurrency", "ChargeCategory"
 """
 # PostgreSQL's information_schema name of each documented type.
 PG_TYPES = {
     "numeric": "numeric",
     "text": "text",
-    "timestamp": "timestamp without time zone",
+    "timestamptz": "timestamp with time zone",
     "date": "date",
     "boolean": "boolean",
     "integer": "integer",

@@ -6,12 +6,15 @@ dialect (PostgreSQL for PULSE, SQLite for the demo and tests): month arithmetic 
 aggregates differ, everything else is the same. Amounts stay NUMERIC: no float anywhere.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from pulse_pipeline.aws import focus
 
 
 @dataclass(frozen=True)
@@ -72,30 +75,131 @@ FROM (
 )""",
 )
 
-# FOCUS 1.2 (https://focus.finops.org) columns as far as Cost Explorer's grouped daily data
-# allows; docs/pulse-app.md lists how each is derived and which FOCUS columns cannot be given.
+
+def _lookup(column: str, mapping: Mapping[str, str], default: str, dialect: str) -> str:
+    """SQL for `mapping[c.column]` (else `default`), its literals quoted by SQLAlchemy."""
+    value = sa.table("c", sa.column(column, sa.Text)).c[column]
+    expression = sa.cast(sa.case(dict(mapping), value=value, else_=sa.literal(default)), sa.Text)
+    dialect_impl = postgresql.dialect() if dialect == "postgresql" else sqlite.dialect()
+    return str(expression.compile(dialect=dialect_impl, compile_kwargs={"literal_binds": True}))
+
+
+def _focus_lookups(dialect: str) -> dict[str, str]:
+    """The ServiceCategory, ServiceSubcategory and ChargeFrequency expressions (aws/focus.py)."""
+    categories = {service: pair[0] for service, pair in focus.SERVICE_CATEGORIES.items()}
+    subcategories = {service: pair[1] for service, pair in focus.SERVICE_CATEGORIES.items()}
+    return {
+        "category": _lookup("service", categories, focus.OTHER[0], dialect),
+        "subcategory": _lookup("service", subcategories, focus.OTHER[1], dialect),
+        "frequency": _lookup(
+            "recordType", focus.CHARGE_FREQUENCIES, focus.DEFAULT_CHARGE_FREQUENCY, dialect
+        ),
+    }
+
+
+# FOCUS 1.2 (https://focus.finops.org): every Mandatory column, the Recommended ChargeFrequency
+# and ServiceSubcategory, and the Conditional SubAccountId/SubAccountName, as far as Cost
+# Explorer's grouped daily data allows; docs/pulse-app.md lists how each is derived, and
+# test_focus_conformance.py checks them against the specification's own column definitions.
+# Columns whose figures are not read yet are NULL, never a made-up number.
+_FOCUS_SELECT = """
+SELECT c."amount" AS "BilledCost",
+       c."amount" AS "EffectiveCost",
+       CAST(NULL AS numeric) AS "ListCost",
+       CAST(NULL AS numeric) AS "ContractedCost",
+       CAST(c."currency" AS text) AS "BillingCurrency",
+       {charge_start} AS "ChargePeriodStart",
+       {charge_end} AS "ChargePeriodEnd",
+       c."chargeCategory" AS "ChargeCategory",
+       CAST(NULL AS text) AS "ChargeClass",
+       c."service" || COALESCE(' (' || c."recordType" || ')', '') || ', daily total'
+           AS "ChargeDescription",
+       {frequency} AS "ChargeFrequency",
+       c."service" AS "ServiceName",
+       {category} AS "ServiceCategory",
+       {subcategory} AS "ServiceSubcategory",
+       CAST(NULL AS numeric) AS "PricingQuantity",
+       CAST(NULL AS text) AS "PricingUnit",
+       'AWS' AS "ProviderName",
+       'AWS' AS "PublisherName",
+       'AWS' AS "InvoiceIssuerName",
+       CAST(p."aws_account_id" AS text) AS "BillingAccountId",
+       CAST(NULL AS text) AS "BillingAccountName",
+       CAST(p."aws_account_id" AS text) AS "SubAccountId",
+       a."accountName" AS "SubAccountName",
+       {billing_start} AS "BillingPeriodStart",
+       {billing_end} AS "BillingPeriodEnd",
+       c."amountEUR" AS "x_AmountEUR",
+       c."fxRate" AS "x_FxRate",
+       c."fxRateDate" AS "x_FxRateDate",
+       c."fxProvisional" AS "x_FxProvisional",
+       c."estimated" AS "x_Estimated",
+       c."metric" AS "x_Metric",
+       c."recordType" AS "x_RecordType",
+       c."cloudAccountId" AS "x_CloudAccountId",
+       c."orgId" AS "x_OrgId"
+FROM "CostRecord" AS c
+LEFT JOIN "CloudAccount" AS a ON a."id" = c."cloudAccountId"
+LEFT JOIN "pipeline_cost_explorer_page" AS p ON p."id" = c."rawPageId"
+WHERE c."provider" = 'AWS'"""
+
+# FOCUS Date/Time values are moments in UTC: timestamptz on PostgreSQL (the day's midnight at
+# UTC, whatever the session's time zone), ISO 8601 text ending in Z on SQLite.
+_FOCUS_TIMES = {
+    "postgresql": {
+        "charge_start": "CAST(c.\"date\" AS timestamp) AT TIME ZONE 'UTC'",
+        "charge_end": "CAST(c.\"date\" + 1 AS timestamp) AT TIME ZONE 'UTC'",
+        "billing_start": "date_trunc('month', CAST(c.\"date\" AS timestamp)) AT TIME ZONE 'UTC'",
+        "billing_end": (
+            "(date_trunc('month', CAST(c.\"date\" AS timestamp)) + interval '1 month') "
+            "AT TIME ZONE 'UTC'"
+        ),
+    },
+    "sqlite": {
+        "charge_start": "strftime('%Y-%m-%dT%H:%M:%SZ', c.\"date\")",
+        "charge_end": "strftime('%Y-%m-%dT%H:%M:%SZ', c.\"date\", '+1 day')",
+        "billing_start": "strftime('%Y-%m-%dT%H:%M:%SZ', c.\"date\", 'start of month')",
+        "billing_end": ("strftime('%Y-%m-%dT%H:%M:%SZ', c.\"date\", 'start of month', '+1 month')"),
+    },
+}
+
+
+def _focus_sql(dialect: str) -> str:
+    return _FOCUS_SELECT.format(**_FOCUS_TIMES[dialect], **_focus_lookups(dialect))
+
+
 FOCUS_COSTS_VIEW = View(
     name="focus_costs",
     description=(
-        "CostRecord in FOCUS 1.2 column names: one charge per account, day, service and charge "
+        "CostRecord as a FOCUS 1.2 dataset: one charge per account, day, service and charge "
         "type, in the billing currency Cost Explorer reported, with x_ extensions for EUR."
     ),
     columns=(
         ("BilledCost", "numeric", "amount in BillingCurrency (the configured metric)"),
-        ("EffectiveCost", "numeric", "the same amount (Cost Explorer gives one metric)"),
+        ("EffectiveCost", "numeric", "the same amount (one metric is read today)"),
+        ("ListCost", "numeric", "NULL until the list-price figure is read"),
+        ("ContractedCost", "numeric", "NULL until the contracted figure is read"),
         ("BillingCurrency", "text", "Cost Explorer's Unit, e.g. USD"),
-        ("ChargePeriodStart", "timestamp", "the day, 00:00 UTC"),
-        ("ChargePeriodEnd", "timestamp", "the next day, 00:00 UTC (exclusive)"),
+        ("ChargePeriodStart", "timestamptz", "the day, 00:00 UTC"),
+        ("ChargePeriodEnd", "timestamptz", "the next day, 00:00 UTC (exclusive)"),
         ("ChargeCategory", "text", "Usage, Purchase, Tax, Credit or Adjustment (RECORD_TYPE)"),
         ("ChargeClass", "text", "always null: Cost Explorer does not mark corrections"),
+        ("ChargeDescription", "text", "service (record type), daily total"),
+        ("ChargeFrequency", "text", "Usage-Based, Recurring or One-Time (RECORD_TYPE)"),
         ("ServiceName", "text", "Cost Explorer's SERVICE"),
+        ("ServiceCategory", "text", "FOCUS category of the service (aws/focus.py)"),
+        ("ServiceSubcategory", "text", "FOCUS subcategory of the service (aws/focus.py)"),
+        ("PricingQuantity", "numeric", "NULL: daily service totals mix pricing units"),
+        ("PricingUnit", "text", "NULL, as PricingQuantity"),
         ("ProviderName", "text", "AWS"),
-        ("PublisherName", "text", "AWS (Marketplace publishers are not told apart)"),
-        ("InvoiceIssuerName", "text", "AWS (resellers are not known)"),
+        ("PublisherName", "text", "AWS (Marketplace publishers are not told apart yet)"),
+        ("InvoiceIssuerName", "text", "AWS"),
+        ("BillingAccountId", "text", "the AWS account that was read (the payer, for now)"),
+        ("BillingAccountName", "text", "NULL until the payer's name is read"),
         ("SubAccountId", "text", "the 12-digit AWS account id that was read"),
         ("SubAccountName", "text", "CloudAccount.accountName"),
-        ("BillingPeriodStart", "timestamp", "first day of the charge's month"),
-        ("BillingPeriodEnd", "timestamp", "first day of the next month (exclusive)"),
+        ("BillingPeriodStart", "timestamptz", "first day of the charge's month, 00:00 UTC"),
+        ("BillingPeriodEnd", "timestamptz", "first day of the next month (exclusive)"),
         ("x_AmountEUR", "numeric", "CostRecord.amountEUR"),
         ("x_FxRate", "numeric", "ECB rate used (1 EUR = x BillingCurrency)"),
         ("x_FxRateDate", "date", "the ECB business day of that rate"),
@@ -106,64 +210,8 @@ FOCUS_COSTS_VIEW = View(
         ("x_CloudAccountId", "text", "PULSE CloudAccount.id"),
         ("x_OrgId", "text", "PULSE organisation"),
     ),
-    postgresql="""
-SELECT c."amount" AS "BilledCost",
-       c."amount" AS "EffectiveCost",
-       CAST(c."currency" AS text) AS "BillingCurrency",
-       CAST(c."date" AS timestamp) AS "ChargePeriodStart",
-       CAST(c."date" + 1 AS timestamp) AS "ChargePeriodEnd",
-       c."chargeCategory" AS "ChargeCategory",
-       CAST(NULL AS text) AS "ChargeClass",
-       c."service" AS "ServiceName",
-       'AWS' AS "ProviderName",
-       'AWS' AS "PublisherName",
-       'AWS' AS "InvoiceIssuerName",
-       CAST(p."aws_account_id" AS text) AS "SubAccountId",
-       a."accountName" AS "SubAccountName",
-       date_trunc('month', CAST(c."date" AS timestamp)) AS "BillingPeriodStart",
-       date_trunc('month', CAST(c."date" AS timestamp)) + interval '1 month' AS "BillingPeriodEnd",
-       c."amountEUR" AS "x_AmountEUR",
-       c."fxRate" AS "x_FxRate",
-       c."fxRateDate" AS "x_FxRateDate",
-       c."fxProvisional" AS "x_FxProvisional",
-       c."estimated" AS "x_Estimated",
-       c."metric" AS "x_Metric",
-       c."recordType" AS "x_RecordType",
-       c."cloudAccountId" AS "x_CloudAccountId",
-       c."orgId" AS "x_OrgId"
-FROM "CostRecord" AS c
-LEFT JOIN "CloudAccount" AS a ON a."id" = c."cloudAccountId"
-LEFT JOIN "pipeline_cost_explorer_page" AS p ON p."id" = c."rawPageId"
-WHERE c."provider" = 'AWS'""",
-    sqlite="""
-SELECT c."amount" AS "BilledCost",
-       c."amount" AS "EffectiveCost",
-       c."currency" AS "BillingCurrency",
-       datetime(c."date") AS "ChargePeriodStart",
-       datetime(c."date", '+1 day') AS "ChargePeriodEnd",
-       c."chargeCategory" AS "ChargeCategory",
-       CAST(NULL AS text) AS "ChargeClass",
-       c."service" AS "ServiceName",
-       'AWS' AS "ProviderName",
-       'AWS' AS "PublisherName",
-       'AWS' AS "InvoiceIssuerName",
-       p."aws_account_id" AS "SubAccountId",
-       a."accountName" AS "SubAccountName",
-       datetime(c."date", 'start of month') AS "BillingPeriodStart",
-       datetime(c."date", 'start of month', '+1 month') AS "BillingPeriodEnd",
-       c."amountEUR" AS "x_AmountEUR",
-       c."fxRate" AS "x_FxRate",
-       c."fxRateDate" AS "x_FxRateDate",
-       c."fxProvisional" AS "x_FxProvisional",
-       c."estimated" AS "x_Estimated",
-       c."metric" AS "x_Metric",
-       c."recordType" AS "x_RecordType",
-       c."cloudAccountId" AS "x_CloudAccountId",
-       c."orgId" AS "x_OrgId"
-FROM "CostRecord" AS c
-LEFT JOIN "CloudAccount" AS a ON a."id" = c."cloudAccountId"
-LEFT JOIN "pipeline_cost_explorer_page" AS p ON p."id" = c."rawPageId"
-WHERE c."provider" = 'AWS'""",
+    postgresql=_focus_sql("postgresql"),
+    sqlite=_focus_sql("sqlite"),
 )
 
 VIEWS = (MONTHLY_COSTS_VIEW, FOCUS_COSTS_VIEW)
