@@ -290,7 +290,7 @@ def stored_checks(
     context: dg.AssetExecutionContext,
     pulse_db: PulseDatabase,
     settings: CostSettings,
-    accounts: list[str],
+    failures: Iterable[AccountFailure],
 ) -> Iterator[dg.AssetCheckEvaluation]:
     """The checks of daily_costs_eur on what failed accounts have stored, which their failed
     sync left as it was: what reconcile_cost_records and cost_freshness_check report.
@@ -298,9 +298,13 @@ def stored_checks(
     A backfill run plans every check of its assets for each of its partitions, and Dagster
     shows a planned check that got no result in a failed run as "Execution failed", on the
     check's badge too when that partition is the run's last. An account with nothing stored
-    yet has nothing to reconcile and keeps that status.
+    yet has nothing to reconcile and keeps that status, and so does every account when the
+    database itself could not be used (it would only fail again, and take as long).
     """
-    if DAILY_COSTS not in context.selected_asset_keys:
+    accounts = [failure.account_id for failure in failures]
+    if DAILY_COSTS not in context.selected_asset_keys or any(
+        failure.database_unusable for failure in failures
+    ):
         return
     stored = []
     for account in accounts:
@@ -313,9 +317,15 @@ def stored_checks(
         yield from on_latest(
             context.instance, [_evaluation(account, outcome) for outcome in outcomes]
         )
+    if not stored:
+        return
     now = datetime.now(UTC).replace(tzinfo=None)
-    with pulse_db.begin() as conn:
-        states = accounts_freshness(conn, stored, now, settings.freshness_hours)
+    try:
+        with pulse_db.begin() as conn:
+            states = accounts_freshness(conn, stored, now, settings.freshness_hours)
+    except Exception as error:  # the step already fails with its accounts' causes
+        context.log.warning(f"synced_recently not evaluated for the failed accounts: {error}")
+        return
     yield from on_latest(
         context.instance,
         [freshness_evaluation(state, settings.freshness_hours) for _, state in states],
@@ -480,7 +490,7 @@ def sync_cloud_accounts(
             yield from _events(context.instance, synced, run, settings.freshness_hours)
     except AccountFailure as failure:
         yield _failed_partition(context, failure.account_id, failure.cause)
-        yield from stored_checks(context, pulse_db, settings, [failure.account_id])
+        yield from stored_checks(context, pulse_db, settings, [failure])
         raise dg.Failure(
             description=failure.cause,
             metadata=run.requests_total().metadata(),
@@ -489,7 +499,7 @@ def sync_cloud_accounts(
     except BatchFailure as batch:
         for account, cause in batch.failures.items():
             yield _failed_partition(context, account, cause.cause)
-        yield from stored_checks(context, pulse_db, settings, list(batch.failures))
+        yield from stored_checks(context, pulse_db, settings, batch.failures.values())
         raise dg.Failure(
             description=batch.summary,
             metadata={

@@ -15,13 +15,18 @@ from pulse_pipeline.db.urls import DatabaseTimeout, DatabaseUrlError
 class AccountFailure(Exception):
     """One account's sync failed. `cause` names the account; `retryable` marks transient faults
     (throttling, network, 5xx, a lost or busy database connection) that a later attempt may fix;
-    everything else (bad payloads, data the database refuses, settings, defects) is permanent."""
+    everything else (bad payloads, data the database refuses, settings, defects) is permanent.
+    `database_unusable` marks a database that could not be reached or read at all (its URL, a
+    timeout, a lost connection): nothing else can be read from it in this attempt either."""
 
-    def __init__(self, account_id: str, cause: str, *, retryable: bool) -> None:
+    def __init__(
+        self, account_id: str, cause: str, *, retryable: bool, database_unusable: bool = False
+    ) -> None:
         super().__init__(cause)
         self.account_id = account_id
         self.cause = cause
         self.retryable = retryable
+        self.database_unusable = database_unusable
 
 
 class BatchFailure(Exception):
@@ -86,6 +91,7 @@ def _database_failure(account_id: str, label: str, error: Exception) -> AccountF
             account_id,
             f"{label}: PULSE's database failed during the sync ({cause}); nothing was written",
             retryable=True,
+            database_unusable=True,
         )
     return AccountFailure(
         account_id,
@@ -112,11 +118,16 @@ def failing_cleanly(account_id: str) -> Iterator[None]:
             retryable=False,
         ) from None
     except DatabaseUrlError as error:
-        raise AccountFailure(account_id, f"{label}: {error}", retryable=False) from None
+        raise AccountFailure(
+            account_id, f"{label}: {error}", retryable=False, database_unusable=True
+        ) from None
     except DatabaseTimeout as error:
         # Not retried: each attempt would wait as long again; the next scheduled sync retries.
         raise AccountFailure(
-            account_id, f"{label}: {error}; nothing was written", retryable=False
+            account_id,
+            f"{label}: {error}; nothing was written",
+            retryable=False,
+            database_unusable=True,
         ) from None
     except (exc.SQLAlchemyError, *_DRIVER_ERRORS) as error:
         raise _database_failure(account_id, label, error) from None
