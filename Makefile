@@ -1,4 +1,4 @@
-# pulse_pipeline: every command the README names. `make help` lists them.
+# pulse_pipeline: every command of docs/development.md "Make targets". `make help` lists them.
 PYTHON ?= python3
 UV_VERSION := 0.13.9
 VENV := .venv
