@@ -53,7 +53,7 @@ PORT ?= 3000
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m pulse_pipeline_dev.demo serve --port $(PORT)
 
-# Requests per design and write throughput; needs the local PostgreSQL (see README).
+# Requests per design and write throughput; needs the local PostgreSQL (see docs/numbers.md).
 bench: install
 	$(BIN)/python -m pulse_pipeline_dev.bench $(BENCH_ARGS)
 
