@@ -1,4 +1,9 @@
-"""Every statement pulse_pipeline runs against PULSE's database (SQLAlchemy Core, bound parameters)."""
+"""Every statement pulse_pipeline runs against PULSE's database (SQLAlchemy Core, bound parameters).
+
+Longer than 400 lines because every statement against PULSE's tables sits here, grouped by
+table (accounts, raw pages, cost records, rates, sync requests): the one place where bound
+parameters, row locks and the two dialects' differences are reviewed together.
+"""
 
 import uuid
 from collections.abc import Iterable, Sequence

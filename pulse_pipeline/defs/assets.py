@@ -1,32 +1,26 @@
-"""The AWS cost assets: raw Cost Explorer pages, ECB rates, and the EUR daily cost table."""
+"""The AWS cost assets: raw Cost Explorer pages, ECB rates, and the EUR daily cost table (their
+checks are in checks.py, the view assets in view_assets.py)."""
 
-import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
 
-# The documented type of AssetCheckEvaluation(target_materialization_data=...), which Dagster
-# 1.13 does not export: without it a partition's check result never counts for the partition's
-# latest materialization, and the check's Partitions tab shows every partition as missing.
-from dagster._core.definitions.asset_checks.asset_check_evaluation import (
-    AssetCheckEvaluationTargetMaterializationData as CheckedMaterialization,
-)
-
 from pulse_pipeline.db import queries
 from pulse_pipeline.db.schema import cost_explorer_page, cost_record, fx_rate
-from pulse_pipeline.db.views import FOCUS_COSTS_VIEW, MONTHLY_COSTS_VIEW, View, view_summary
-from pulse_pipeline.defs.checks import DESCRIPTION as FRESHNESS
-from pulse_pipeline.defs.checks import SYNCED_RECENTLY, freshness_evaluation, just_synced
+from pulse_pipeline.defs.checks import (
+    just_synced,
+    on_latest,
+    reconcile_evaluation,
+    stored_checks,
+)
 from pulse_pipeline.defs.config import SyncWindowConfig
 from pulse_pipeline.defs.keys import (
     DAILY_COSTS,
     ECB_RATES,
     FAILED_ACCOUNTS,
-    FOCUS_COSTS,
-    MONTHLY_COSTS,
     NOTHING_ATTEMPTED,
     OWNERS,
     RAW_PAGES,
@@ -40,13 +34,11 @@ from pulse_pipeline.defs.partitions import (
 )
 from pulse_pipeline.defs.resources import AwsCostExplorer, CostSettings, EcbRates, PulseDatabase
 from pulse_pipeline.ecb_history import shown_location
-from pulse_pipeline.freshness import accounts_freshness
-from pulse_pipeline.reconcile import CHECKS, CheckOutcome
 from pulse_pipeline.reconvert import reconvert_provisional
 from pulse_pipeline.sync.batch import Synced, sync_accounts
-from pulse_pipeline.sync.failures import AccountFailure, BatchFailure, failing_cleanly
+from pulse_pipeline.sync.failures import AccountFailure, BatchFailure
 from pulse_pipeline.sync.run import SyncRun
-from pulse_pipeline.sync.write import Markdown, verify
+from pulse_pipeline.sync.write import Markdown
 from pulse_pipeline.sync_window import InvalidWindowError, earliest_daily_day, requested_window
 from pulse_pipeline.target_calendar import business_days_after
 
@@ -71,13 +63,6 @@ def table_schema(table: sa.Table) -> dg.TableSchema:
             )
             for column in table.columns
         ]
-    )
-
-
-def view_schema(view: View) -> dg.TableSchema:
-    """A view's columns, with what each means."""
-    return dg.TableSchema(
-        columns=[dg.TableColumn(name, type_, meaning) for name, type_, meaning in view.columns]
     )
 
 
@@ -238,182 +223,11 @@ def _events(
     key = RAW_PAGES if synced.asset == "raw" else DAILY_COSTS
     account = synced.account_id
     yield dg.AssetMaterialization(key, partition=account, metadata=_metadata(synced.metadata))
-    checks = [_evaluation(account, outcome) for outcome in synced.checks]
+    checks = [reconcile_evaluation(account, outcome) for outcome in synced.checks]
     if key == DAILY_COSTS and run.fetch:
         now = datetime.now(UTC).replace(tzinfo=None)
         checks.insert(0, just_synced(account, now, freshness_hours))
     yield from on_latest(instance, checks)
-
-
-def on_latest(
-    instance: dg.DagsterInstance, evaluations: Iterable[dg.AssetCheckEvaluation]
-) -> Iterator[dg.AssetCheckEvaluation]:
-    """The evaluations, each pointing at its partition's latest materialization as Dagster's own
-    AssetCheckResult does for a single partition (not for a batch): the check's Partitions tab
-    counts a result only for the materialization it names. One lookup per partition."""
-    latest: dict[tuple[dg.AssetKey, str], CheckedMaterialization | None] = {}
-    for evaluation in evaluations:
-        if evaluation.partition is None:
-            yield evaluation
-            continue
-        target = (evaluation.asset_key, evaluation.partition)
-        if target not in latest:
-            records = instance.fetch_materializations(
-                dg.AssetRecordsFilter(
-                    evaluation.asset_key, asset_partitions=[evaluation.partition]
-                ),
-                limit=1,
-            ).records
-            latest[target] = (
-                CheckedMaterialization(
-                    storage_id=records[0].storage_id,
-                    run_id=records[0].run_id,
-                    timestamp=records[0].timestamp,
-                )
-                if records
-                else None
-            )
-        yield dg.AssetCheckEvaluation(
-            asset_key=evaluation.asset_key,
-            check_name=evaluation.check_name,
-            passed=evaluation.passed,
-            metadata=evaluation.metadata,
-            target_materialization_data=latest[target],
-            severity=evaluation.severity,
-            description=evaluation.description,
-            blocking=evaluation.blocking,
-            partition=evaluation.partition,
-        )
-
-
-def stored_checks(
-    context: dg.AssetExecutionContext,
-    pulse_db: PulseDatabase,
-    settings: CostSettings,
-    failures: Iterable[AccountFailure],
-) -> Iterator[dg.AssetCheckEvaluation]:
-    """The checks of daily_costs_eur on what failed accounts have stored, which their failed
-    sync left as it was: what reconcile_cost_records and cost_freshness_check report.
-
-    A backfill run plans every check of its assets for each of its partitions, and Dagster
-    shows a planned check that got no result in a failed run as "Execution failed", on the
-    check's badge too when that partition is the run's last. An account with nothing stored
-    yet has nothing to reconcile and keeps that status, and so does every account when the
-    database itself could not be used (it would only fail again, and take as long).
-    """
-    accounts = [failure.account_id for failure in failures]
-    if DAILY_COSTS not in context.selected_asset_keys or any(
-        failure.database_unusable for failure in failures
-    ):
-        return
-    stored = []
-    for account in accounts:
-        try:
-            with failing_cleanly(account):
-                outcomes = verify(pulse_db, account, settings.record_type_set())
-        except AccountFailure:
-            continue
-        stored.append(account)
-        yield from on_latest(
-            context.instance, [_evaluation(account, outcome) for outcome in outcomes]
-        )
-    if not stored:
-        return
-    now = datetime.now(UTC).replace(tzinfo=None)
-    try:
-        with pulse_db.begin() as conn:
-            states = accounts_freshness(conn, stored, now, settings.freshness_hours)
-    except Exception as error:  # the step already fails with its accounts' causes
-        context.log.warning(f"synced_recently not evaluated for the failed accounts: {error}")
-        return
-    yield from on_latest(
-        context.instance,
-        [freshness_evaluation(state, settings.freshness_hours) for _, state in states],
-    )
-
-
-def _evaluation(account: str, outcome: CheckOutcome) -> dg.AssetCheckEvaluation:
-    """One reconciliation check's result on the account's daily_costs_eur partition."""
-    return dg.AssetCheckEvaluation(
-        asset_key=DAILY_COSTS,
-        check_name=outcome.name,
-        passed=outcome.passed,
-        metadata={"summary": outcome.summary, **outcome.metadata},
-        blocking=True,
-        partition=account,
-    )
-
-
-def _check_specs(descriptions: dict[str, str], blocking: bool) -> list[dg.AssetCheckSpec]:
-    """Checks of daily_costs_eur, one evaluation per account (partition).
-
-    Partitioned check specs are a preview feature of Dagster 1.13 whose warning would be printed
-    by every process loading the code location.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", dg.PreviewWarning)
-        return [
-            dg.AssetCheckSpec(
-                name,
-                asset=DAILY_COSTS,
-                description=description,
-                blocking=blocking,
-                partitions_def=cloud_accounts_partitions,
-            )
-            for name, description in descriptions.items()
-        ]
-
-
-@dg.multi_asset_check(
-    name="reconcile_cost_records",
-    specs=_check_specs(CHECKS, blocking=True),
-    can_subset=True,
-    description=(
-        "The reconciliation checks of daily_costs_eur. Every sync evaluates them on the rows it "
-        "writes, before the commit, and records them on the account's partition (a failing "
-        "check rolls the write back). Executed on their own, they re-check an account's stored "
-        "CostRecords against its latest stored Cost Explorer pages, read-only, without AWS."
-    ),
-)
-def reconcile_cost_records(
-    context: dg.AssetCheckExecutionContext, pulse_db: PulseDatabase, settings: CostSettings
-) -> Iterator[dg.AssetCheckEvaluation | dg.Output[None]]:
-    selected = {key.name for key in context.selected_asset_check_keys}
-    for account in context.partition_keys:
-        try:
-            with failing_cleanly(account):
-                outcomes = verify(pulse_db, account, settings.record_type_set())
-        except AccountFailure as failure:
-            raise dg.Failure(description=failure.cause, allow_retries=False) from None
-        yield from on_latest(
-            context.instance,
-            [_evaluation(account, outcome) for outcome in outcomes if outcome.name in selected],
-        )
-    # The evaluations name their partitions; these close the step's outputs quietly.
-    for key in context.selected_asset_check_keys:
-        yield dg.Output(None, output_name=f"{key.asset_key.to_python_identifier()}_{key.name}")
-
-
-@dg.multi_asset_check(
-    name="cost_freshness_check",
-    specs=_check_specs({SYNCED_RECENTLY: FRESHNESS}, blocking=False),
-    description=(
-        "Whether each selected account synced within PULSE_COST_FRESHNESS_HOURS. Every sync that "
-        "fetched an account passes it; the cost_freshness sensor has it evaluated when an "
-        "account turns stale or recovers. Executed on its own, it reads CloudAccount only."
-    ),
-)
-def cost_freshness_check(
-    context: dg.AssetCheckExecutionContext, pulse_db: PulseDatabase, settings: CostSettings
-) -> Iterator[dg.AssetCheckEvaluation | dg.Output[None]]:
-    now = datetime.now(UTC).replace(tzinfo=None)
-    hours = settings.freshness_hours
-    with pulse_db.begin() as conn:
-        states = accounts_freshness(conn, context.partition_keys, now, hours)
-    yield from on_latest(
-        context.instance, [freshness_evaluation(state, hours) for _, state in states]
-    )
-    yield dg.Output(None, output_name=f"{DAILY_COSTS.to_python_identifier()}_{SYNCED_RECENTLY}")
 
 
 def _failed_partition(
@@ -513,46 +327,3 @@ def sync_cloud_accounts(
     finally:
         if run.fetch:
             context.log.info(run.requests_total().summary(attempt=context.retry_number + 1))
-
-
-def _view_asset(key: dg.AssetKey, view: View) -> dg.AssetsDefinition:
-    """An asset for one of PULSE's cost views: materializing it checks the view and counts it."""
-
-    @dg.asset(
-        key=key,
-        group_name=GROUP,
-        kinds={"sql"},
-        deps=[DAILY_COSTS],
-        owners=OWNERS,
-        tags=TAGS,
-        description=(
-            f"{view.description}\n\nA view over CostRecord created by `pulse-pipeline db "
-            "upgrade`: always as current as daily_costs_eur, so nothing is copied and AWS is "
-            "never called. Materializing it checks that the view answers on PULSE's database "
-            "and records its row count and a summary."
-        ),
-        metadata={"dagster/table_name": view.name, "dagster/column_schema": view_schema(view)},
-    )
-    def view_asset(
-        context: dg.AssetExecutionContext, pulse_db: PulseDatabase
-    ) -> dg.MaterializeResult:
-        with pulse_db.begin() as conn:
-            if view.name not in sa.inspect(conn).get_view_names():
-                raise dg.Failure(
-                    description=(
-                        f"the view {view.name} is missing from PULSE's database; run "
-                        "`pulse-pipeline db upgrade`"
-                    ),
-                    allow_retries=False,
-                )
-            summary = view_summary(conn, view)
-        context.log.info(f"{view.name}: {summary}")
-        rows = summary.pop("rows")
-        shown = {name: value for name, value in summary.items() if value is not None}
-        return dg.MaterializeResult(metadata={"dagster/row_count": rows, **shown})
-
-    return view_asset
-
-
-monthly_costs_eur = _view_asset(MONTHLY_COSTS, MONTHLY_COSTS_VIEW)
-focus_costs = _view_asset(FOCUS_COSTS, FOCUS_COSTS_VIEW)

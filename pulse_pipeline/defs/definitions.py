@@ -5,15 +5,8 @@ import warnings
 
 import dagster as dg
 
-from pulse_pipeline.defs.assets import (
-    cost_freshness_check,
-    ecb_fx_rates,
-    ecb_rates_current,
-    focus_costs,
-    monthly_costs_eur,
-    reconcile_cost_records,
-    sync_cloud_accounts,
-)
+from pulse_pipeline.defs.assets import ecb_fx_rates, ecb_rates_current, sync_cloud_accounts
+from pulse_pipeline.defs.checks import cost_freshness_check, reconcile_cost_records
 from pulse_pipeline.defs.jobs import (
     refresh_ecb_rates,
     report_cost_freshness,
@@ -29,6 +22,7 @@ from pulse_pipeline.defs.sensors import (
     sync_status_writer,
 )
 from pulse_pipeline.defs.settings import resources_from_environment
+from pulse_pipeline.defs.view_assets import focus_costs, monthly_costs_eur
 
 
 @dg.definitions
