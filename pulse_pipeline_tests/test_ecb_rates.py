@@ -20,7 +20,7 @@ import pytest
 from currency_converter import CURRENCY_FILE
 from sqlalchemy import select
 
-from pulse_pipeline import assets
+from pulse_pipeline.defs import assets
 from pulse_pipeline.db.schema import cost_explorer_page, cost_record, fx_rate
 from pulse_pipeline.db.urls import create_pulse_engine
 from pulse_pipeline.defs.definitions import defs
