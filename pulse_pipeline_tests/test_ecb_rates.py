@@ -21,7 +21,7 @@ from typing import Any
 import dagster as dg
 import pytest
 from currency_converter import CURRENCY_FILE
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from pulse_pipeline.db.schema import cost_explorer_page, cost_record, fx_rate
 from pulse_pipeline.db.urls import create_pulse_engine
@@ -503,3 +503,39 @@ def test_each_attempt_ends_at_its_deadline_however_slowly_bytes_come(
     )
     assert not slow.value.permanent and slept == [1.0, 2.0] and len(ecb_server.requests) == 3
     assert 3 * 1 <= took < 3 * 1 + 1
+
+
+def test_a_rate_from_the_future_stored_earlier_no_longer_hides_a_stale_file(
+    pulse_database: str,
+    dagster_instance: dg.DagsterInstance,
+    ecb_server: EcbServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    future = TODAY + timedelta(days=30)
+    engine = create_pulse_engine(pulse_database)
+    with engine.begin() as conn:  # what a file from the future left before files were checked
+        conn.execute(
+            insert(fx_rate),
+            [{"currency": "USD", "rate_date": future, "rate": Decimal("1.1"), "source": "old"}],
+        )
+    engine.dispose()
+    stale = {day: rates for day, rates in RATES.items() if day <= TODAY - timedelta(days=20)}
+    ecb_server.body = ecb_history_csv(stale).encode()
+    monkeypatch.setenv("PULSE_ECB_HISTORY_URL", ecb_server.url)
+
+    result = refresh(dagster_instance)
+
+    assert result.success
+    metadata = metadata_of(result)
+    assert metadata["future_rates_removed"] == 1 and metadata["fallback"] is False
+    assert metadata["latest_rate_date"] == max(stale).isoformat()
+    assert future not in stored_usd(pulse_database)
+    assert f"removed 1 stored ECB rates dated after today ({TODAY}, UTC)" in warnings_of(
+        dagster_instance, result
+    )
+    evaluation = check_of(result)
+    age = evaluation.metadata["business_days_old"].value
+    assert not evaluation.passed and age > 10
+    assert evaluation.description == (
+        f"the newest ECB rate ({max(stale)}) is {age} ECB business days old"
+    )
