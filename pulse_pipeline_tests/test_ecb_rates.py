@@ -8,10 +8,13 @@ import http.server
 import io
 import logging
 import socket
+import ssl
+import subprocess
 import threading
 import time
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -55,16 +58,17 @@ class EcbServer:
     trickle: float | None = None
     trickle_headers: bool = False
     requests: list[str] = field(default_factory=list)
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{ZIP_PATH}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{ZIP_PATH}"
 
 
-@pytest.fixture
-def ecb_server() -> Iterator[EcbServer]:
-    """http.server on 127.0.0.1 (a free port), started for the test and shut down after it."""
-    state = EcbServer(port=0)
+@contextmanager
+def serving(state: EcbServer, tls: ssl.SSLContext | None = None) -> Iterator[EcbServer]:
+    """http.server on 127.0.0.1 (a free port) answering as `state` says, over TLS if given;
+    shut down when the block ends."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -94,6 +98,9 @@ def ecb_server() -> Iterator[EcbServer]:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+        state.scheme = "https"
     state.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -103,6 +110,35 @@ def ecb_server() -> Iterator[EcbServer]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def ecb_server() -> Iterator[EcbServer]:
+    """A plain-http stand-in for the ECB on loopback, for the test's duration."""
+    with serving(EcbServer(port=0)) as state:
+        yield state
+
+
+@pytest.fixture
+def tls_ecb_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EcbServer]:
+    """An https stand-in on 127.0.0.1 with a throw-away self-signed certificate, which this
+    process trusts through SSL_CERT_FILE (as an operator would point at a private CA)."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    with serving(EcbServer(port=0), tls) as state:
+        yield state
 
 
 def _bundled_csv() -> str:
@@ -539,3 +575,23 @@ def test_a_rate_from_the_future_stored_earlier_no_longer_hides_a_stale_file(
     assert evaluation.description == (
         f"the newest ECB rate ({max(stale)}) is {age} ECB business days old"
     )
+
+
+def test_a_redirect_to_https_on_the_same_host_is_followed_and_named(
+    pulse_database: str,
+    dagster_instance: dg.DagsterInstance,
+    ecb_server: EcbServer,
+    tls_ecb_server: EcbServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tls_ecb_server.body = GOOD_CSV.encode()
+    ecb_server.status, ecb_server.headers = 301, {"Location": tls_ecb_server.url}
+    monkeypatch.setenv("PULSE_ECB_HISTORY_URL", ecb_server.url)
+
+    result = refresh(dagster_instance)
+
+    assert result.success
+    assert ecb_server.requests == tls_ecb_server.requests == [ZIP_PATH]
+    metadata = metadata_of(result)
+    assert metadata["source"] == tls_ecb_server.url and metadata["fallback"] is False
+    assert stored_usd(pulse_database) == {day: Decimal(r["USD"]) for day, r in RATES.items()}
