@@ -16,6 +16,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
+from pulse_pipeline.printable import printable
+
 DOWNLOAD_ATTEMPTS = 3
 MAX_REDIRECTS = 3
 CHUNK_BYTES = 64 * 1024
@@ -53,12 +55,6 @@ def acceptable_url(location: str) -> bool:
     )
 
 
-def printable(text: str) -> str:
-    """Text from a peer as a message may quote it: control characters escaped, length bounded."""
-    shown = text.encode("unicode_escape").decode("ascii")
-    return shown if len(shown) <= SHOWN_CHARS else shown[:SHOWN_CHARS] + "…"
-
-
 def shown_location(location: str) -> str:
     """The location as logs and metadata may show it: a URL without user, password or query."""
     if "://" not in location:
@@ -68,7 +64,7 @@ def shown_location(location: str) -> str:
         port = f":{parts.port}" if parts.port else ""
     except ValueError:
         port = ""
-    return printable(f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}")
+    return printable(f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}", SHOWN_CHARS)
 
 
 def download_history(
@@ -126,7 +122,7 @@ def _attempt(url: str, deadline: float, seconds: float, max_bytes: int) -> Downl
                     raise _too_slow(host, seconds) from None
                 raise HistoryUnavailable(
                     f"the ECB history download from {host} failed "
-                    f"({type(error).__name__}: {printable(str(error))})",
+                    f"({type(error).__name__}: {printable(str(error), SHOWN_CHARS)})",
                     permanent=False,
                 ) from None
             if expired.is_set():
@@ -218,7 +214,7 @@ def _body(response: http.client.HTTPResponse, host: str, max_bytes: int) -> byte
     promised = int(declared) if declared is not None and declared.strip().isdigit() else None
     if declared is not None and promised is None:
         raise HistoryUnavailable(
-            f"{host} sent an unreadable Content-Length ({printable(declared)}) with the ECB "
+            f"{host} sent an unreadable Content-Length ({printable(declared, SHOWN_CHARS)}) with the ECB "
             "history",
             permanent=True,
         )

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from currency_converter import CURRENCY_FILE
 
-from pulse_pipeline.ecb_download import download_history, is_download, printable, shown_location
+from pulse_pipeline.ecb_download import SHOWN_CHARS, download_history, is_download, shown_location
 from pulse_pipeline.fx import EcbRate
+from pulse_pipeline.printable import printable
 from pulse_pipeline.rate_checks import check_rates
 
 ECB_HISTORY_URL = "https://www.ecb.europa.eu/stats/eurofxref/eurofxref-hist.zip"
@@ -101,7 +102,7 @@ def _currencies(header: list[str]) -> list[str]:
             continue
         if not CURRENCY_CODE.fullmatch(currency):
             raise ValueError(
-                f"column {position} of the ECB history is {printable(currency)!r}, "
+                f"column {position} of the ECB history is {printable(currency, SHOWN_CHARS)!r}, "
                 "not a currency code"
             )
     named = [c for c in currencies if c]
@@ -117,7 +118,7 @@ def _day(cell: str, line: int) -> date:
     except ValueError:
         pass
     raise ValueError(
-        f"line {line} of the ECB history has the Date {printable(cell)!r}, not YYYY-MM-DD"
+        f"line {line} of the ECB history has the Date {printable(cell, SHOWN_CHARS)!r}, not YYYY-MM-DD"
     )
 
 
@@ -165,5 +166,5 @@ def _rate(currency: str, day: date, value: str) -> Decimal:
         return Decimal(value)
     except InvalidOperation:
         raise ValueError(
-            f"the ECB history's {currency} rate on {day} is {printable(value)!r}, not a number"
+            f"the ECB history's {currency} rate on {day} is {printable(value, SHOWN_CHARS)!r}, not a number"
         ) from None

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from pulse_pipeline.accounts import MAX_PARTITION_KEY_BYTES
+from pulse_pipeline.printable import printable
 
 SYNC = "sync"
 TEST_CONNECTION = "test_connection"
@@ -50,7 +51,7 @@ class Rejected(Exception):
 def shown(value: str) -> str:
     """A value from the database as a log line or a sentence shows it: control characters
     escaped (a line break in an id cannot forge a log line) and a long value cut short."""
-    escaped = _CONTROL.sub(lambda found: found.group().encode("unicode_escape").decode(), value)
+    escaped = printable(value)
     if len(escaped) <= SHOWN_CHARACTERS:
         return escaped
     return f"{escaped[:SHOWN_CHARACTERS]}… ({len(value):,} characters)"
