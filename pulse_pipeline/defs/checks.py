@@ -218,7 +218,7 @@ def reconcile_cost_records(
     name="cost_freshness_check",
     specs=_check_specs({SYNCED_RECENTLY: DESCRIPTION}, blocking=False),
     description=(
-        "Whether each selected account synced within PULSE_COST_DESCRIPTION_HOURS. Every sync that "
+        "Whether each selected account synced within PULSE_COST_FRESHNESS_HOURS. Every sync that "
         "fetched an account passes it; the cost_freshness sensor has it evaluated when an "
         "account turns stale or recovers. Executed on its own, it reads CloudAccount only."
     ),
