@@ -24,7 +24,7 @@ from pulse_pipeline.sync.failures import AccountFailure, failing_cleanly
 from pulse_pipeline.sync.write import verify
 
 SYNCED_RECENTLY = "synced_recently"
-DESCRIPTION = (
+SYNCED_RECENTLY_DESCRIPTION = (
     "Fails for an account's partition when its last successful sync (CloudAccount.lastSyncedAt, "
     "or when it was connected if it never synced) is older than PULSE_COST_FRESHNESS_HOURS "
     "(default 30). Passed by every sync that fetched the account; evaluated by "
@@ -216,7 +216,7 @@ def reconcile_cost_records(
 
 @dg.multi_asset_check(
     name="cost_freshness_check",
-    specs=_check_specs({SYNCED_RECENTLY: DESCRIPTION}, blocking=False),
+    specs=_check_specs({SYNCED_RECENTLY: SYNCED_RECENTLY_DESCRIPTION}, blocking=False),
     description=(
         "Whether each selected account synced within PULSE_COST_FRESHNESS_HOURS. Every sync that "
         "fetched an account passes it; the cost_freshness sensor has it evaluated when an "
