@@ -249,7 +249,16 @@ def test_a_sync_request_is_served_within_a_tick_and_answers_the_accounts_rows(
     assert after["result"] == [expected_result(pulse_url, "acc-2-b", run.run_id)]
     assert after["result"][0]["recordsCount"] > 0
     # The status write-back treats it like any other sync.
-    written_back(pulse_url, "acc-2-b", after["finishedAt"])
+    written_back(pulse_url, "acc-2-b", run_end(dagster_home, run.run_id))
+
+
+def run_end(home: Path, run_id: str) -> datetime:
+    """When the run ended, as Dagster recorded it: what the status write-back makes
+    `lastSyncedAt` (the request's `finishedAt` is when its final status was written, later)."""
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        record = instance.get_run_record_by_id(run_id)
+    assert record is not None and record.end_time is not None
+    return datetime.fromtimestamp(record.end_time, UTC)
 
 
 def written_back(url: str, account_id: str, since: datetime) -> None:
@@ -318,7 +327,7 @@ def test_a_window_request_syncs_exactly_that_window(dagster_home: Path, pulse_ur
     assert row["result"] == [expected_result(pulse_url, "acc-2-b", row["runId"])]
     # 8 days x 5 services, each with Usage and sometimes Credit or Tax.
     assert row["result"][0]["recordsCount"] >= 40
-    written_back(pulse_url, "acc-2-b", row["finishedAt"])
+    written_back(pulse_url, "acc-2-b", run_end(dagster_home, row["runId"]))
 
 
 def let_interval_pass(url: str, org: str) -> None:
@@ -457,7 +466,10 @@ def test_a_killed_runs_request_ends_failed(
     dagster_home: Path, pulse_url: str, simulated_aws: SimulatedAws
 ) -> None:
     pages_before = simulated_aws.request_count(SLOW_AWS_ACCOUNT)
-    request_id = ask(pulse_url, "org-k", "acc-7-slow")
+    # A month of days is several slow pages (2 s each), whatever the account already holds, so
+    # the run is caught mid-fetch (the default window after its first sync is one page).
+    start, end = TODAY - timedelta(days=40), TODAY - timedelta(days=10)
+    request_id = ask(pulse_url, "org-k", "acc-7-slow", startDate=start, endDate=end)
 
     def worker_pid() -> int | None:
         if simulated_aws.request_count(SLOW_AWS_ACCOUNT) == pages_before:
