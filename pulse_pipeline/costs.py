@@ -35,8 +35,14 @@ class StoredPage:
 
     @property
     def metric(self) -> str:
-        """The cost metric the page was requested with, e.g. UnblendedCost."""
+        """The cost metric the page was requested with, e.g. UnblendedCost (the first of
+        its Metrics: the one `amount` is)."""
         return str(self.request["Metrics"][0])
+
+    @property
+    def metrics(self) -> list[str]:
+        """Every metric the page was requested with, the configured one first."""
+        return [str(metric) for metric in self.request["Metrics"]]
 
     @property
     def grouped_by_record_type(self) -> bool:
@@ -48,7 +54,9 @@ class CostLine:
     """One day's cost of one service, in the currency Cost Explorer reported it in.
 
     `amount` is what is stored: Cost Explorer's Amount rounded half-even to AMOUNT_PLACES;
-    `reported_amount` is that Amount exactly as sent, when it had more places.
+    `reported_amount` is that Amount exactly as sent, when it had more places. `billed`,
+    `effective` and `contracted` are FOCUS's BilledCost, EffectiveCost and ContractedCost in the
+    same currency, rounded alike (None when the page was not asked for their metrics).
     """
 
     day: date
@@ -60,6 +68,9 @@ class CostLine:
     metric: str
     page_id: int
     reported_amount: Decimal | None = None
+    billed: Decimal | None = None
+    effective: Decimal | None = None
+    contracted: Decimal | None = None
 
     @property
     def key(self) -> tuple[date, str, str | None]:

@@ -7,6 +7,8 @@ from typing import Any
 
 import requests
 
+from pulse_pipeline.aws.metrics import requested_metrics
+
 MOTO_CE_QUEUE = "http://motoapi.amazonaws.com/moto-api/static/ce/cost-and-usage-results"
 
 # day -> service, or (service, record type), -> (amount, unit); a bare service is "Usage".
@@ -17,13 +19,31 @@ def _keys(service: str | tuple[str, str]) -> list[str]:
     return list(service) if isinstance(service, tuple) else [service, "Usage"]
 
 
+def _metrics(
+    day: date,
+    service: str | tuple[str, str],
+    amount: tuple[str, str],
+    metric: str,
+    other: Mapping[str, Costs],
+) -> dict[str, dict[str, str]]:
+    """Every metric the pipeline asks for beside `metric`: the same amount unless `other` says."""
+    metrics = {}
+    for name in requested_metrics(metric):
+        value, unit = other.get(name, {}).get(day, {}).get(service, amount)
+        metrics[name] = {"Amount": value, "Unit": unit}
+    return metrics
+
+
 def ce_page(
     costs: Costs,
     next_token: str | None = None,
     estimated: Iterable[date] = (),
     metric: str = "UnblendedCost",
+    other: Mapping[str, Costs] | None = None,
 ) -> dict[str, Any]:
-    """One GetCostAndUsage page as AWS shapes it (DAILY, grouped by SERVICE and RECORD_TYPE)."""
+    """One GetCostAndUsage page as AWS shapes it (DAILY, grouped by SERVICE and RECORD_TYPE),
+    with every metric the pipeline asks for when `metric` is configured: each the same amount,
+    unless `other` (metric -> costs) gives another."""
     estimated_days = set(estimated)
     page: dict[str, Any] = {
         "GroupDefinitions": [
@@ -40,7 +60,7 @@ def ce_page(
                 "Groups": [
                     {
                         "Keys": _keys(service),
-                        "Metrics": {metric: {"Amount": amount, "Unit": unit}},
+                        "Metrics": _metrics(day, service, (amount, unit), metric, other or {}),
                     }
                     for service, (amount, unit) in services.items()
                 ],

@@ -19,7 +19,7 @@ from pulse_pipeline.db.schema import UNIQUE_COST_KEY, cost_record, metadata
 from pulse_pipeline.db.urls import create_pulse_engine
 
 PASSWORD = "s3cret-pw"
-HEAD = "0004"
+HEAD = "0005"
 
 # The PULSE app's tables before pulse_pipeline: an older CloudAccount and a seed-format
 # CostRecord, as Prisma creates them (quoted camelCase identifiers).

@@ -9,7 +9,7 @@ from typing import Any
 
 import dagster as dg
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 
 from pulse_pipeline.db.schema import cloud_account, cost_explorer_page, cost_record
 from pulse_pipeline.db.urls import create_pulse_engine
@@ -120,7 +120,12 @@ def test_the_metric_setting_is_asked_for_and_stored_on_every_row(
 ) -> None:
     monkeypatch.setenv("PULSE_COST_METRIC", "AmortizedCost")
     load_rates(dagster_instance)
-    queue_results("111111111111", [ce_page({D1: {EC2: ("4", "USD")}}, metric="AmortizedCost")])
+    # An upfront fee billed earlier makes the amortized 4 USD differ from the billed 5 USD.
+    billed = {"UnblendedCost": {D1: {EC2: ("5", "USD")}}}
+    queue_results(
+        "111111111111",
+        [ce_page({D1: {EC2: ("4", "USD")}}, metric="AmortizedCost", other=billed)],
+    )
 
     result = run_sync(dagster_instance, "acc-1", D1, D1)
 
@@ -128,7 +133,15 @@ def test_the_metric_setting_is_asked_for_and_stored_on_every_row(
     assert stored_rows(pulse, "acc-1") == [
         expected_row("org-1", D1, EC2, "4", metric="AmortizedCost")
     ]
-    assert raw_requests(pulse, result.run_id)[0]["Metrics"] == ["AmortizedCost"]
+    # One request asks for both metrics at $0.01; amountEUR stays the configured metric.
+    assert raw_requests(pulse, result.run_id)[0]["Metrics"] == ["AmortizedCost", "UnblendedCost"]
+    engine = create_pulse_engine(pulse)
+    with engine.connect() as conn:
+        focus = conn.execute(text('SELECT "BilledCost", "EffectiveCost" FROM focus_costs')).one()
+        contracted = conn.execute(select(cost_record.c.contractedCost)).scalar_one()
+    engine.dispose()
+    assert [Decimal(str(value)) for value in focus] == [Decimal(5), Decimal(4)]
+    assert contracted == Decimal(5)
 
 
 def test_an_unknown_metric_fails_the_load_in_one_sentence(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,10 +24,10 @@ from botocore.exceptions import (
 
 from pulse_pipeline.accounts import SyncError
 from pulse_pipeline.aws.connection import AwsConnection
+from pulse_pipeline.aws.metrics import DEFAULT_METRIC, METRICS, requested_metrics
 from pulse_pipeline.sync_window import SyncWindow
 
-DEFAULT_METRIC = "UnblendedCost"
-METRICS = ("UnblendedCost", "AmortizedCost", "NetUnblendedCost", "NetAmortizedCost")
+__all__ = ["DEFAULT_METRIC", "METRICS"]
 # Well above a 14-month backfill of a large account; PULSE_MAX_PAGES changes it.
 DEFAULT_MAX_PAGES = 200
 # What AWS charges per GetCostAndUsage request it answers; failed requests are free.
@@ -46,14 +46,15 @@ class Page:
 
 def cost_and_usage_request(window: SyncWindow, metric: str = DEFAULT_METRIC) -> dict[str, Any]:
     """Daily costs per service and record type (charge type) for the window, in one request
-    per result page; Cost Explorer's End is exclusive."""
+    per result page; Cost Explorer's End is exclusive. `metric` comes first in Metrics, the
+    FOCUS columns' metrics follow it (`requested_metrics`), at no extra price."""
     return {
         "TimePeriod": {
             "Start": window.start.isoformat(),
             "End": (window.end + timedelta(days=1)).isoformat(),
         },
         "Granularity": "DAILY",
-        "Metrics": [metric],
+        "Metrics": requested_metrics(metric),
         "GroupBy": [
             {"Type": "DIMENSION", "Key": "SERVICE"},
             {"Type": "DIMENSION", "Key": "RECORD_TYPE"},

@@ -6,6 +6,7 @@ from datetime import date
 from decimal import Decimal, localcontext
 from typing import Any
 
+from pulse_pipeline.aws.metrics import focus_metrics
 from pulse_pipeline.costs import (
     AMOUNT_LIMIT,
     AMOUNT_PLACES,
@@ -162,6 +163,27 @@ def _amount(group: Any, metric: str, where: str) -> tuple[Decimal, Decimal, str]
     return _stored_amount(text, reported, where), reported, unit
 
 
+def _focus_amounts(
+    group: Any, page: StoredPage, where: str, unit: str, amount: Decimal
+) -> dict[str, Decimal | None]:
+    """The group's BilledCost, EffectiveCost and ContractedCost (`billed`, `effective`,
+    `contracted`), each from its metric when the page asked for it, in the group's currency."""
+    stored = {page.metric: amount}
+    for metric in page.metrics[1:]:
+        other, _, other_unit = _amount(group, metric, where)
+        if other_unit != unit:
+            raise MalformedPayloadError(
+                f"{where} reports {page.metric} in {unit} but {metric} in {other_unit}"
+            )
+        stored[metric] = other
+    wanted = focus_metrics(page.metric)
+    return {
+        "billed": stored.get(wanted.billed),
+        "effective": stored.get(wanted.effective),
+        "contracted": stored.get(wanted.contracted),
+    }
+
+
 def _day(period: Any, where: str) -> date:
     if not isinstance(period, dict):
         raise MalformedPayloadError(f"{where} is {_kind(period)}, expected an object")
@@ -211,6 +233,7 @@ def cost_lines(pages: Iterable[StoredPage], window: SyncWindow) -> list[CostLine
                     metric,
                     page.id,
                     reported if reported != amount else None,
+                    **_focus_amounts(group, page, where, unit, amount),
                 )
                 if line.key in lines:
                     raise MalformedPayloadError(f"{where} appears twice in the response")

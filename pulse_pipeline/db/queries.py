@@ -158,8 +158,20 @@ def _row_key(row: Any) -> tuple[Any, ...]:
     return (row["date"], row["service"], row["recordType"])
 
 
+_COMPARED = (
+    "amount",
+    "currency",
+    "amountEUR",
+    "metric",
+    "estimated",
+    "billedCost",
+    "effectiveCost",
+    "contractedCost",
+)
+
+
 def _row_value(row: Any) -> tuple[Any, ...]:
-    return (row["amount"], row["currency"], row["amountEUR"], row["metric"], row["estimated"])
+    return tuple(row[name] for name in _COMPARED)
 
 
 def replace_cost_records(
@@ -175,16 +187,9 @@ def replace_cost_records(
     before = {
         _row_key(row): _row_value(row)
         for row in conn.execute(
-            select(
-                c.date,
-                c.service,
-                c.recordType,
-                c.amount,
-                c.currency,
-                c.amountEUR,
-                c.metric,
-                c.estimated,
-            ).where(*in_window)
+            select(c.date, c.service, c.recordType, *(c[name] for name in _COMPARED)).where(
+                *in_window
+            )
         ).mappings()
     }
     conn.execute(delete(cost_record).where(*in_window))
@@ -207,6 +212,9 @@ def replace_cost_records(
             "amountEUR": cost.amount_eur,
             "estimated": cost.line.estimated,
             "rawPageId": cost.line.page_id,
+            "billedCost": cost.line.billed,
+            "effectiveCost": cost.line.effective,
+            "contractedCost": cost.line.contracted,
         }
         for cost in costs
     ]

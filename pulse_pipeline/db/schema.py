@@ -70,6 +70,10 @@ cost_record = Table(
     Column("metric", Text),
     Column("rawPageId", Integer),
     Column("createdAt", DateTime(timezone=False), nullable=False, server_default=func.now()),
+    # FOCUS's cost columns in `currency`, each from its Cost Explorer metric (aws/metrics.py).
+    Column("billedCost", ExactDecimal()),
+    Column("effectiveCost", ExactDecimal()),
+    Column("contractedCost", ExactDecimal()),
     Index(
         UNIQUE_COST_KEY,
         "cloudAccountId",

@@ -81,8 +81,8 @@ FOCUS_COSTS_VIEW = View(
         "type, in the billing currency Cost Explorer reported, with x_ extensions for EUR."
     ),
     columns=(
-        ("BilledCost", "numeric", "amount in BillingCurrency (the configured metric)"),
-        ("EffectiveCost", "numeric", "the same amount (Cost Explorer gives one metric)"),
+        ("BilledCost", "numeric", "UnblendedCost (NetUnblendedCost when a Net metric is set)"),
+        ("EffectiveCost", "numeric", "AmortizedCost (NetAmortizedCost when a Net metric is set)"),
         ("BillingCurrency", "text", "Cost Explorer's Unit, e.g. USD"),
         ("ChargePeriodStart", "timestamp", "the day, 00:00 UTC"),
         ("ChargePeriodEnd", "timestamp", "the next day, 00:00 UTC (exclusive)"),
@@ -107,8 +107,8 @@ FOCUS_COSTS_VIEW = View(
         ("x_OrgId", "text", "PULSE organisation"),
     ),
     postgresql="""
-SELECT c."amount" AS "BilledCost",
-       c."amount" AS "EffectiveCost",
+SELECT COALESCE(c."billedCost", c."amount") AS "BilledCost",
+       COALESCE(c."effectiveCost", c."amount") AS "EffectiveCost",
        CAST(c."currency" AS text) AS "BillingCurrency",
        CAST(c."date" AS timestamp) AS "ChargePeriodStart",
        CAST(c."date" + 1 AS timestamp) AS "ChargePeriodEnd",
@@ -136,8 +136,8 @@ LEFT JOIN "CloudAccount" AS a ON a."id" = c."cloudAccountId"
 LEFT JOIN "pipeline_cost_explorer_page" AS p ON p."id" = c."rawPageId"
 WHERE c."provider" = 'AWS'""",
     sqlite="""
-SELECT c."amount" AS "BilledCost",
-       c."amount" AS "EffectiveCost",
+SELECT COALESCE(c."billedCost", c."amount") AS "BilledCost",
+       COALESCE(c."effectiveCost", c."amount") AS "EffectiveCost",
        c."currency" AS "BillingCurrency",
        datetime(c."date") AS "ChargePeriodStart",
        datetime(c."date", '+1 day') AS "ChargePeriodEnd",

@@ -1,6 +1,6 @@
 """GetCostAndUsage as pulse_pipeline calls it: the request, its pages, its tokens and errors.
 
-Only the request pulse_pipeline sends is simulated: ``DAILY`` granularity, one cost metric,
+Only the request pulse_pipeline sends is simulated: ``DAILY`` granularity, one or more cost metrics (each reporting the same amount),
 ``GroupBy`` ``SERVICE`` then ``RECORD_TYPE``, and ``NextPageToken``. Any other request fails with
 a ``ValidationException`` that names what is not simulated, so a change in the pipeline's
 request shows at once instead of being answered with made-up data.
@@ -95,9 +95,14 @@ class CostRequest:
 
     start: date
     end: date
-    metric: str
+    metrics: tuple[str, ...]
     fingerprint: str
     offset: int
+
+    @property
+    def metric(self) -> str:
+        """The first of the requested metrics."""
+        return self.metrics[0]
 
     def page_number(self, page_size: int) -> int:
         """1 for the request without a token, N for the one carrying the (N-1)th page's token."""
@@ -160,8 +165,15 @@ def parse_request(body: bytes) -> CostRequest:
     if payload.get("Granularity") != "DAILY":
         raise _invalid(f"Granularity {payload.get('Granularity')!r} is not simulated: use DAILY")
     metrics = payload.get("Metrics")
-    if not isinstance(metrics, list) or len(metrics) != 1 or metrics[0] not in COST_METRICS:
-        raise _invalid(f"Metrics {metrics!r} is not simulated: use one of {sorted(COST_METRICS)}")
+    if (
+        not isinstance(metrics, list)
+        or not metrics
+        or len(set(map(str, metrics))) != len(metrics)
+        or not set(metrics) <= COST_METRICS
+    ):
+        raise _invalid(
+            f"Metrics {metrics!r} is not simulated: use distinct ones of {sorted(COST_METRICS)}"
+        )
     if payload.get("GroupBy") != list(GROUP_BY):
         raise _invalid(f"GroupBy {payload.get('GroupBy')!r} is not simulated: use {list(GROUP_BY)}")
 
@@ -170,7 +182,7 @@ def parse_request(body: bytes) -> CostRequest:
     if token is not None and not isinstance(token, str):
         raise known_error("InvalidNextTokenException")
     offset = _decode_token(token, request_fingerprint) if token else 0
-    return CostRequest(start, end, metrics[0], request_fingerprint, offset)
+    return CostRequest(start, end, tuple(metrics), request_fingerprint, offset)
 
 
 def first_estimated_day(today: date) -> date:
@@ -218,7 +230,10 @@ def answer(
             )
         amount = {"Amount": format_amount(line.cost), "Unit": currency}
         results[-1]["Groups"].append(
-            {"Keys": [line.service, line.record_type], "Metrics": {request.metric: amount}}
+            {
+                "Keys": [line.service, line.record_type],
+                "Metrics": {metric: dict(amount) for metric in request.metrics},
+            }
         )
     response: dict[str, Any] = {
         "GroupDefinitions": [dict(group) for group in GROUP_BY],
