@@ -32,6 +32,12 @@ class StoredPage:
     id: int
     request: dict[str, Any]
     response: dict[str, Any]
+    account_id: str | None = None  # the provider account whose data it is (AWS: 12 digits)
+
+    @property
+    def grouped_by(self) -> list[str]:
+        """The keys the page's groups are made of, in order (e.g. SERVICE, RECORD_TYPE)."""
+        return [str(group.get("Key")) for group in self.request.get("GroupBy", [])]
 
     @property
     def metric(self) -> str:
@@ -46,7 +52,7 @@ class StoredPage:
 
     @property
     def grouped_by_record_type(self) -> bool:
-        return [g.get("Key") for g in self.request.get("GroupBy", [])][1:2] == ["RECORD_TYPE"]
+        return self.grouped_by[1:2] == ["RECORD_TYPE"]
 
 
 @dataclass(frozen=True)
@@ -71,10 +77,12 @@ class CostLine:
     billed: Decimal | None = None
     effective: Decimal | None = None
     contracted: Decimal | None = None
+    linked_account: str | None = None
+    linked_account_name: str | None = None
 
     @property
-    def key(self) -> tuple[date, str, str | None]:
-        return (self.day, self.service, self.record_type)
+    def key(self) -> tuple[date, str | None, str, str | None]:
+        return (self.day, self.linked_account, self.service, self.record_type)
 
     @property
     def reported(self) -> Decimal:

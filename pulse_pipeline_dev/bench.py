@@ -172,7 +172,9 @@ def write_throughput(
                     values = _values(_account(n), cost)
                     statement = pg_insert(cost_record).values(**values)
                     statement = statement.on_conflict_do_update(
-                        index_elements=[c.cloudAccountId, c.date, c.service, c.recordType],
+                        index_elements=[
+                            c.cloudAccountId, c.date, c.linkedAccountId, c.service, c.recordType
+                        ],
                         set_={"amountEUR": statement.excluded.amountEUR},
                     )
                     with engine.begin() as conn:
@@ -207,7 +209,7 @@ def _values(account: CloudAccount, cost: EurCost) -> dict[str, object]:
         "recordType": cost.line.record_type, "chargeCategory": "Usage", "metric": cost.line.metric,
         "amount": cost.line.amount, "currency": cost.line.currency, "fxRate": cost.fx_rate,
         "fxRateDate": cost.fx_rate_date, "fxProvisional": False, "amountEUR": cost.amount_eur,
-        "estimated": False, "rawPageId": None,
+        "estimated": False, "rawPageId": None, "linkedAccountId": "111111111111",
     }  # fmt: skip
 
 

@@ -48,15 +48,16 @@ def test_the_benchmark_command_prints_every_figure(
         assert figure in out
     assert "(24 rows, 2 accounts)" in out
     # The daily sync through the daemon, its tick fired over the webserver's GraphQL: the 3
-    # accounts shared out over the 2 lanes, one request each, every status written back.
+    # accounts shared out over the 2 lanes, two requests each (which accounts the role sees,
+    # then its costs), every status written back.
     assert "dagster-daemon and dagster-webserver share" in out
     assert figure_of(out, "accounts x lanes") == "3x2"
     assert figure_of(out, "runs (x accounts per run)") == "2x1-2"
     assert figure_of(out, "failed runs") == "0"
-    assert figure_of(out, "Cost Explorer requests (all accounts)") == "3"
+    assert figure_of(out, "Cost Explorer requests (all accounts)") == "6"
     assert figure_of(out, "accounts active in PULSE (status written)") == "3"
-    # The next day's sync asks for the days still revisable only: one page, the same money.
-    assert figure_of(out, "requests per account, next day") == "1.0"
+    # The next day's sync asks for the days still revisable only: one page each, the same money.
+    assert figure_of(out, "requests per account, next day") == "2.0"
     assert figure_of(out, "EUR total unchanged") == "yes"
     assert int(figure_of(out, "CostRecord rows of the account")) > 0  # the backfill
 
