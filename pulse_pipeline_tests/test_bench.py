@@ -5,7 +5,7 @@ from datetime import date
 
 import pytest
 
-from pulse_pipeline_dev.bench import DESIGNS, count_requests, main
+from pulse_pipeline_dev.bench import DESIGNS, count_linked_cases, count_requests, main
 from pulse_pipeline_dev.simulated_aws import SimulatedAws, SimulationSettings
 
 
@@ -33,6 +33,19 @@ def test_with_small_pages_the_revisable_window_saves_requests() -> None:
     assert pulse < estuary / 2  # only the days still revisable, once the month has closed
 
 
+def test_a_member_pays_one_request_a_sync_more_and_a_payer_one_per_record_type() -> None:
+    cases = count_linked_cases(services=3, page_size=100_000, today=date(2026, 11, 25))
+
+    member, payer_10, payer_100 = cases
+    # A member: the first request (which accounts it sees: only itself), then its costs.
+    assert (member.linked_accounts, member.requests) == (1, 30 * 2)
+    # A payer: the first request, then one per record type that occurs (Usage, Credit, Tax),
+    # however many linked accounts it has while a window fits a page.
+    assert (payer_10.linked_accounts, payer_10.requests) == (11, 30 * 4)
+    assert (payer_100.linked_accounts, payer_100.requests) == (101, 30 * 4)
+    assert payer_100.usd / payer_100.linked_accounts < member.usd
+
+
 def test_the_benchmark_command_prints_every_figure(
     postgres_database: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -44,7 +57,8 @@ def test_the_benchmark_command_prints_every_figure(
     out = capsys.readouterr().out
     for figure in (*DESIGNS, "row-by-row upsert", "COPY (the limit)", "wall time / request floor",
                    "CPU per account in a run, start-up excluded (s)", "peak memory of the run (MB)",
-                   "peak memory of a run, max (MB)"):  # fmt: skip
+                   "peak memory of a run, max (MB)", "member account",
+                   "payer, 10 linked accounts", "payer, 100 linked accounts"):  # fmt: skip
         assert figure in out
     assert "(24 rows, 2 accounts)" in out
     # The daily sync through the daemon, its tick fired over the webserver's GraphQL: the 3
