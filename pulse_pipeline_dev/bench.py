@@ -159,9 +159,12 @@ def _assumed_ce(aws: SimulatedAws, role_arn: str) -> object:
     )
 
 
-def count_linked_requests(aws: SimulatedAws, account: str, today: date) -> int:
+def count_linked_requests(
+    aws: SimulatedAws, account: str, today: date, *, alone: bool = False
+) -> int:
     """The requests of 30 daily syncs of `account` with the pipeline's own fetch (the first
-    request that tells which accounts the role sees, then the fewest requests for them)."""
+    request that tells which accounts the role sees, then the fewest requests for them), or,
+    `alone`, with today's SERVICE x RECORD_TYPE request alone."""
     row = CloudAccount(
         f"bench-{account}", "org-bench", "bench", "AWS", "COST_EXPLORER",
         f"arn:aws:iam::{account}:role/PulseCostRead", "bench-external-id",
@@ -178,8 +181,11 @@ def count_linked_requests(aws: SimulatedAws, account: str, today: date) -> int:
         window = design_windows(day)[DESIGNS[0]][0]
         if window not in answered:
             requests = RequestCount()
-            fetch_window(client_for, connection, window, "UnblendedCost",
-                         max_pages=1_000_000, requests=requests)  # fmt: skip
+            if alone:
+                fetch_pages(lambda: client, cost_and_usage_request(window), requests=requests)
+            else:
+                fetch_window(client_for, connection, window, "UnblendedCost",
+                             max_pages=1_000_000, requests=requests)  # fmt: skip
             answered[window] = requests.paid
         total += answered[window]
     return total
@@ -206,6 +212,8 @@ def count_linked_cases(services: int, page_size: int, today: date) -> list[Linke
     payers = {PAYER_10: 10, PAYER_100: 100}
     with SimulatedAws(linked_settings(services, page_size, payers)) as aws:
         return [
+            LinkedCase("today (SERVICE x RECORD_TYPE)", 1,
+                       count_linked_requests(aws, MEMBER_ACCOUNT, today, alone=True)),
             LinkedCase("member account", 1, count_linked_requests(aws, MEMBER_ACCOUNT, today)),
             LinkedCase("payer, 10 linked accounts", 11,
                        count_linked_requests(aws, PAYER_10, today)),
@@ -214,13 +222,12 @@ def count_linked_cases(services: int, page_size: int, today: date) -> list[Linke
         ]  # fmt: skip
 
 
-def linked_report(today_figure: int, cases: list[LinkedCase]) -> str:
+def linked_report(services: int, cases: list[LinkedCase]) -> str:
     """The linked-accounts table: per connection and per AWS account it holds, per month."""
     lines = [
-        "Linked accounts: requests and price per month (30 daily syncs of the revisable window)",
+        "Linked accounts: requests and price per month (30 daily syncs of the revisable window, "
+        f"{services} services per account)",
         f"{'connection':<30}{'requests':>10}{'price':>9}{'per AWS account':>18}",
-        f"{'today (SERVICE x RECORD_TYPE)':<30}{today_figure:>10}"
-        f"{f'${PRICE_PER_REQUEST * today_figure:.2f}':>9}{'-':>18}",
     ]
     for case in cases:
         per_account = case.usd / case.linked_accounts
@@ -368,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{design:<40}{requests:>15}{price:>11}{shown:>18}")
     print()
     cases = count_linked_cases(args.linked_services, args.page_size, today)
-    print(linked_report(counts.month[DESIGNS[0]], cases), flush=True)
+    print(linked_report(args.linked_services, cases), flush=True)
     window = SyncWindow(today - timedelta(days=args.days), today - timedelta(days=1))
     costs = synthetic_costs(args.write_accounts, args.days, args.services, window.end)
     rows = sum(len(c) for c in costs)

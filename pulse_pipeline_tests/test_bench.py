@@ -36,7 +36,8 @@ def test_with_small_pages_the_revisable_window_saves_requests() -> None:
 def test_a_member_pays_one_request_a_sync_more_and_a_payer_one_per_record_type() -> None:
     cases = count_linked_cases(services=3, page_size=100_000, today=date(2026, 11, 25))
 
-    member, payer_10, payer_100 = cases
+    today, member, payer_10, payer_100 = cases
+    assert today.requests == 30  # SERVICE x RECORD_TYPE alone, one page a sync
     # A member: the first request (which accounts it sees: only itself), then its costs.
     assert (member.linked_accounts, member.requests) == (1, 30 * 2)
     # A payer: the first request, then one per record type that occurs (Usage, Credit, Tax),
