@@ -32,15 +32,27 @@ class StoredPage:
     id: int
     request: dict[str, Any]
     response: dict[str, Any]
+    account_id: str | None = None  # the provider account whose data it is (AWS: 12 digits)
+
+    @property
+    def grouped_by(self) -> list[str]:
+        """The keys the page's groups are made of, in order (e.g. SERVICE, RECORD_TYPE)."""
+        return [str(group.get("Key")) for group in self.request.get("GroupBy", [])]
 
     @property
     def metric(self) -> str:
-        """The cost metric the page was requested with, e.g. UnblendedCost."""
+        """The cost metric the page was requested with, e.g. UnblendedCost (the first of
+        its Metrics: the one `amount` is)."""
         return str(self.request["Metrics"][0])
 
     @property
+    def metrics(self) -> list[str]:
+        """Every metric the page was requested with, the configured one first."""
+        return [str(metric) for metric in self.request["Metrics"]]
+
+    @property
     def grouped_by_record_type(self) -> bool:
-        return [g.get("Key") for g in self.request.get("GroupBy", [])][1:2] == ["RECORD_TYPE"]
+        return self.grouped_by[1:2] == ["RECORD_TYPE"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +60,9 @@ class CostLine:
     """One day's cost of one service, in the currency Cost Explorer reported it in.
 
     `amount` is what is stored: Cost Explorer's Amount rounded half-even to AMOUNT_PLACES;
-    `reported_amount` is that Amount exactly as sent, when it had more places.
+    `reported_amount` is that Amount exactly as sent, when it had more places. `billed`,
+    `effective` and `contracted` are FOCUS's BilledCost, EffectiveCost and ContractedCost in the
+    same currency, rounded alike (None when the page was not asked for their metrics).
     """
 
     day: date
@@ -60,10 +74,15 @@ class CostLine:
     metric: str
     page_id: int
     reported_amount: Decimal | None = None
+    billed: Decimal | None = None
+    effective: Decimal | None = None
+    contracted: Decimal | None = None
+    linked_account: str | None = None
+    linked_account_name: str | None = None
 
     @property
-    def key(self) -> tuple[date, str, str | None]:
-        return (self.day, self.service, self.record_type)
+    def key(self) -> tuple[date, str | None, str, str | None]:
+        return (self.day, self.linked_account, self.service, self.record_type)
 
     @property
     def reported(self) -> Decimal:

@@ -31,6 +31,11 @@ class WrittenRow:
     fx_rate: Decimal | None
     fx_rate_date: date | None
     amount_eur: Decimal
+    linked_account: str | None = None
+
+    @property
+    def key(self) -> tuple[date, str | None, str, str | None]:
+        return (self.day, self.linked_account, self.service, self.record_type)
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,9 @@ CHECKS = {
         "Per day, Σ amountEUR equals Σ Cost Explorer's exact amount ÷ each row's rate to the cent "
         "(less than half a cent apart)."
     ),
-    "no_duplicate_rows": "No two rows share account, day, service and record type.",
+    "no_duplicate_rows": (
+        "No two rows share account, day, linked account, service and record type."
+    ),
     "every_row_has_a_rate": "Every row carries its ECB rate and the date of that rate.",
     "amounts_match_cost_explorer": (
         "Per day and currency, the written amounts equal Cost Explorer's rounded half-even to 10 "
@@ -81,7 +88,7 @@ def _reconcile(
     pages: Iterable[StoredPage],
 ) -> list[CheckOutcome]:
     raw = {line.key: line for line in lines}
-    keys = [(row.day, row.service, row.record_type) for row in written]
+    keys = [row.key for row in written]
     duplicates = [key for key, count in Counter(keys).items() if count > 1]
     rateless = [
         row
@@ -91,7 +98,7 @@ def _reconcile(
 
     eur_days: dict[date, tuple[Decimal, Decimal]] = {}
     for row in written:
-        line = raw.get((row.day, row.service, row.record_type))
+        line = raw.get(row.key)
         recomputed = (
             line.reported / row.fx_rate if line is not None and row.fx_rate else Decimal("NaN")
         )

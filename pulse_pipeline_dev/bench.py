@@ -22,7 +22,9 @@ from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from pulse_pipeline.accounts import CloudAccount
-from pulse_pipeline.aws.cost_explorer import cost_and_usage_request, fetch_pages
+from pulse_pipeline.aws.connection import AwsConnection, connection_for
+from pulse_pipeline.aws.cost_explorer import RequestCount, fetch_pages, fetch_window
+from pulse_pipeline.aws.requests import cost_and_usage_request
 from pulse_pipeline.costs import CostLine, EurCost
 from pulse_pipeline.db import queries
 from pulse_pipeline.db.migrate import upgrade
@@ -120,6 +122,118 @@ def count_requests(aws: SimulatedAws, today: date) -> RequestCounts:
     )
 
 
+@dataclass(frozen=True)
+class LinkedCase:
+    """One connection's month of daily syncs with linked accounts: what it costs."""
+
+    name: str
+    linked_accounts: int  # AWS accounts whose costs the connection holds, its own included
+    requests: int  # 30 daily syncs of the revisable window
+
+    @property
+    def usd(self) -> Decimal:
+        return PRICE_PER_REQUEST * self.requests
+
+
+def _assumed_ce(aws: SimulatedAws, role_arn: str) -> object:
+    environment = aws.environment()
+    sts = boto3.client(
+        "sts",
+        endpoint_url=aws.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id=environment["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=environment["AWS_SECRET_ACCESS_KEY"],
+    )
+    credentials = sts.assume_role(RoleArn=role_arn, RoleSessionName="bench")["Credentials"]
+    return boto3.client(
+        "ce",
+        endpoint_url=aws.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+    )
+
+
+def count_linked_requests(
+    aws: SimulatedAws, account: str, today: date, *, alone: bool = False
+) -> int:
+    """The requests of 30 daily syncs of `account` with the pipeline's own fetch (the first
+    request that tells which accounts the role sees, then the fewest requests for them), or,
+    `alone`, with today's SERVICE x RECORD_TYPE request alone."""
+    row = CloudAccount(
+        f"bench-{account}", "org-bench", "bench", "AWS", "COST_EXPLORER",
+        f"arn:aws:iam::{account}:role/PulseCostRead", "bench-external-id",
+    )  # fmt: skip
+    connection = connection_for(row)
+    client = _assumed_ce(aws, connection.role_arn)
+
+    def client_for(_: AwsConnection) -> object:
+        return client
+
+    answered: dict[SyncWindow, int] = {}
+    total = 0
+    for day in (today - timedelta(days=n) for n in range(30)):
+        window = design_windows(day)[DESIGNS[0]][0]
+        if window not in answered:
+            requests = RequestCount()
+            if alone:
+                fetch_pages(lambda: client, cost_and_usage_request(window), requests=requests)
+            else:
+                fetch_window(client_for, connection, window, "UnblendedCost",
+                             max_pages=1_000_000, requests=requests)  # fmt: skip
+            answered[window] = requests.paid
+        total += answered[window]
+    return total
+
+
+MEMBER_ACCOUNT = "222222222222"
+PAYER_10 = "333333333333"
+PAYER_100 = "444444444444"
+
+
+def linked_settings(services: int, page_size: int, payers: dict[str, int]) -> SimulationSettings:
+    """A simulation with a member account and payers of that many linked accounts each."""
+    linked = {
+        payer: tuple(f"{n:03d}{payer[:9]}" for n in range(1, members + 1))
+        for payer, members in payers.items()
+    }
+    return SimulationSettings(
+        services_per_day=services, page_size=page_size, linked_accounts=linked
+    )
+
+
+def count_linked_cases(services: int, page_size: int, today: date) -> list[LinkedCase]:
+    """A month of daily syncs of a member account and of payers with 10 and 100 linked accounts."""
+    payers = {PAYER_10: 10, PAYER_100: 100}
+    with SimulatedAws(linked_settings(services, page_size, payers)) as aws:
+        return [
+            LinkedCase("today (SERVICE x RECORD_TYPE)", 1,
+                       count_linked_requests(aws, MEMBER_ACCOUNT, today, alone=True)),
+            LinkedCase("member account", 1, count_linked_requests(aws, MEMBER_ACCOUNT, today)),
+            LinkedCase("payer, 10 linked accounts", 11,
+                       count_linked_requests(aws, PAYER_10, today)),
+            LinkedCase("payer, 100 linked accounts", 101,
+                       count_linked_requests(aws, PAYER_100, today)),
+        ]  # fmt: skip
+
+
+def linked_report(services: int, cases: list[LinkedCase]) -> str:
+    """The linked-accounts table: per connection and per AWS account it holds, per month."""
+    lines = [
+        "Linked accounts: requests and price per month (30 daily syncs of the revisable window, "
+        f"{services} services per account)",
+        f"{'connection':<30}{'requests':>10}{'price':>9}{'per AWS account':>18}",
+    ]
+    for case in cases:
+        per_account = case.usd / case.linked_accounts
+        lines.append(
+            f"{case.name:<30}{case.requests:>10}{f'${case.usd:.2f}':>9}"
+            f"{f'${per_account:.3f} ({case.linked_accounts})':>18}"
+        )
+    return "\n".join(lines)
+
+
 def synthetic_costs(accounts: int, days: int, services: int, end: date) -> list[list[EurCost]]:
     """Exact rows per account: `days` x `services` Usage lines converted at a fixed rate."""
     rate = Decimal("1.0842")
@@ -172,7 +286,13 @@ def write_throughput(
                     values = _values(_account(n), cost)
                     statement = pg_insert(cost_record).values(**values)
                     statement = statement.on_conflict_do_update(
-                        index_elements=[c.cloudAccountId, c.date, c.service, c.recordType],
+                        index_elements=[
+                            c.cloudAccountId,
+                            c.date,
+                            c.linkedAccountId,
+                            c.service,
+                            c.recordType,
+                        ],
                         set_={"amountEUR": statement.excluded.amountEUR},
                     )
                     with engine.begin() as conn:
@@ -207,7 +327,7 @@ def _values(account: CloudAccount, cost: EurCost) -> dict[str, object]:
         "recordType": cost.line.record_type, "chargeCategory": "Usage", "metric": cost.line.metric,
         "amount": cost.line.amount, "currency": cost.line.currency, "fxRate": cost.fx_rate,
         "fxRateDate": cost.fx_rate_date, "fxProvisional": False, "amountEUR": cost.amount_eur,
-        "estimated": False, "rawPageId": None,
+        "estimated": False, "rawPageId": None, "linkedAccountId": "111111111111",
     }  # fmt: skip
 
 
@@ -233,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432")
     parser.add_argument("--latency-ms", type=float, default=300, help="per Cost Explorer request")
     parser.add_argument("--backfill-services", type=int, default=100)
+    parser.add_argument(
+        "--linked-services", type=int, default=20, help="services per linked account"
+    )
     args = parser.parse_args(argv)
     today = datetime.now(UTC).date()
     settings = SimulationSettings(services_per_day=args.services, page_size=args.page_size)
@@ -246,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
         shown = str(backfills[design]) if design in backfills else "-"
         price = f"${PRICE_PER_REQUEST * requests:.2f}"
         print(f"{design:<40}{requests:>15}{price:>11}{shown:>18}")
+    print()
+    cases = count_linked_cases(args.linked_services, args.page_size, today)
+    print(linked_report(args.linked_services, cases), flush=True)
     window = SyncWindow(today - timedelta(days=args.days), today - timedelta(days=1))
     costs = synthetic_costs(args.write_accounts, args.days, args.services, window.end)
     rows = sum(len(c) for c in costs)

@@ -20,7 +20,13 @@ from moto.server import DomainDispatcherApplication
 from moto.sts.models import STSBackend
 from moto.sts.responses import TokenResponse
 
-from pulse_pipeline.aws.cost_explorer import METRICS, cost_and_usage_request
+from pulse_pipeline.aws.cost_explorer import METRICS
+from pulse_pipeline.aws.metrics import requested_metrics
+from pulse_pipeline.aws.requests import (
+    cost_and_usage_request,
+    linked_account_costs_request,
+    linked_accounts_request,
+)
 from pulse_pipeline.sync_window import SyncWindow
 from pulse_pipeline_dev.simulated_aws import (
     INJECTABLE_ERROR_CODES,
@@ -95,12 +101,15 @@ def test_the_pipelines_own_requests_are_accepted_for_every_metric() -> None:
     [
         {"Metrics": ["BlendedCost"]},
         {"Metrics": ["UsageQuantity"]},
-        {"Metrics": ["UnblendedCost", "AmortizedCost"]},
-        {"Granularity": "MONTHLY"},
-        {"GroupBy": [{"Type": "DIMENSION", "Key": "SERVICE"}]},
-        {"GroupBy": [{"Type": "DIMENSION", "Key": "LINKED_ACCOUNT"}]},
+        {"Metrics": ["UnblendedCost", "UnblendedCost"]},
+        {"Granularity": "HOURLY"},
+        {"GroupBy": [{"Type": "DIMENSION", "Key": "USAGE_TYPE"}]},
+        {"GroupBy": [{"Type": "DIMENSION", "Key": "SERVICE"}] * 2},
+        {"GroupBy": [{"Type": "TAG", "Key": "a"}, {"Type": "TAG", "Key": "b"}, {"Type": "TAG"}]},
         {"GroupBy": None},
-        {"Filter": {"Dimensions": {"Key": "SERVICE", "Values": ["AWS Lambda"]}}},
+        {"Filter": {"Dimensions": {"Key": "REGION", "Values": ["eu-west-1"]}}},
+        {"Filter": {"And": [{"Dimensions": {"Key": "SERVICE", "Values": ["AWS Lambda"]}}]}},
+        {"Filter": {"CostCategories": {"Key": "team", "Values": ["a"]}}},
         {"TimePeriod": {"Start": "2026-11-06", "End": "2026-10-27"}},
         {"TimePeriod": {"Start": "27/10/2026", "End": "2026-11-06"}},
     ],
@@ -355,10 +364,11 @@ def test_every_cost_metric_reports_the_expected_cost_in_the_accounts_currency() 
             day = date.fromisoformat(result["TimePeriod"]["Start"])
             for group in result["Groups"]:
                 assert group["Metrics"] == {
-                    metric: {
+                    asked: {
                         "Amount": format_amount(aws.expected_cost(account, day, *group["Keys"])),
                         "Unit": "EUR" if account == ACC_222 else "USD",
                     }
+                    for asked in requested_metrics(metric)
                 }
     assert counts == {ACC_111: 4, ACC_222: 4} and total == 8
 
@@ -371,7 +381,7 @@ def test_a_changed_request_or_a_bad_token_gets_the_cost_explorer_error() -> None
         for name, request in {
             "changed": pipeline_request("AmortizedCost", NextPageToken=token),
             "garbage": pipeline_request(NextPageToken="not-a-token"),
-            "unsimulated": {**pipeline_request(), "Granularity": "MONTHLY"},
+            "unsimulated": {**pipeline_request(), "Granularity": "HOURLY"},
         }.items():
             with pytest.raises(ClientError) as error:
                 ce.get_cost_and_usage(**request)
@@ -384,7 +394,7 @@ def test_a_changed_request_or_a_bad_token_gets_the_cost_explorer_error() -> None
         "unsimulated": "ValidationException",
     }
     assert {r["ResponseMetadata"]["HTTPStatusCode"] for r in raised.values()} == {400}
-    assert "MONTHLY" in raised["unsimulated"]["Error"]["Message"]
+    assert "HOURLY" in raised["unsimulated"]["Error"]["Message"]
     assert counted == 4  # errors are requests too
 
 
@@ -715,3 +725,72 @@ def test_moto_is_not_modified_and_mock_aws_inside_a_simulation_is_plain_moto() -
     assert assumed["AssumedRoleUser"]["Arn"].startswith("arn:aws:sts::333333333333:")
     assert plain["ResultsByTime"] == []  # moto's own answer: nothing queued
     assert counts == {ACC_222: len(pages)}
+
+
+def _all_pages(ce: Any, request: dict[str, Any]) -> list[dict[str, Any]]:
+    pages = [ce.get_cost_and_usage(**request)]
+    while pages[-1].get("NextPageToken"):
+        pages.append(ce.get_cost_and_usage(**request, NextPageToken=pages[-1]["NextPageToken"]))
+    return pages
+
+
+def test_a_payer_sees_each_member_as_the_member_sees_itself_per_linked_account() -> None:
+    settings = SimulationSettings(
+        services_per_day=3,
+        page_size=5,
+        linked_accounts={ACC_222: (ACC_111,)},
+        account_names={ACC_111: "shop", ACC_222: "payer"},
+    )
+    with SimulatedAws(settings) as aws:
+        payer = ce_client(aws, ROLE_222)
+        months = _all_pages(payer, linked_accounts_request(WINDOW))
+        usage = _all_pages(payer, linked_account_costs_request(WINDOW, "UnblendedCost", "Usage"))
+        member = _all_pages(ce_client(aws, ROLE_111), linked_accounts_request(WINDOW))
+
+    # MONTHLY: the window's two months, cut to the requested days; names as the description.
+    periods = [r["TimePeriod"] for page in months for r in page["ResultsByTime"]]
+    assert periods[0] == {"Start": "2026-10-27", "End": "2026-11-01"}
+    assert periods[-1] == {"Start": "2026-11-01", "End": "2026-11-06"}
+    names = {
+        a["Value"]: a["Attributes"]["description"]
+        for p in months
+        for a in p["DimensionValueAttributes"]
+    }
+    assert names == {ACC_111: "shop", ACC_222: "payer"}
+    assert {g["Keys"][0] for p in member for r in p["ResultsByTime"] for g in r["Groups"]} == {
+        ACC_111
+    }
+    # LINKED_ACCOUNT x SERVICE filtered to Usage: each member's usage, exactly its own.
+    for page in usage:
+        for result in page["ResultsByTime"]:
+            day = date.fromisoformat(result["TimePeriod"]["Start"])
+            for group in result["Groups"]:
+                account, service = group["Keys"]
+                expected = aws.expected_cost(account, day, service, "Usage")
+                assert group["Metrics"]["UnblendedCost"]["Amount"] == format_amount(expected)
+    seen = {g["Keys"][0] for p in usage for r in p["ResultsByTime"] for g in r["Groups"]}
+    assert seen == {ACC_111, ACC_222}
+
+
+def test_tag_groups_come_back_as_key_dollar_value_and_split_the_days_cost() -> None:
+    settings = SimulationSettings(services_per_day=6, tags={"team": ("web", "data")})
+    request = {
+        **pipeline_request(),
+        "GroupBy": [{"Type": "TAG", "Key": "team"}, {"Type": "DIMENSION", "Key": "SERVICE"}],
+    }
+    with SimulatedAws(settings) as aws:
+        pages = _all_pages(ce_client(aws), request)
+
+    totals: dict[date, Decimal] = {}
+    values = set()
+    for page in pages:
+        for result in page["ResultsByTime"]:
+            day = date.fromisoformat(result["TimePeriod"]["Start"])
+            for group in result["Groups"]:
+                values.add(group["Keys"][0])
+                amount = Decimal(group["Metrics"]["UnblendedCost"]["Amount"])
+                totals[day] = totals.get(day, Decimal(0)) + amount
+    assert values <= {"team$web", "team$data", "team$"} and len(values) > 1
+    for day, total in totals.items():
+        services = aws.service_names()
+        assert total == sum(aws.expected_cost(ACC_111, day, s) for s in services)

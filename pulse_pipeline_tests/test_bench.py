@@ -5,7 +5,7 @@ from datetime import date
 
 import pytest
 
-from pulse_pipeline_dev.bench import DESIGNS, count_requests, main
+from pulse_pipeline_dev.bench import DESIGNS, count_linked_cases, count_requests, main
 from pulse_pipeline_dev.simulated_aws import SimulatedAws, SimulationSettings
 
 
@@ -33,6 +33,20 @@ def test_with_small_pages_the_revisable_window_saves_requests() -> None:
     assert pulse < estuary / 2  # only the days still revisable, once the month has closed
 
 
+def test_a_member_pays_one_request_a_sync_more_and_a_payer_one_per_record_type() -> None:
+    cases = count_linked_cases(services=3, page_size=100_000, today=date(2026, 11, 25))
+
+    today, member, payer_10, payer_100 = cases
+    assert today.requests == 30  # SERVICE x RECORD_TYPE alone, one page a sync
+    # A member: the first request (which accounts it sees: only itself), then its costs.
+    assert (member.linked_accounts, member.requests) == (1, 30 * 2)
+    # A payer: the first request, then one per record type that occurs (Usage, Credit, Tax),
+    # however many linked accounts it has while a window fits a page.
+    assert (payer_10.linked_accounts, payer_10.requests) == (11, 30 * 4)
+    assert (payer_100.linked_accounts, payer_100.requests) == (101, 30 * 4)
+    assert payer_100.usd / payer_100.linked_accounts < member.usd
+
+
 def test_the_benchmark_command_prints_every_figure(
     postgres_database: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -44,19 +58,21 @@ def test_the_benchmark_command_prints_every_figure(
     out = capsys.readouterr().out
     for figure in (*DESIGNS, "row-by-row upsert", "COPY (the limit)", "wall time / request floor",
                    "CPU per account in a run, start-up excluded (s)", "peak memory of the run (MB)",
-                   "peak memory of a run, max (MB)"):  # fmt: skip
+                   "peak memory of a run, max (MB)", "member account",
+                   "payer, 10 linked accounts", "payer, 100 linked accounts"):  # fmt: skip
         assert figure in out
     assert "(24 rows, 2 accounts)" in out
     # The daily sync through the daemon, its tick fired over the webserver's GraphQL: the 3
-    # accounts shared out over the 2 lanes, one request each, every status written back.
+    # accounts shared out over the 2 lanes, two requests each (which accounts the role sees,
+    # then its costs), every status written back.
     assert "dagster-daemon and dagster-webserver share" in out
     assert figure_of(out, "accounts x lanes") == "3x2"
     assert figure_of(out, "runs (x accounts per run)") == "2x1-2"
     assert figure_of(out, "failed runs") == "0"
-    assert figure_of(out, "Cost Explorer requests (all accounts)") == "3"
+    assert figure_of(out, "Cost Explorer requests (all accounts)") == "6"
     assert figure_of(out, "accounts active in PULSE (status written)") == "3"
-    # The next day's sync asks for the days still revisable only: one page, the same money.
-    assert figure_of(out, "requests per account, next day") == "1.0"
+    # The next day's sync asks for the days still revisable only: one page each, the same money.
+    assert figure_of(out, "requests per account, next day") == "2.0"
     assert figure_of(out, "EUR total unchanged") == "yes"
     assert int(figure_of(out, "CostRecord rows of the account")) > 0  # the backfill
 

@@ -21,10 +21,10 @@ from pulse_pipeline.aws.cost_explorer import (
     Page,
     RequestCount,
     RunawayPagination,
-    cost_and_usage_request,
     describe_aws_error,
     fetch_pages,
 )
+from pulse_pipeline.aws.requests import cost_and_usage_request, window_requests
 from pulse_pipeline.defs.resources import AwsCostExplorer
 from pulse_pipeline.sync_window import SyncWindow
 
@@ -38,7 +38,8 @@ def test_request_asks_daily_costs_per_service_and_charge_type_with_exclusive_end
     assert request == {
         "TimePeriod": {"Start": "2026-10-01", "End": "2026-11-24"},
         "Granularity": "DAILY",
-        "Metrics": ["UnblendedCost"],
+        # The configured metric first, the amortized one beside it at the same $0.01.
+        "Metrics": ["UnblendedCost", "AmortizedCost"],
         "GroupBy": [
             {"Type": "DIMENSION", "Key": "SERVICE"},
             {"Type": "DIMENSION", "Key": "RECORD_TYPE"},
@@ -51,7 +52,24 @@ def test_request_end_crosses_month_and_year() -> None:
         SyncWindow(date(2025, 12, 1), date(2025, 12, 31)), "NetUnblendedCost"
     )
     assert request["TimePeriod"] == {"Start": "2025-12-01", "End": "2026-01-01"}
-    assert request["Metrics"] == ["NetUnblendedCost"]
+    # A Net metric configured: BilledCost, EffectiveCost and ContractedCost's metrics beside it.
+    assert request["Metrics"] == ["NetUnblendedCost", "NetAmortizedCost", "UnblendedCost"]
+
+
+def test_a_payer_is_asked_per_record_type_and_a_member_as_before() -> None:
+    window = SyncWindow(date(2026, 11, 1), date(2026, 11, 23))
+    member = window_requests(
+        "111111111111", ["111111111111"], ["Usage", "Tax"], window, "UnblendedCost"
+    )
+    assert member == [cost_and_usage_request(window)]
+    payer = window_requests(
+        "999999999999", ["111111111111", "999999999999"], ["Tax", "Usage"], window, "UnblendedCost"
+    )
+    assert [r["Filter"] for r in payer] == [
+        {"Dimensions": {"Key": "RECORD_TYPE", "Values": ["Tax"]}},
+        {"Dimensions": {"Key": "RECORD_TYPE", "Values": ["Usage"]}},
+    ]
+    assert {tuple(g["Key"] for g in r["GroupBy"]) for r in payer} == {("LINKED_ACCOUNT", "SERVICE")}
 
 
 def _ce_client() -> Any:

@@ -358,7 +358,7 @@ def test_the_refresh_reconverts_provisional_rows_exactly_without_asking_aws(
         ).all()
         pages = conn.execute(select(cost_explorer_page.c.id)).all()
     engine.dispose()
-    assert len(pages) == 1  # the refresh asked AWS for nothing
+    assert len(pages) == 2  # the sync's two (accounts seen, costs); the refresh asked nothing
     assert provisional_days(pulse) == []
     for day, rate, rate_day, flag, amount_eur in rows:
         expected = expected_row("org-1", day, EC2, "10")

@@ -435,12 +435,13 @@ def assert_acc1_failed_alone(
             "account really has that many pages",
         ),
         (
+            # The first request (which accounts the role sees) is page 1 of the fetch.
             {"repeat_token_at_page": {ACC1: 2}},
             None,
-            2,
-            "Cost Explorer returned the same NextPageToken twice (page 2 repeated the token of "
-            "page 1), which would repeat the same pages forever; stopped after 2 paid requests "
-            "($0.02) and wrote nothing",
+            3,
+            "Cost Explorer returned the same NextPageToken twice (page 3 repeated the token of "
+            "page 2), which would repeat the same pages forever; stopped after 3 paid requests "
+            "($0.03) and wrote nothing",
         ),
     ],
     ids=["new-tokens-forever", "more-pages-than-PULSE_MAX_PAGES", "repeated-token"],

@@ -45,19 +45,16 @@ CHECKED = sorted(
 
 # Mandatory requirements focus_costs cannot meet yet, and the data each waits for. NULL is what
 # the view gives meanwhile: FOCUS forbids placeholders (NullHandling), and a guess is no cost.
-I21_BILL = "waits for i21-bill's Cost Explorer data in CostRecord"
 KNOWN_GAPS = {
     "ListCost": (
-        f"{I21_BILL}: a list-price figure per row (Credit rows: BilledCost, as FOCUS says when "
+        "Cost Explorer has no list-price metric: a list-price figure per row needs the Cost and "
+        "Usage Report's pricing/publicOnDemandCost (Credit rows: BilledCost, as FOCUS says when "
         "ListUnitPrice is null); NULL today"
     ),
-    "ContractedCost": (
-        f"{I21_BILL}: the contracted (negotiated, before commitment discounts) figure per row; "
-        "NULL today"
-    ),
     "BillingAccountName": (
-        f"{I21_BILL}: the payer account's name (LINKED_ACCOUNT's DimensionValueAttributes); "
-        "AWS names accounts, so FOCUS wants it non-null; NULL today"
+        "the payer account's name is not read yet (a member's payer is not known without "
+        "organizations:DescribeOrganization); AWS names accounts, so FOCUS wants it non-null; "
+        "NULL today"
     ),
     "PricingQuantity": (
         "Cost Explorer's daily SERVICE x RECORD_TYPE totals mix pricing units (Hrs, GB-Mo, "

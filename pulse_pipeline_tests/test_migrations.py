@@ -19,7 +19,7 @@ from pulse_pipeline.db.schema import UNIQUE_COST_KEY, cost_record, metadata
 from pulse_pipeline.db.urls import create_pulse_engine
 
 PASSWORD = "s3cret-pw"
-HEAD = "0005"
+HEAD = "0007"
 
 # The PULSE app's tables before pulse_pipeline: an older CloudAccount and a seed-format
 # CostRecord, as Prisma creates them (quoted camelCase identifiers).
@@ -234,7 +234,8 @@ def test_upgrade_completes_an_existing_pulse_database(database_url: str) -> None
     )
 
     indexes = snapshot["CostRecord"]["indexes"]
-    assert (UNIQUE_COST_KEY, ("cloudAccountId", "date", "service", "recordType"), True) in indexes
+    key = ("cloudAccountId", "date", "linkedAccountId", "service", "recordType")
+    assert (UNIQUE_COST_KEY, key, True) in indexes
     # The index PULSE already had is not created twice.
     assert [i for i in indexes if i[1] == ("orgId", "date")] == [
         ("CostRecord_orgId_date_idx", ("orgId", "date"), False)
@@ -258,6 +259,7 @@ def test_unique_index_added_to_an_existing_database_is_enforced(database_url: st
         "provider": "aws",
         "service": "Amazon EC2",
         "recordType": "Usage",
+        "linkedAccountId": "111111111111",
         "amount": Decimal("10.00"),
         "currency": "USD",
         "amountEUR": Decimal("9.25"),
@@ -444,3 +446,38 @@ def test_the_money_columns_hold_every_amount_the_normaliser_stores(database_url:
             "AND column_name IN ('amount', 'amountEUR', 'fxRate') ORDER BY column_name",
         )
         assert columns == [("amount", 28, 10), ("amountEUR", 28, 10), ("fxRate", 28, 10)]
+
+
+def test_rows_stored_before_linked_accounts_get_the_roles_own_account(database_url: str) -> None:
+    _create_old_pulse_database(database_url)
+    upgrade(database_url)
+    engine = create_pulse_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            # What a database at revision 0005 holds: a synced row without a linked account.
+            connection.execute(
+                sa.insert(cost_record).values(
+                    id="cr_synced",
+                    orgId="org_1",
+                    cloudAccountId="ca_1",
+                    date=dt.date(2024, 6, 3),
+                    provider="AWS",
+                    service="Amazon EC2",
+                    recordType="Usage",
+                    currency="USD",
+                    amount=Decimal("10"),
+                    amountEUR=Decimal("9.25"),
+                )
+            )
+            connection.execute(sa.text("UPDATE alembic_version SET version_num = '0005'"))
+    finally:
+        engine.dispose()
+
+    upgrade(database_url)
+
+    assert _rows(
+        database_url,
+        'SELECT "linkedAccountId", "linkedAccountName" FROM "CostRecord" WHERE "id" = :id',
+        id="cr_synced",
+    ) == [("123456789012", None)]
+    assert _rows(database_url, "SELECT version_num FROM alembic_version") == [(HEAD,)]

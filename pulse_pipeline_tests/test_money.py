@@ -9,7 +9,7 @@ from typing import Any
 
 import dagster as dg
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 
 from pulse_pipeline.db.schema import cloud_account, cost_explorer_page, cost_record
 from pulse_pipeline.db.urls import create_pulse_engine
@@ -50,17 +50,20 @@ CHARGES = {
 
 
 def raw_requests(database_url: str, run_id: str) -> list[dict[str, Any]]:
+    """The run's cost requests, after the first one (which accounts the role sees)."""
     engine = create_pulse_engine(database_url)
     with engine.connect() as conn:
         requests = (
             conn.execute(
-                select(cost_explorer_page.c.request).where(cost_explorer_page.c.run_id == run_id)
+                select(cost_explorer_page.c.request)
+                .where(cost_explorer_page.c.run_id == run_id)
+                .order_by(cost_explorer_page.c.page_number)
             )
             .scalars()
             .all()
         )
     engine.dispose()
-    return list(requests)
+    return [request for request in requests if request["Granularity"] == "DAILY"]
 
 
 def test_every_charge_type_is_a_row_with_its_focus_category(
@@ -120,7 +123,12 @@ def test_the_metric_setting_is_asked_for_and_stored_on_every_row(
 ) -> None:
     monkeypatch.setenv("PULSE_COST_METRIC", "AmortizedCost")
     load_rates(dagster_instance)
-    queue_results("111111111111", [ce_page({D1: {EC2: ("4", "USD")}}, metric="AmortizedCost")])
+    # An upfront fee billed earlier makes the amortized 4 USD differ from the billed 5 USD.
+    billed = {"UnblendedCost": {D1: {EC2: ("5", "USD")}}}
+    queue_results(
+        "111111111111",
+        [ce_page({D1: {EC2: ("4", "USD")}}, metric="AmortizedCost", other=billed)],
+    )
 
     result = run_sync(dagster_instance, "acc-1", D1, D1)
 
@@ -128,7 +136,15 @@ def test_the_metric_setting_is_asked_for_and_stored_on_every_row(
     assert stored_rows(pulse, "acc-1") == [
         expected_row("org-1", D1, EC2, "4", metric="AmortizedCost")
     ]
-    assert raw_requests(pulse, result.run_id)[0]["Metrics"] == ["AmortizedCost"]
+    # One request asks for both metrics at $0.01; amountEUR stays the configured metric.
+    assert raw_requests(pulse, result.run_id)[0]["Metrics"] == ["AmortizedCost", "UnblendedCost"]
+    engine = create_pulse_engine(pulse)
+    with engine.connect() as conn:
+        focus = conn.execute(text('SELECT "BilledCost", "EffectiveCost" FROM focus_costs')).one()
+        contracted = conn.execute(select(cost_record.c.contractedCost)).scalar_one()
+    engine.dispose()
+    assert [Decimal(str(value)) for value in focus] == [Decimal(5), Decimal(4)]
+    assert contracted == Decimal(5)
 
 
 def test_an_unknown_metric_fails_the_load_in_one_sentence(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -174,10 +190,10 @@ def test_the_default_window_reaches_back_to_days_still_estimated_and_restates_th
     load_rates(dagster_instance)
     queue_results(
         "111111111111",
-        [
-            ce_page({old_day: {EC2: ("5", "USD"), S3: ("1", "USD")}}, estimated=[old_day]),
-            ce_page({old_day: {EC2: ("5.5", "USD")}, D1: {EC2: ("2", "USD")}}),
-        ],
+        [ce_page({old_day: {EC2: ("5", "USD"), S3: ("1", "USD")}}, estimated=[old_day])],
+    )
+    queue_results(
+        "111111111111", [ce_page({old_day: {EC2: ("5.5", "USD")}, D1: {EC2: ("2", "USD")}})]
     )
     first = run_sync(dagster_instance, "acc-1", old_day, old_day)
     assert first.success
@@ -326,7 +342,7 @@ def test_provisional_rates_are_reconverted_from_stored_pages_without_asking_aws(
     provisional = [row for row in stored_rows(pulse, "acc-1") if row[5] == d1_rate and row[1] > D1]
     assert provisional and all(row[6] == D1 for row in provisional)
     assert provisional_flags(pulse) == {False, True}  # D1 itself is final
-    assert raw_page_total(pulse) == 1
+    assert raw_page_total(pulse) == 2  # which accounts the role sees, then the costs
 
     monkeypatch.setenv("PULSE_ECB_HISTORY_URL", full)
     load_rates(dagster_instance)
@@ -339,7 +355,7 @@ def test_provisional_rates_are_reconverted_from_stored_pages_without_asking_aws(
 
     assert reconverted.success
     assert stored_rows(pulse, "acc-1") == [expected_row("org-1", day, EC2, "10") for day in days]
-    assert raw_page_total(pulse) == 1  # no new Cost Explorer request
+    assert raw_page_total(pulse) == 2  # no new Cost Explorer request
     assert provisional_flags(pulse) == {False}
 
 

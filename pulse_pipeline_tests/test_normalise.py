@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from pulse_pipeline.aws.metrics import focus_metrics
 from pulse_pipeline.aws.pages import charge_category, cost_lines
 from pulse_pipeline.costs import (
     CostLine,
@@ -59,7 +60,21 @@ def _line(
     page=1,
     metric: str = "UnblendedCost",
 ) -> CostLine:
-    return CostLine(day, service, None, Decimal(amount), currency, estimated, metric, page)
+    """A line of a page asked for `metric` alone: the FOCUS columns that metric is, filled."""
+    value, focus = Decimal(amount), focus_metrics(metric)
+    return CostLine(
+        day,
+        service,
+        None,
+        value,
+        currency,
+        estimated,
+        metric,
+        page,
+        billed=value if focus.billed == metric else None,
+        effective=value if focus.effective == metric else None,
+        contracted=value if focus.contracted == metric else None,
+    )
 
 
 # --- cost_lines --------------------------------------------------------------------------

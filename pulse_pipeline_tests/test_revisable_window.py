@@ -48,9 +48,13 @@ def simulated_aws(
 
 
 def pages(start: date, end: date, seed: int = 0) -> int:
-    """The requests (result pages) of a window, from the simulated groups of its days."""
+    """The requests (result pages) of a window: the first one (which accounts the role sees:
+    one page per month and record type for an account that sees itself), then the pages of
+    the simulated groups of its days."""
     groups = len(window_lines(seed, SERVICES, AWS_ACCOUNT, start, end + timedelta(days=1)))
-    return math.ceil(groups / PAGE_SIZE)
+    months = (end.year - start.year) * 12 + end.month - start.month + 1
+    first = math.ceil(months * 3 / PAGE_SIZE)  # at most Usage, Credit and Tax each month
+    return first + math.ceil(groups / PAGE_SIZE)
 
 
 def window_of(result: dg.ExecuteInProcessResult) -> tuple[str, str]:

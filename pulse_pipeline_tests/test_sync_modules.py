@@ -60,7 +60,8 @@ def test_one_account_is_fetched_stored_and_written_without_dagster(
 
     assert [(s.asset, s.account_id) for s in synced] == [("raw", "acc-1"), ("costs", "acc-1")]
     raw, costs = synced
-    assert raw.metadata["pages"] == 2 and raw.metadata["groups"] == 5
+    # Which accounts the role sees (one page), then the two pages of costs.
+    assert raw.metadata["pages"] == 3 and raw.metadata["groups"] == 5
     assert costs.metadata["dagster/row_count"] == 5
     assert Decimal(costs.metadata["total_eur_exact"]) == sum(row[7] for row in EXPECTED_ACC1)
     assert [check.passed for check in costs.checks] == [True] * 4

@@ -46,8 +46,9 @@ def test_sync_follows_every_page_and_stores_exact_eur_rows(
     assert result.success
     assert stored_rows(pulse, "acc-1") == EXPECTED_ACC1
     raw = materialization(result, "cost_explorer_raw").metadata
-    assert raw["pages"].value == 2 and raw["requests"].value == 2 and raw["groups"].value == 5
-    assert raw["paid_requests"].value == 2 and raw["cost_explorer_usd"].value == 0.02
+    # The first request asks which accounts the role sees (only its own), then two pages.
+    assert raw["pages"].value == 3 and raw["requests"].value == 3 and raw["groups"].value == 5
+    assert raw["paid_requests"].value == 3 and raw["cost_explorer_usd"].value == 0.03
     assert raw["window_start"].value == D1.isoformat() and raw["window_end"].value == D3.isoformat()
     eur_meta = materialization(result, "daily_costs_eur").metadata
     assert eur_meta["dagster/row_count"].value == 5
@@ -68,10 +69,11 @@ def test_sync_follows_every_page_and_stores_exact_eur_rows(
             select(cost_record.c.service, cost_record.c.date, cost_record.c.rawPageId)
         ).all()
     engine.dispose()
-    assert [page.page_number for page in pages] == [1, 2]
-    assert pages[0].request["TimePeriod"] == {"Start": D1.isoformat(), "End": D4.isoformat()}
+    assert [page.page_number for page in pages] == [1, 2, 3]
+    assert pages[0].request["Granularity"] == "MONTHLY"
+    assert pages[1].request["TimePeriod"] == {"Start": D1.isoformat(), "End": D4.isoformat()}
     page_of = {row.date: row.rawPageId for row in sources if row.service == EC2}
-    assert page_of[D1] == pages[0].id and page_of[D3] == pages[1].id
+    assert page_of[D1] == pages[1].id and page_of[D3] == pages[2].id
 
 
 def test_rerun_changes_nothing_and_a_restatement_replaces_rows(
@@ -156,7 +158,8 @@ def test_a_malformed_payload_writes_nothing(
     cause: str,
 ) -> None:
     load_rates(dagster_instance)
-    queue_results("111111111111", [*TWO_PAGES, *pages])
+    queue_results("111111111111", TWO_PAGES)
+    queue_results("111111111111", pages)
     assert run_sync(dagster_instance, "acc-1", D1, D3).success
     # A narrower window is a new request, answered with the malformed page.
     result = run_sync(dagster_instance, "acc-1", D1, D2)
@@ -271,7 +274,10 @@ def test_a_batch_reads_the_connections_once_however_many_accounts_it_syncs(
     whole_table_reads: list[str] = []
 
     def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if 'FROM "CloudAccount"' in statement and '"CloudAccount".id =' not in statement:
+        one_account_or_org = ('"CloudAccount".id =', '"CloudAccount"."orgId" =')
+        if 'FROM "CloudAccount"' in statement and not any(
+            where in statement for where in one_account_or_org
+        ):
             whole_table_reads.append(statement)
 
     sa.event.listen(sa.Engine, "before_cursor_execute", count)

@@ -9,7 +9,6 @@ when Cost Explorer repeats a token.
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -24,10 +23,13 @@ from botocore.exceptions import (
 
 from pulse_pipeline.accounts import SyncError
 from pulse_pipeline.aws.connection import AwsConnection
+from pulse_pipeline.aws.metrics import DEFAULT_METRIC, METRICS
+from pulse_pipeline.aws.pages import linked_accounts_seen
+from pulse_pipeline.aws.requests import linked_accounts_request, window_requests
+from pulse_pipeline.costs import MalformedPayloadError, StoredPage
 from pulse_pipeline.sync_window import SyncWindow
 
-DEFAULT_METRIC = "UnblendedCost"
-METRICS = ("UnblendedCost", "AmortizedCost", "NetUnblendedCost", "NetAmortizedCost")
+__all__ = ["DEFAULT_METRIC", "METRICS"]
 # Well above a 14-month backfill of a large account; PULSE_MAX_PAGES changes it.
 DEFAULT_MAX_PAGES = 200
 # What AWS charges per GetCostAndUsage request it answers; failed requests are free.
@@ -42,23 +44,6 @@ class Page:
     request: dict[str, Any]
     response: dict[str, Any]
     attempts: int
-
-
-def cost_and_usage_request(window: SyncWindow, metric: str = DEFAULT_METRIC) -> dict[str, Any]:
-    """Daily costs per service and record type (charge type) for the window, in one request
-    per result page; Cost Explorer's End is exclusive."""
-    return {
-        "TimePeriod": {
-            "Start": window.start.isoformat(),
-            "End": (window.end + timedelta(days=1)).isoformat(),
-        },
-        "Granularity": "DAILY",
-        "Metrics": [metric],
-        "GroupBy": [
-            {"Type": "DIMENSION", "Key": "SERVICE"},
-            {"Type": "DIMENSION", "Key": "RECORD_TYPE"},
-        ],
-    }
 
 
 @dataclass
@@ -138,6 +123,7 @@ def fetch_pages(
     max_pages: int = DEFAULT_MAX_PAGES,
     requests: RequestCount | None = None,
     max_renewals: int = 3,
+    pages_before: int = 0,
 ) -> Fetch:
     """Every page of the result, in order, until Cost Explorer stops returning a NextPageToken.
 
@@ -149,13 +135,15 @@ def fetch_pages(
     costs at most `max_pages` x $0.01 and holds at most that many pages in memory; a
     NextPageToken Cost Explorer already returned in this fetch stops it at once. Either raises
     RunawayPagination. `requests`, when given, is updated as each answer arrives.
+    `pages_before` is how many pages earlier requests of the same account's fetch took: they
+    count toward `max_pages`, and the pages are numbered after them in errors.
     """
     count = requests if requests is not None else RequestCount()
     client = new_client()
     pages: list[Page] = []
     token: str | None = None
     seen: dict[str, int] = {}  # NextPageToken -> the page that returned it, in this pass
-    answered = renewals = restarts = 0
+    answered, renewals, restarts = pages_before, 0, 0
     while True:
         try:
             response = client.get_cost_and_usage(
@@ -182,8 +170,9 @@ def fetch_pages(
             return Fetch(pages, renewals, restarts, count)
         if token in seen:
             raise RunawayPagination(
-                f"Cost Explorer returned the same NextPageToken twice (page {len(pages)} "
-                f"repeated the token of page {seen[token]}), which would repeat the same pages "
+                f"Cost Explorer returned the same NextPageToken twice (page "
+                f"{pages_before + len(pages)} repeated the token of page "
+                f"{pages_before + seen[token]}), which would repeat the same pages "
                 f"forever; stopped after {_paid(answered)} and wrote nothing"
             )
         if answered >= max_pages:
@@ -223,6 +212,27 @@ _CE_CAUSES: dict[str, tuple[str, bool]] = {
 }
 
 
+class _Client:
+    """One client acting as the role for every request of a fetch; renewed when it expires."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._client: Any = None
+
+    def for_request(self) -> Callable[[], Any]:
+        """What `fetch_pages` calls for a client: the current one first, a new one after."""
+        calls = 0
+
+        def client() -> Any:
+            nonlocal calls
+            calls += 1
+            if self._client is None or calls > 1:
+                self._client = self._make()
+            return self._client
+
+        return client
+
+
 def fetch_window(
     client_for: Callable[[AwsConnection], Any],
     connection: AwsConnection,
@@ -232,19 +242,45 @@ def fetch_window(
     max_pages: int,
     requests: RequestCount,
 ) -> Fetch:
-    """Every page of one account's window (`fetch_pages`), through a client acting as its role
-    whose answers are kept as sent. Raises SyncError naming the account and the cause."""
-    try:
-        return fetch_pages(
-            lambda: as_sent(client_for(connection)),
-            cost_and_usage_request(window, metric),
+    """Every page of one account's window, through one client acting as its role whose
+    answers are kept as sent: first `linked_accounts_request`, then `window_requests` (each
+    followed to its last page with `fetch_pages`). At most `max_pages` pages in all. Raises
+    SyncError naming the account and the cause, MalformedPayloadError for a bad first page."""
+    client = _Client(lambda: as_sent(client_for(connection)))
+    fetches: list[Fetch] = []
+
+    def fetch(request: dict[str, Any]) -> Fetch:
+        done = sum(len(f.pages) for f in fetches)
+        fetched = fetch_pages(
+            client.for_request(),
+            request,
             max_pages=max_pages,
             requests=requests,
+            pages_before=done,
         )
-    except SyncError:
+        fetches.append(fetched)
+        return fetched
+
+    try:
+        first = fetch(linked_accounts_request(window, metric))
+        seen, record_types = linked_accounts_seen(
+            [StoredPage(page.number, page.request, page.response) for page in first.pages]
+        )
+        for request in window_requests(
+            connection.aws_account_id, seen, record_types, window, metric
+        ):
+            fetch(request)
+    except (SyncError, MalformedPayloadError):
         raise
     except Exception as error:
         raise describe_aws_error(connection, "GetCostAndUsage", error) from None
+    pages = [page for fetched in fetches for page in fetched.pages]
+    return Fetch(
+        [Page(number, p.request, p.response, p.attempts) for number, p in enumerate(pages, 1)],
+        sum(f.credential_renewals for f in fetches),
+        sum(f.restarts for f in fetches),
+        requests,
+    )
 
 
 def describe_aws_error(connection: AwsConnection, action: str, error: Exception) -> SyncError:

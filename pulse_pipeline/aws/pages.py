@@ -6,6 +6,7 @@ from datetime import date
 from decimal import Decimal, localcontext
 from typing import Any
 
+from pulse_pipeline.aws.metrics import focus_metrics
 from pulse_pipeline.costs import (
     AMOUNT_LIMIT,
     AMOUNT_PLACES,
@@ -99,28 +100,114 @@ def _name(text: str, what: str, day: date, max_bytes: int) -> str:
     return text
 
 
-def _keys(group: Any, position: int, day: date, record_types: bool) -> tuple[str, str | None]:
-    """The (service, record type) of a group: Keys must be exactly that many strings."""
+_ACCOUNT_ID = re.compile(r"\d{12}", re.ASCII)
+# A linked account's name as PULSE stores it (AWS allows 50 characters; room to spare).
+MAX_ACCOUNT_NAME_BYTES = 256
+# The shapes of page PULSE asks for, by GroupBy keys: what each group's Keys are.
+SERVICE_RECORD_TYPE = ["SERVICE", "RECORD_TYPE"]
+LINKED_ACCOUNT_SERVICE = ["LINKED_ACCOUNT", "SERVICE"]
+LINKED_ACCOUNT_RECORD_TYPE = ["LINKED_ACCOUNT", "RECORD_TYPE"]
+
+
+def _strings(group: Any, position: int, day: date, expected: str, count: int) -> list[str]:
+    """A group's Keys: exactly `count` strings, else an error naming what came instead."""
     keys = _field(group, "Keys")
-    wanted = 2 if record_types else 1
     if not (
-        isinstance(keys, list) and len(keys) == wanted and all(isinstance(key, str) for key in keys)
+        isinstance(keys, list) and len(keys) == count and all(isinstance(key, str) for key in keys)
     ):
         kind = _kind(keys)
-        if isinstance(keys, list) and len(keys) == wanted:
+        if isinstance(keys, list) and len(keys) == count:
             kind = next(
                 f"a list whose item {n} is {_kind(key)}"
                 for n, key in enumerate(keys, 1)
                 if not isinstance(key, str)
             )
-        expected = "2 strings (service, record type)" if record_types else "1 string (service)"
         raise MalformedPayloadError(
             f"Keys of group {position} on {day} is {kind}, expected a list of {expected}"
         )
-    service = _name(keys[0], "service name", day, MAX_SERVICE_BYTES)
-    if not record_types:
-        return service, None
-    return service, _name(keys[1], "record type", day, MAX_RECORD_TYPE_BYTES)
+    return keys
+
+
+def _account(text: str, day: date) -> str:
+    if not _ACCOUNT_ID.fullmatch(text):
+        raise MalformedPayloadError(
+            f"the linked account {shown(text)} on {day} is not a 12-digit AWS account id"
+        )
+    return text
+
+
+def filtered_record_type(request: dict[str, Any]) -> str | None:
+    """The one record type a request is filtered to, if it is."""
+    dimension = (request.get("Filter") or {}).get("Dimensions") or {}
+    values = dimension.get("Values") or []
+    return str(values[0]) if dimension.get("Key") == "RECORD_TYPE" and len(values) == 1 else None
+
+
+def _keys(
+    group: Any, position: int, day: date, page: StoredPage
+) -> tuple[str | None, str, str | None]:
+    """The (linked account, service, record type) of a group of a cost page.
+
+    SERVICE x RECORD_TYPE (or SERVICE alone) pages are the account's own costs; LINKED_ACCOUNT
+    x SERVICE pages carry their record type in the request's Filter.
+    """
+    shape = page.grouped_by
+    if shape == LINKED_ACCOUNT_SERVICE:
+        keys = _strings(group, position, day, "2 strings (linked account, service)", 2)
+        service = _name(keys[1], "service name", day, MAX_SERVICE_BYTES)
+        return _account(keys[0], day), service, filtered_record_type(page.request)
+    if page.grouped_by_record_type:
+        keys = _strings(group, position, day, "2 strings (service, record type)", 2)
+        service = _name(keys[0], "service name", day, MAX_SERVICE_BYTES)
+        record_type = _name(keys[1], "record type", day, MAX_RECORD_TYPE_BYTES)
+        return page.account_id, service, record_type
+    keys = _strings(group, position, day, "1 string (service)", 1)
+    return page.account_id, _name(keys[0], "service name", day, MAX_SERVICE_BYTES), None
+
+
+def account_names(pages: Iterable[StoredPage]) -> dict[str, str]:
+    """Each linked account's name, from the pages' DimensionValueAttributes (`description`)."""
+    names: dict[str, str] = {}
+    for number, page in enumerate(pages, 1):
+        attributes = _field(page.response, "DimensionValueAttributes")
+        if attributes is _MISSING or attributes is None:
+            continue
+        for item in _list(page.response, "DimensionValueAttributes", f"on page {number}"):
+            value = _field(item, "Value")
+            description = _field(_field(item, "Attributes"), "description")
+            if not isinstance(value, str) or not _ACCOUNT_ID.fullmatch(value):
+                continue  # values of other dimensions (or none) name no account
+            if not isinstance(description, str):
+                raise MalformedPayloadError(
+                    f"the name of linked account {value} on page {number} is "
+                    f"{_kind(description)}, expected a string"
+                )
+            problem = text_problem(description)
+            if problem is not None or len(description.encode("utf-8")) > MAX_ACCOUNT_NAME_BYTES:
+                raise MalformedPayloadError(
+                    f"the name of linked account {value} on page {number} "
+                    f"{'contains ' + problem if problem else 'is too long'}, which PULSE's "
+                    "database cannot store"
+                )
+            names[value] = description
+    return names
+
+
+def linked_accounts_seen(pages: Iterable[StoredPage]) -> tuple[list[str], list[str]]:
+    """The linked accounts and the record types the LINKED_ACCOUNT x RECORD_TYPE pages show,
+    each sorted; checked like every page."""
+    accounts: set[str] = set()
+    record_types: set[str] = set()
+    for number, page in enumerate(pages, 1):
+        for position, period in enumerate(
+            _list(page.response, "ResultsByTime", f"on page {number}"), 1
+        ):
+            day = _day(period, f"result {position} of ResultsByTime on page {number}")
+            for index, group in enumerate(_list(period, "Groups", f"on {day}"), 1):
+                keys = _strings(group, index, day, "2 strings (linked account, record type)", 2)
+                accounts.add(_account(keys[0], day))
+                record_types.add(_name(keys[1], "record type", day, MAX_RECORD_TYPE_BYTES))
+    return sorted(accounts), sorted(record_types)
 
 
 def _stored_amount(text: str, amount: Decimal, where: str) -> Decimal:
@@ -162,6 +249,27 @@ def _amount(group: Any, metric: str, where: str) -> tuple[Decimal, Decimal, str]
     return _stored_amount(text, reported, where), reported, unit
 
 
+def _focus_amounts(
+    group: Any, page: StoredPage, where: str, unit: str, amount: Decimal
+) -> dict[str, Decimal | None]:
+    """The group's BilledCost, EffectiveCost and ContractedCost (`billed`, `effective`,
+    `contracted`), each from its metric when the page asked for it, in the group's currency."""
+    stored = {page.metric: amount}
+    for metric in page.metrics[1:]:
+        other, _, other_unit = _amount(group, metric, where)
+        if other_unit != unit:
+            raise MalformedPayloadError(
+                f"{where} reports {page.metric} in {unit} but {metric} in {other_unit}"
+            )
+        stored[metric] = other
+    wanted = focus_metrics(page.metric)
+    return {
+        "billed": stored.get(wanted.billed),
+        "effective": stored.get(wanted.effective),
+        "contracted": stored.get(wanted.contracted),
+    }
+
+
 def _day(period: Any, where: str) -> date:
     if not isinstance(period, dict):
         raise MalformedPayloadError(f"{where} is {_kind(period)}, expected an object")
@@ -172,14 +280,18 @@ def _day(period: Any, where: str) -> date:
 
 
 def cost_lines(pages: Iterable[StoredPage], window: SyncWindow) -> list[CostLine]:
-    """Every (day, service, record type) cost in the pages, checked: the structure Cost Explorer
+    """Every (day, linked account, service, record type) cost in the pages, checked: the structure Cost Explorer
     documents (lists, objects, strings and booleans where it promises them), inside the window,
     numeric amounts PULSE can store, a Unit, text PostgreSQL can hold. Raises
     MalformedPayloadError on the first problem, so nothing half-valid is ever written.
     """
-    lines: dict[tuple[date, str, str | None], CostLine] = {}
+    pages = list(pages)
+    names = account_names(pages)
+    lines: dict[tuple[date, str | None, str, str | None], CostLine] = {}
     for number, page in enumerate(pages, 1):
-        metric, by_record_type = page.metric, page.grouped_by_record_type
+        if page.grouped_by == LINKED_ACCOUNT_RECORD_TYPE:
+            continue  # which accounts and record types the window has: no cost lines
+        metric = page.metric
         results = _list(page.response, "ResultsByTime", f"on page {number}")
         for position, period in enumerate(results, 1):
             day = _day(period, f"result {position} of ResultsByTime on page {number}")
@@ -196,10 +308,12 @@ def cost_lines(pages: Iterable[StoredPage], window: SyncWindow) -> list[CostLine
                     raise MalformedPayloadError(
                         f"group {index} on {day} is {_kind(group)}, expected an object"
                     )
-                service, record_type = _keys(group, index, day, by_record_type)
+                linked, service, record_type = _keys(group, index, day, page)
                 where = (
                     f"{service} ({record_type}) on {day}" if record_type else f"{service} on {day}"
                 )
+                if linked is not None and linked != page.account_id:
+                    where = f"{where} in account {linked}"
                 amount, reported, unit = _amount(group, metric, where)
                 line = CostLine(
                     day,
@@ -211,8 +325,19 @@ def cost_lines(pages: Iterable[StoredPage], window: SyncWindow) -> list[CostLine
                     metric,
                     page.id,
                     reported if reported != amount else None,
+                    **_focus_amounts(group, page, where, unit, amount),
+                    linked_account=linked,
+                    linked_account_name=names.get(linked) if linked else None,
                 )
                 if line.key in lines:
                     raise MalformedPayloadError(f"{where} appears twice in the response")
                 lines[line.key] = line
-    return sorted(lines.values(), key=lambda line: (line.day, line.service, line.record_type or ""))
+    return sorted(
+        lines.values(),
+        key=lambda line: (
+            line.day,
+            line.linked_account or "",
+            line.service,
+            line.record_type or "",
+        ),
+    )

@@ -7,7 +7,8 @@ from typing import Any
 
 from pulse_pipeline.accounts import SyncError
 from pulse_pipeline.aws.connection import AwsConnection, connection_for, refuse_shared_external_id
-from pulse_pipeline.aws.cost_explorer import cost_and_usage_request, describe_aws_error
+from pulse_pipeline.aws.cost_explorer import describe_aws_error
+from pulse_pipeline.aws.requests import cost_and_usage_request
 from pulse_pipeline.db import queries
 from pulse_pipeline.db.database import Database
 from pulse_pipeline.sync_window import SyncWindow

@@ -113,7 +113,7 @@ def insert_pages(
         ],
     ).scalars()
     return [
-        StoredPage(page_id, page.request, page.response)
+        StoredPage(page_id, page.request, page.response, aws_account_id)
         for page_id, page in zip(stored, pages, strict=True)
     ]
 
@@ -141,12 +141,21 @@ def latest_fetch(
     if chosen_run is None:
         return None
     rows = conn.execute(
-        select(pages.id, pages.window_start, pages.window_end, pages.request, pages.response)
+        select(
+            pages.id,
+            pages.window_start,
+            pages.window_end,
+            pages.request,
+            pages.response,
+            pages.aws_account_id,
+        )
         .where(pages.cloud_account_id == account_id, pages.run_id == chosen_run)
         .order_by(pages.page_number)
     ).all()
     window = SyncWindow(rows[0].window_start, rows[0].window_end)
-    return window, [StoredPage(row.id, row.request, row.response) for row in rows]
+    return window, [
+        StoredPage(row.id, row.request, row.response, row.aws_account_id) for row in rows
+    ]
 
 
 @dataclass(frozen=True)
@@ -160,11 +169,23 @@ class ReplaceSummary:
 
 
 def _row_key(row: Any) -> tuple[Any, ...]:
-    return (row["date"], row["service"], row["recordType"])
+    return (row["date"], row["linkedAccountId"], row["service"], row["recordType"])
+
+
+_COMPARED = (
+    "amount",
+    "currency",
+    "amountEUR",
+    "metric",
+    "estimated",
+    "billedCost",
+    "effectiveCost",
+    "contractedCost",
+)
 
 
 def _row_value(row: Any) -> tuple[Any, ...]:
-    return (row["amount"], row["currency"], row["amountEUR"], row["metric"], row["estimated"])
+    return tuple(row[name] for name in _COMPARED)
 
 
 def replace_cost_records(
@@ -181,14 +202,7 @@ def replace_cost_records(
         _row_key(row): _row_value(row)
         for row in conn.execute(
             select(
-                c.date,
-                c.service,
-                c.recordType,
-                c.amount,
-                c.currency,
-                c.amountEUR,
-                c.metric,
-                c.estimated,
+                c.date, c.linkedAccountId, c.service, c.recordType, *(c[n] for n in _COMPARED)
             ).where(*in_window)
         ).mappings()
     }
@@ -212,6 +226,11 @@ def replace_cost_records(
             "amountEUR": cost.amount_eur,
             "estimated": cost.line.estimated,
             "rawPageId": cost.line.page_id,
+            "billedCost": cost.line.billed,
+            "effectiveCost": cost.line.effective,
+            "contractedCost": cost.line.contracted,
+            "linkedAccountId": cost.line.linked_account,
+            "linkedAccountName": cost.line.linked_account_name,
         }
         for cost in costs
     ]
@@ -253,6 +272,7 @@ def written_rows(conn: Connection, account_id: str, window: SyncWindow) -> list[
             c.fxRate,
             c.fxRateDate,
             c.amountEUR,
+            c.linkedAccountId,
         ).where(c.cloudAccountId == account_id, c.date >= window.start, c.date <= window.end)
     ).all()
     return [WrittenRow(*row) for row in rows]
@@ -556,3 +576,56 @@ def account_totals(conn: Connection, account_id: str, window: SyncWindow) -> Acc
         total_eur=sum((row.amountEUR for row in rows), Decimal(0)),
         services=tuple(sorted({row.service for row in rows})),
     )
+
+
+def connections_holding(
+    conn: Connection, org_id: str, linked_account_id: str, other_than: str
+) -> list[str]:
+    """The organisation's other CloudAccounts holding CostRecords of that linked AWS account."""
+    c = cost_record.c
+    found = conn.execute(
+        select(c.cloudAccountId)
+        .where(
+            c.orgId == org_id,
+            c.linkedAccountId == linked_account_id,
+            c.cloudAccountId != other_than,
+        )
+        .distinct()
+    ).scalars()
+    return sorted(account_id for account_id in found if account_id is not None)
+
+
+def lock_organisation(conn: Connection, org_id: str) -> None:
+    """Hold the organisation's CloudAccount rows until commit (PostgreSQL), so that two writes
+    of one organisation (a payer's and a member's) never interleave."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            select(cloud_account.c.id)
+            .where(cloud_account.c.orgId == org_id)
+            .order_by(cloud_account.c.id)
+            .with_for_update()
+        ).all()
+
+
+def remove_linked_rows_of_others(
+    conn: Connection,
+    account: CloudAccount,
+    window: SyncWindow,
+    linked_account_ids: Iterable[str],
+) -> int:
+    """Delete, inside the window, the organisation's other CloudAccounts' CostRecords of these
+    linked AWS accounts (now held by `account`); return how many."""
+    c = cost_record.c
+    linked = sorted(set(linked_account_ids))
+    if not linked:
+        return 0
+    result = conn.execute(
+        delete(cost_record).where(
+            c.orgId == account.org_id,
+            c.cloudAccountId != account.id,
+            c.linkedAccountId.in_(linked),
+            c.date >= window.start,
+            c.date <= window.end,
+        )
+    )
+    return int(result.rowcount or 0)

@@ -27,8 +27,10 @@ from pulse_pipeline.db.types import ExactDecimal
 
 metadata = MetaData()
 
-# One CostRecord per account, day, service and AWS record type (charge type).
-UNIQUE_COST_KEY = "CostRecord_cloudAccountId_date_service_recordType_key"
+# One CostRecord per account, day, linked AWS account, service and AWS record type (charge type).
+UNIQUE_COST_KEY = "CostRecord_account_date_linkedAccount_service_recordType_key"
+# The key before linked accounts (migration 0006 replaces it).
+UNIQUE_COST_KEY_BEFORE_LINKED_ACCOUNTS = "CostRecord_cloudAccountId_date_service_recordType_key"
 
 JsonDocument = JSON().with_variant(JSONB(), "postgresql")
 
@@ -70,14 +72,23 @@ cost_record = Table(
     Column("metric", Text),
     Column("rawPageId", Integer),
     Column("createdAt", DateTime(timezone=False), nullable=False, server_default=func.now()),
+    # FOCUS's cost columns in `currency`, each from its Cost Explorer metric (aws/metrics.py).
+    Column("billedCost", ExactDecimal()),
+    Column("effectiveCost", ExactDecimal()),
+    Column("contractedCost", ExactDecimal()),
+    # The AWS account that incurred the cost (Cost Explorer's LINKED_ACCOUNT) and its name.
+    Column("linkedAccountId", Text),
+    Column("linkedAccountName", Text),
     Index(
         UNIQUE_COST_KEY,
         "cloudAccountId",
         "date",
+        "linkedAccountId",
         "service",
         "recordType",
         unique=True,
     ),
+    Index("CostRecord_orgId_linkedAccountId_idx", "orgId", "linkedAccountId"),
     Index("CostRecord_orgId_date_idx", "orgId", "date"),
 )
 

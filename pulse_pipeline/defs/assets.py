@@ -158,9 +158,13 @@ RAW_PAGES_SPEC = dg.AssetSpec(
     RAW_PAGES,
     description="""Raw AWS Cost Explorer responses per CloudAccount, every page kept as received.
 
-Assumes the account's IAM role with STS, then calls GetCostAndUsage (DAILY, grouped by SERVICE
-and RECORD_TYPE, the configured metric) for the run's date window and follows NextPageToken to
-the last page: one request per result page ($0.01 each) for the whole window, at most
+Assumes the account's IAM role with STS, then calls GetCostAndUsage for the run's date window:
+first one MONTHLY request by LINKED_ACCOUNT and RECORD_TYPE (which AWS accounts the role sees,
+their names, which record types occur), then DAILY costs by SERVICE and RECORD_TYPE for an
+account that sees only itself, or by LINKED_ACCOUNT and SERVICE once per record type for a
+management (payer) account; every request asks for the configured metric and the billed and
+amortized ones. Each follows NextPageToken to the last page: one request per result page
+($0.01 each) for the whole window, at most
 PULSE_MAX_PAGES (default 200); more pages, or a NextPageToken seen before, fail the account
 without retry. The pages are validated, then stored together in `pipeline_cost_explorer_page`
 so every EUR figure can be traced back to them. Metadata: requests, paid_requests and

@@ -10,13 +10,10 @@ from pulse_pipeline.aws.connection import (
     refuse_duplicate,
     refuse_shared_external_id,
 )
-from pulse_pipeline.aws.cost_explorer import (
-    Fetch,
-    RequestCount,
-    fetch_window,
-)
+from pulse_pipeline.aws.cost_explorer import Fetch, RequestCount, fetch_window
 from pulse_pipeline.db import queries
 from pulse_pipeline.db.database import Database
+from pulse_pipeline.sync.payers import refuse_covered_member
 from pulse_pipeline.sync.run import SyncRun
 from pulse_pipeline.sync_window import StoredDays, SyncWindow
 
@@ -49,9 +46,10 @@ class Connections:
 
 
 def sync_target(database: Database, account_id: str, peers: Connections) -> SyncTarget:
-    """Read the account before any AWS call; refuse a connection that must not sync: a duplicate
-    in its organisation, or a role and external ID another organisation connected first
-    (among `peers`, the run's connections)."""
+    """Read the account before any AWS call; refuse a connection that must not sync: a member
+    account whose costs a payer connection of its organisation holds, a duplicate in its
+    organisation, or a role and external ID another organisation connected first (among
+    `peers`, the run's connections)."""
     with database.begin() as conn:
         account = queries.load_account(conn, account_id)
         if account is None:
@@ -62,6 +60,7 @@ def sync_target(database: Database, account_id: str, peers: Connections) -> Sync
                 "reconnect it to sync it again"
             )
         stored = queries.stored_days(conn, account_id)
+        refuse_covered_member(conn, account)
     others = [other for other in peers.all() if other.id != account_id]
     refuse_shared_external_id(account, others)
     connected = [other for other in others if other.status in queries.SYNCABLE_STATUSES]

@@ -41,7 +41,8 @@ def store(run: SyncRun, download: Download, log: logging.Logger) -> tuple[dict[s
     # Checked before any write: a page PostgreSQL cannot hold must not reach it, since its
     # refusal would look like a database fault. A suspect page is read first, so that a service
     # name or record type it cannot hold is named as such.
-    received = [StoredPage(page.number, page.request, page.response) for page in fetch.pages]
+    own = download.connection.aws_account_id
+    received = [StoredPage(page.number, page.request, page.response, own) for page in fetch.pages]
     if may_hold_unstorable_text(received):
         cost_lines(received, window)
         check_storable(received)

@@ -11,6 +11,7 @@ from pulse_pipeline.db import queries
 from pulse_pipeline.db.database import Database
 from pulse_pipeline.fx import RateTable
 from pulse_pipeline.reconcile import CheckOutcome, reconcile
+from pulse_pipeline.sync.payers import refuse_covered_member, take_over_linked_accounts
 from pulse_pipeline.sync.run import SyncRun
 from pulse_pipeline.sync.store import Fetched
 
@@ -32,6 +33,8 @@ def write(
         account = queries.load_account(conn, account_id, lock=True)
         if account is None:
             raise SyncError(f"CloudAccount {account_id} does not exist in PULSE (deleted?)")
+        queries.lock_organisation(conn, account.org_id)
+        refuse_covered_member(conn, account)
         if fetched is not None:
             window, pages, all_lines = fetched.window, fetched.pages, fetched.lines
         else:
@@ -44,6 +47,8 @@ def write(
         rates = RateTable(queries.load_rates(conn, {line.currency for line in lines}, window.start))
         costs = to_eur(lines, rates)
         summary = queries.replace_cost_records(conn, account, window, costs)
+        linked = _linked_accounts(lines)
+        taken_over = take_over_linked_accounts(conn, account, window, linked)
         account_rows, table_rows = queries.cost_record_counts(conn, account_id)
         outcomes = reconcile(
             queries.written_rows(conn, account_id, window), lines, all_lines, pages
@@ -81,8 +86,28 @@ def write(
         "provisional_fx_rows": sum(1 for cost in costs if cost.fx_provisional),
         "estimated_days": len({cost.line.day for cost in costs if cost.line.estimated}),
         "top_services": Markdown(top_services_markdown(by_service)),
+        "linked_accounts": len(linked),
+        "linked_account_list": Markdown(linked_accounts_markdown(linked)),
+        "rows_taken_over_from_member_connections": taken_over,
     }
     return metadata, outcomes
+
+
+def _linked_accounts(lines: Sequence[CostLine]) -> dict[str, str]:
+    """Each linked account of the lines, with its AWS name ('' when unknown)."""
+    linked: dict[str, str] = {}
+    for line in lines:
+        if line.linked_account is not None:
+            linked[line.linked_account] = line.linked_account_name or ""
+    return dict(sorted(linked.items()))
+
+
+def linked_accounts_markdown(linked: dict[str, str]) -> str:
+    """The linked AWS accounts of a partition, as a Markdown table."""
+    rows = ["| linked account | name |", "|---|---|"]
+    escaped = {account_id: name.replace("|", "\\|") for account_id, name in linked.items()}
+    rows += [f"| {account_id} | {name} |" for account_id, name in escaped.items()]
+    return "\n".join(rows)
 
 
 def chosen_lines(

@@ -3,7 +3,7 @@
 ``SimulatedAws(SimulationSettings(...))`` serves, on ``127.0.0.1`` and a free port in this
 process, moto's own server with a thin WSGI layer in front (see ``wsgi.py``). It simulates:
 
-* **GetCostAndUsage, exactly as pulse_pipeline calls it**: ``DAILY``, one of ``UnblendedCost``,
+* **GetCostAndUsage, exactly as pulse_pipeline calls it**: ``DAILY``, several of ``UnblendedCost``,
   ``AmortizedCost``, ``NetUnblendedCost`` or ``NetAmortizedCost``, ``GroupBy`` ``SERVICE`` then
   ``RECORD_TYPE``, ``TimePeriod.End`` exclusive. Amounts are deterministic per (seed, account,
   day, service, record type); ``Usage`` for every service, sometimes ``Credit`` or ``Tax``; the

@@ -43,6 +43,10 @@ RECORD_TYPES: tuple[str, ...] = ("Usage", "Credit", "Tax")
 _TEN_DECIMALS = Decimal("0.0000000001")
 
 
+#: Every simulated cost is billed by AWS itself (Cost Explorer's BILLING_ENTITY).
+BILLING_ENTITY = "AWS"
+
+
 @dataclass(frozen=True)
 class CostLine:
     """One (service, record type) cost of one account on one day."""
@@ -51,6 +55,7 @@ class CostLine:
     service: str
     record_type: str
     cost: Decimal
+    account: str = ""
 
 
 def service_names(count: int) -> list[str]:
@@ -89,15 +94,15 @@ def day_lines(seed: int, services: int, account_id: str, day: date) -> tuple[Cos
         key = (seed, account_id, day.isoformat(), service)
         share = Decimal("0.05") + Decimal("0.95") * _unit_fraction(*key)
         usage = (_typical_cost(index) * share).quantize(_TEN_DECIMALS)
-        lines.append(CostLine(day, service, "Usage", usage))
+        lines.append(CostLine(day, service, "Usage", usage, account_id))
         pick = _unit_fraction(*key, "record-types")
         if pick < Decimal("0.15"):
             credit_share = Decimal("0.1") + Decimal("0.4") * _unit_fraction(*key, "Credit")
             credit = -(usage * credit_share).quantize(_TEN_DECIMALS)
-            lines.append(CostLine(day, service, "Credit", credit))
+            lines.append(CostLine(day, service, "Credit", credit, account_id))
         elif pick > Decimal("0.9"):
             tax = (usage * Decimal("0.08")).quantize(_TEN_DECIMALS)
-            lines.append(CostLine(day, service, "Tax", tax))
+            lines.append(CostLine(day, service, "Tax", tax, account_id))
     return tuple(lines)
 
 

@@ -60,6 +60,13 @@ class SimulationSettings:
         repeat_token_at_page: Account -> page N >= 2: the answer to page N carries the
             ``NextPageToken`` it was asked with, so a client that follows it asks for page N
             forever.
+        linked_accounts: Management (payer) account -> its member accounts: the payer's Cost
+            Explorer sees its own costs and every member's (each exactly what the member sees
+            of itself); a member sees only its own.
+        account_names: Account -> the name ``DimensionValueAttributes`` gives it (default
+            ``Account <id>``).
+        tags: Cost allocation tag key -> its values; each account's service carries one of
+            them or none (``key$``), the same every day.
     """
 
     services_per_day: int = 12
@@ -81,6 +88,9 @@ class SimulationSettings:
     max_concurrent_requests: int = 0
     endless_pages: frozenset[str] = frozenset()
     repeat_token_at_page: dict[str, int] = field(default_factory=dict)
+    linked_accounts: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    account_names: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """Validate; make ``denied_role_arns`` and ``endless_pages`` frozensets and ``fail_with``
@@ -105,6 +115,8 @@ class SimulationSettings:
             "fail_with",
             "endless_pages",
             "repeat_token_at_page",
+            "linked_accounts",
+            "account_names",
         ):
             for account_id in getattr(self, name):
                 if not isinstance(account_id, str) or not _ACCOUNT_ID.match(account_id):
@@ -123,6 +135,10 @@ class SimulationSettings:
         for account_id, page in self.repeat_token_at_page.items():
             if not _is_int(page) or page < 2:
                 raise ValueError(f"repeat_token_at_page[{account_id!r}] must be a page number >= 2")
+        for payer, members in self.linked_accounts.items():
+            for member in members:
+                if not isinstance(member, str) or not _ACCOUNT_ID.match(member) or member == payer:
+                    raise ValueError(f"linked_accounts[{payer!r}]: {member!r} is not a member")
         object.__setattr__(self, "denied_role_arns", frozenset(self.denied_role_arns))
         object.__setattr__(self, "endless_pages", frozenset(self.endless_pages))
         object.__setattr__(self, "fail_with", self._valid_fail_with())
@@ -148,6 +164,15 @@ class SimulationSettings:
         if self.estimated_from is not None:
             return self.estimated_from
         return first_estimated_day(self.today or datetime.now(UTC).date())
+
+    def visible_accounts(self, account_id: str) -> list[str]:
+        """The accounts whose costs ``account_id``'s Cost Explorer sees: itself, and its
+        members when it is a payer."""
+        return [account_id, *self.linked_accounts.get(account_id, ())]
+
+    def name_of(self, account_id: str) -> str:
+        """The account's name in ``DimensionValueAttributes``."""
+        return self.account_names.get(account_id, f"Account {account_id}")
 
     def currency_for(self, account_id: str) -> str:
         """The ``Unit`` of the amounts of ``account_id``."""

@@ -20,7 +20,9 @@ from __future__ import annotations
 import io
 import json
 import re
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING
@@ -30,8 +32,11 @@ from moto.iam.models import get_account_id_from
 
 from pulse_pipeline_dev.simulated_aws.api import (
     CostExplorerError,
+    CostRequest,
+    Group,
     answer,
     encode_token,
+    groups,
     parse_request,
 )
 from pulse_pipeline_dev.simulated_aws.data import window_lines
@@ -74,6 +79,10 @@ class SimulationApp:
         self.faults = faults
         self.settings = faults.settings
         self.moto_app = moto_app
+        # The groups of the last requests (by account and fingerprint): every page of a
+        # request asks for the same groups, which a payer's thousands of lines make costly.
+        self._groups: OrderedDict[tuple[str, str], list[Group]] = OrderedDict()
+        self._groups_lock = threading.Lock()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Answer ``GetCostAndUsage`` here; check ``AssumeRole``; leave the rest to moto."""
@@ -98,25 +107,49 @@ class SimulationApp:
         request = parse_request(_read_body(environ))
         page = request.page_number(self.settings.page_size)
         self.faults.check_page(account_id, page)
-        lines = window_lines(
-            self.settings.seed,
-            self.settings.services_for(account_id),
-            account_id,
-            request.start,
-            request.end,
-        )
         response = answer(
             request,
-            lines,
+            self._grouped(account_id, request),
             currency=self.settings.currency_for(account_id),
             page_size=self.settings.page_size,
             first_estimated=self.settings.estimated_since(),
             endless=account_id in self.settings.endless_pages,
+            account_names={
+                account: self.settings.name_of(account)
+                for account in self.settings.visible_accounts(account_id)
+            },
         )
         if self.settings.repeat_token_at_page.get(account_id) == page:
             # The token this page was asked with, handed back as the next one.
             response["NextPageToken"] = encode_token(request.offset, request.fingerprint)
         return response
+
+    def _grouped(self, account_id: str, request: CostRequest) -> list[Group]:
+        """The request's groups over every line ``account_id`` sees, from the last requests'
+        when one had the same parameters."""
+        key = (account_id, request.fingerprint)
+        with self._groups_lock:
+            if key in self._groups:
+                self._groups.move_to_end(key)
+                return self._groups[key]
+        visible = self.settings.visible_accounts(account_id)
+        lines = [
+            line
+            for account in visible
+            for line in window_lines(
+                self.settings.seed,
+                self.settings.services_for(account),
+                account,
+                request.start,
+                request.end,
+            )
+        ]
+        found = groups(request, lines, self.settings.tags)
+        with self._groups_lock:
+            self._groups[key] = found
+            while len(self._groups) > 16:
+                self._groups.popitem(last=False)
+        return found
 
     def _check_assume_role(self, environ: WSGIEnvironment) -> None:
         content_type = environ.get("CONTENT_TYPE") or ""

@@ -118,3 +118,23 @@ def _add_missing_indexes(bind: Connection, table: sa.Table) -> None:
             log.info("creating index %s on %s", wanted.name, table.name)
             op.create_index(wanted.name, table.name, list(wanted.columns), unique=wanted.unique)
             existing.append(wanted)
+
+
+def drop_unique_key(table_name: str, name: str) -> None:
+    """Drop a unique key that is no longer declared, whether the live table has it as a unique
+    constraint (on SQLite only a rebuild of the table, rows included, removes one) or as a
+    unique index; a table without it is left alone."""
+    bind = op.get_bind()
+    inspector = sa.inspect(bind)
+    if not inspector.has_table(table_name):
+        return
+    constraints = {u["name"] for u in inspector.get_unique_constraints(table_name)}
+    indexes = {i["name"] for i in inspector.get_indexes(table_name)}
+    if name in constraints:
+        if bind.dialect.name == "sqlite":
+            with op.batch_alter_table(table_name, recreate="always") as batch:
+                batch.drop_constraint(name, type_="unique")
+        else:
+            op.drop_constraint(name, table_name, type_="unique")
+    elif name in indexes:
+        op.drop_index(name, table_name=table_name)

@@ -12,10 +12,7 @@ unique key declared inside CREATE TABLE can only go by rebuilding the table, row
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
-from alembic import op
-
-from pulse_pipeline.db.migrations.additive import ensure_tables
+from pulse_pipeline.db.migrations.additive import drop_unique_key, ensure_tables
 from pulse_pipeline.db.schema import cost_record
 
 revision: str = "0002"
@@ -28,19 +25,7 @@ OLD_KEY = "CostRecord_cloudAccountId_date_service_key"
 
 def upgrade() -> None:
     """Drop the old three-column key if it is there, then add what the schema now declares."""
-    bind = op.get_bind()
-    inspector = sa.inspect(bind)
-    if inspector.has_table(cost_record.name):
-        constraints = {u["name"] for u in inspector.get_unique_constraints(cost_record.name)}
-        indexes = {i["name"] for i in inspector.get_indexes(cost_record.name)}
-        if OLD_KEY in constraints:
-            if bind.dialect.name == "sqlite":
-                with op.batch_alter_table(cost_record.name, recreate="always") as batch:
-                    batch.drop_constraint(OLD_KEY, type_="unique")
-            else:
-                op.drop_constraint(OLD_KEY, cost_record.name, type_="unique")
-        elif OLD_KEY in indexes:
-            op.drop_index(OLD_KEY, table_name=cost_record.name)
+    drop_unique_key(cost_record.name, OLD_KEY)
     ensure_tables([cost_record])
 
 

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from pulse_pipeline.db.migrations.additive import ensure_tables
+from pulse_pipeline.db.schema import cost_record
 from pulse_pipeline.db.views import create_views
 
 revision: str = "0004"
@@ -22,7 +24,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    """Create both views (replacing older definitions of them)."""
+    """Create both views (replacing older definitions of them), after giving CostRecord the
+    columns their current definition reads (added by later revisions; adding them is a no-op
+    when present)."""
+    ensure_tables([cost_record])
     create_views(op.get_bind())
 
 
