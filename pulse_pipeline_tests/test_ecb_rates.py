@@ -16,7 +16,7 @@ import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -415,9 +415,10 @@ def misbehave(server: EcbServer, case: str) -> str:
             "only https on 127.0.0.1 is followed"
         )
     if case == "from the future":
-        future = TODAY + timedelta(days=30)
+        today = datetime.now(UTC).date()  # not the module's TODAY: a session may pass midnight
+        future = today + timedelta(days=30)
         server.body = ecb_history_csv({**RATES, future: RATES[NEWEST]}).encode()
-        return f"the ECB history's GBP rate on {future} lies after today ({TODAY}, UTC)"
+        return f"the ECB history's GBP rate on {future} lies after today ({today}, UTC)"
     if case == "doubled":
         server.body = with_newest_usd("2.5")
         return f"the ECB history's USD rate on {NEWEST} (2.5) is 2.27 times its previous quote"
