@@ -548,7 +548,8 @@ def test_a_rate_from_the_future_stored_earlier_no_longer_hides_a_stale_file(
     ecb_server: EcbServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    future = TODAY + timedelta(days=30)
+    today = datetime.now(UTC).date()  # not the module's TODAY: a session may pass midnight
+    future = today + timedelta(days=30)
     engine = create_pulse_engine(pulse_database)
     with engine.begin() as conn:  # what a file from the future left before files were checked
         conn.execute(
@@ -556,7 +557,7 @@ def test_a_rate_from_the_future_stored_earlier_no_longer_hides_a_stale_file(
             [{"currency": "USD", "rate_date": future, "rate": Decimal("1.1"), "source": "old"}],
         )
     engine.dispose()
-    stale = {day: rates for day, rates in RATES.items() if day <= TODAY - timedelta(days=20)}
+    stale = {day: rates for day, rates in RATES.items() if day <= today - timedelta(days=20)}
     ecb_server.body = ecb_history_csv(stale).encode()
     monkeypatch.setenv("PULSE_ECB_HISTORY_URL", ecb_server.url)
 
@@ -567,7 +568,7 @@ def test_a_rate_from_the_future_stored_earlier_no_longer_hides_a_stale_file(
     assert metadata["future_rates_removed"] == 1 and metadata["fallback"] is False
     assert metadata["latest_rate_date"] == max(stale).isoformat()
     assert future not in stored_usd(pulse_database)
-    assert f"removed 1 stored ECB rates dated after today ({TODAY}, UTC)" in warnings_of(
+    assert f"removed 1 stored ECB rates dated after today ({today}, UTC)" in warnings_of(
         dagster_instance, result
     )
     evaluation = check_of(result)
