@@ -16,7 +16,7 @@ import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -415,9 +415,10 @@ def misbehave(server: EcbServer, case: str) -> str:
             "only https on 127.0.0.1 is followed"
         )
     if case == "from the future":
-        future = TODAY + timedelta(days=30)
+        today = datetime.now(UTC).date()  # not the module's TODAY: a session may pass midnight
+        future = today + timedelta(days=30)
         server.body = ecb_history_csv({**RATES, future: RATES[NEWEST]}).encode()
-        return f"the ECB history's GBP rate on {future} lies after today ({TODAY}, UTC)"
+        return f"the ECB history's GBP rate on {future} lies after today ({today}, UTC)"
     if case == "doubled":
         server.body = with_newest_usd("2.5")
         return f"the ECB history's USD rate on {NEWEST} (2.5) is 2.27 times its previous quote"
@@ -547,7 +548,8 @@ def test_a_rate_from_the_future_stored_earlier_no_longer_hides_a_stale_file(
     ecb_server: EcbServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    future = TODAY + timedelta(days=30)
+    today = datetime.now(UTC).date()  # not the module's TODAY: a session may pass midnight
+    future = today + timedelta(days=30)
     engine = create_pulse_engine(pulse_database)
     with engine.begin() as conn:  # what a file from the future left before files were checked
         conn.execute(
@@ -555,7 +557,7 @@ def test_a_rate_from_the_future_stored_earlier_no_longer_hides_a_stale_file(
             [{"currency": "USD", "rate_date": future, "rate": Decimal("1.1"), "source": "old"}],
         )
     engine.dispose()
-    stale = {day: rates for day, rates in RATES.items() if day <= TODAY - timedelta(days=20)}
+    stale = {day: rates for day, rates in RATES.items() if day <= today - timedelta(days=20)}
     ecb_server.body = ecb_history_csv(stale).encode()
     monkeypatch.setenv("PULSE_ECB_HISTORY_URL", ecb_server.url)
 
@@ -566,7 +568,7 @@ def test_a_rate_from_the_future_stored_earlier_no_longer_hides_a_stale_file(
     assert metadata["future_rates_removed"] == 1 and metadata["fallback"] is False
     assert metadata["latest_rate_date"] == max(stale).isoformat()
     assert future not in stored_usd(pulse_database)
-    assert f"removed 1 stored ECB rates dated after today ({TODAY}, UTC)" in warnings_of(
+    assert f"removed 1 stored ECB rates dated after today ({today}, UTC)" in warnings_of(
         dagster_instance, result
     )
     evaluation = check_of(result)
