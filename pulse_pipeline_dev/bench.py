@@ -82,25 +82,7 @@ def _days(window: SyncWindow) -> list[date]:
 def count_requests(aws: SimulatedAws, today: date) -> RequestCounts:
     """Fetch each design's windows through the simulation and count what it was asked: the 30
     daily syncs up to `today`, and a 365-day backfill."""
-    environment = aws.environment()
-    sts = boto3.client(
-        "sts",
-        endpoint_url=aws.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id=environment["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=environment["AWS_SECRET_ACCESS_KEY"],
-    )
-    credentials = sts.assume_role(
-        RoleArn=f"arn:aws:iam::{AWS_ACCOUNT}:role/PulseCostRead", RoleSessionName="bench"
-    )["Credentials"]
-    ce = boto3.client(
-        "ce",
-        endpoint_url=aws.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id=credentials["AccessKeyId"],
-        aws_secret_access_key=credentials["SecretAccessKey"],
-        aws_session_token=credentials["SessionToken"],
-    )
+    ce = _assumed_ce(aws, f"arn:aws:iam::{AWS_ACCOUNT}:role/PulseCostRead")
     answered: dict[SyncWindow, int] = {}
 
     def requests_for(window: SyncWindow) -> int:

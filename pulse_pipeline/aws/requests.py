@@ -14,14 +14,16 @@ def cost_and_usage_request(window: SyncWindow, metric: str = DEFAULT_METRIC) -> 
     """Daily costs per service and record type (charge type) for the window, in one request
     per result page; Cost Explorer's End is exclusive. `metric` comes first in Metrics, the
     FOCUS columns' metrics follow it (`requested_metrics`), at no extra price."""
+    return _daily(window, metric, "SERVICE", "RECORD_TYPE")
+
+
+def _daily(window: SyncWindow, metric: str, *keys: str) -> dict[str, Any]:
+    """A DAILY request of the requested metrics, grouped by the dimensions `keys`."""
     return {
         "TimePeriod": _period(window),
         "Granularity": "DAILY",
         "Metrics": requested_metrics(metric),
-        "GroupBy": [
-            {"Type": "DIMENSION", "Key": "SERVICE"},
-            {"Type": "DIMENSION", "Key": "RECORD_TYPE"},
-        ],
+        "GroupBy": [{"Type": "DIMENSION", "Key": key} for key in keys],
     }
 
 
@@ -51,13 +53,7 @@ def linked_account_costs_request(
     """A management account's daily costs of one record type, per linked account and service:
     Cost Explorer groups by two keys at most, so the record type is a Filter."""
     return {
-        "TimePeriod": _period(window),
-        "Granularity": "DAILY",
-        "Metrics": requested_metrics(metric),
-        "GroupBy": [
-            {"Type": "DIMENSION", "Key": "LINKED_ACCOUNT"},
-            {"Type": "DIMENSION", "Key": "SERVICE"},
-        ],
+        **_daily(window, metric, "LINKED_ACCOUNT", "SERVICE"),
         "Filter": {"Dimensions": {"Key": "RECORD_TYPE", "Values": [record_type]}},
     }
 
