@@ -55,3 +55,49 @@ def test_long_modules_say_why() -> None:
         and LONG_MODULE_REASON not in path.read_text()
     }
     assert long == {}
+
+
+def test_the_modules_import_each_other_without_a_cycle() -> None:
+    """A sync followed from the schedule's tick to the status write-back goes forward through
+    the modules: no module imports one that imports it back, however indirectly."""
+    modules = {
+        ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(
+            ".__init__"
+        ): path
+        for path in PACKAGE.rglob("*.py")
+    }
+    graph = {
+        name: {
+            target
+            for imported in imported_modules(path)
+            for target in (imported, *(f"{imported}.{alias}" for alias in _names(path, imported)))
+            if target in modules and target != name
+        }
+        for name, path in modules.items()
+    }
+    cycles = []
+    done: set[str] = set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        if name in trail:
+            cycles.append([*trail[trail.index(name) :], name])
+            return
+        if name in done:
+            return
+        for target in sorted(graph[name]):
+            visit(target, [*trail, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
+    assert cycles == []
+
+
+def _names(path: Path, module: str) -> list[str]:
+    """The names a file imports from `module` (a submodule may be one of them)."""
+    return [
+        alias.name
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and node.module == module and not node.level
+        for alias in node.names
+    ]
